@@ -1,0 +1,160 @@
+"""The zkcare exception hierarchy.
+
+Every error raised on purpose by zkcare derives from :class:`ZkcareError`. Area bases group
+them (toolchain, circuit, proof, chain); specific errors also inherit the matching builtin so
+callers can catch either, and build their message from the offending values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ZkcareError(Exception):
+    """Root of every zkcare error."""
+
+
+# --- toolchain -------------------------------------------------------------------------------
+
+
+class ToolchainError(ZkcareError):
+    """A required external tool (solc launcher, anvil, node) is missing or broken."""
+
+
+class ToolMissing(ToolchainError, FileNotFoundError):
+    """A tool the operation needs is not installed."""
+
+    def __init__(self, tool: str, looked_at: str, fix: str = "./zk setup") -> None:
+        self.tool = tool
+        self.looked_at = looked_at
+        super().__init__(f"{tool} not found ({looked_at}); run `{fix}` in the zkcare checkout")
+
+
+class CompilationFailed(ToolchainError):
+    """solc rejected a source file."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"solc failed to compile {source}: " + "; ".join(errors[:5]))
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+class InvalidInput(ZkcareError, ValueError):
+    """User-supplied data is malformed or out of range."""
+
+
+class InvalidPatientRecord(InvalidInput):
+    """A patient's feature vector cannot be used."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid patient record: {reason}")
+
+
+class InvalidSalt(InvalidInput):
+    """A commitment salt does not have the required shape or entropy."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid salt: {reason}")
+
+
+class FieldElementOutOfRange(InvalidInput):
+    """An integer is not a canonical BN254 scalar-field element."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+        super().__init__(f"{value} is not in the BN254 scalar field [0, r)")
+
+
+# --- circuits --------------------------------------------------------------------------------
+
+
+class CircuitError(ZkcareError):
+    """Building or using a circuit bundle failed."""
+
+
+class UnsafeVisibility(CircuitError, ValueError):
+    """A circuit would expose data that must stay private."""
+
+    def __init__(self, what: str, visibility: str, hint: str) -> None:
+        self.what = what
+        self.visibility = visibility
+        super().__init__(f"refusing {what} visibility {visibility!r}: {hint}")
+
+
+class BundleIncomplete(CircuitError, FileNotFoundError):
+    """A circuit bundle directory lacks a file it must have."""
+
+    def __init__(self, bundle: Path, missing: str) -> None:
+        self.bundle = bundle
+        super().__init__(f"circuit bundle {bundle} is incomplete: {missing} is missing")
+
+
+class SrsError(CircuitError):
+    """The structured reference string is missing or unusable."""
+
+
+class EzklError(ZkcareError):
+    """EZKL reported a failure (its RuntimeError, IOError or Rust panic)."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        self.detail = detail
+        super().__init__(f"ezkl {operation} failed: {detail}")
+
+
+class VerifierGenerationError(CircuitError):
+    """The Solidity verifier could not be generated or is incomplete."""
+
+
+class VerifierTooLarge(VerifierGenerationError):
+    """The verifier's deployed bytecode exceeds EIP-170's limit."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{name} deployed bytecode is {size} bytes, over EIP-170's {limit}-byte limit; "
+            "reduce the circuit's columns or split the verifying key (reusable verifier)"
+        )
+
+
+# --- proofs ----------------------------------------------------------------------------------
+
+
+class ProofError(ZkcareError):
+    """A proof could not be produced, or it does not verify."""
+
+
+class ProofRejected(ProofError):
+    """A verifier (local or on-chain) rejected a proof."""
+
+    def __init__(self, where: str, detail: str = "") -> None:
+        self.where = where
+        super().__init__(f"proof rejected by {where}" + (f": {detail}" if detail else ""))
+
+
+# --- chain -----------------------------------------------------------------------------------
+
+
+class ChainError(ZkcareError):
+    """Talking to an EVM chain failed."""
+
+
+class ChainUnavailable(ChainError, ConnectionError):
+    """No JSON-RPC endpoint answered."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        super().__init__(f"no EVM node answers at {url}" + (f": {detail}" if detail else ""))
+
+
+class TransactionFailed(ChainError):
+    """A transaction was mined but reverted."""
+
+    def __init__(self, tx_hash: str, detail: str = "") -> None:
+        self.tx_hash = tx_hash
+        super().__init__(f"transaction {tx_hash} reverted" + (f": {detail}" if detail else ""))

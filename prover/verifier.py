@@ -1,0 +1,99 @@
+"""Generate, mark, compile and size-check the Solidity verifier for a circuit bundle."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prover import ezkl_api
+from prover.exceptions import CompilationFailed, VerifierGenerationError, VerifierTooLarge
+from prover.toolchain import solc_binary, solc_version
+
+#: EIP-170: maximum deployed bytecode size.
+EIP170_LIMIT = 24_576
+OPTIMIZER_RUNS = 200
+EVM_VERSION = "cancun"
+_CONTRACT_RE = re.compile(r"\bcontract\s+Halo2Verifier\b")
+
+
+@dataclass(frozen=True)
+class CompiledContract:
+    """ABI and bytecode of one compiled contract."""
+
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: bytes
+    deployed_bytecode: bytes
+
+
+def generate_verifier(
+    vk: Path, settings: Path, srs: Path, out: Path, contract_name: str, header: dict[str, str]
+) -> str:
+    """Have EZKL write the verifier, check it is complete, rename it and add the header."""
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9_]*", contract_name):
+        raise VerifierGenerationError(f"invalid Solidity contract name {contract_name!r}")
+    raw = out.with_suffix(".ezkl.sol")
+    raw.unlink(missing_ok=True)
+    ezkl_api.create_evm_verifier(vk, settings, raw, out.with_suffix(".abi.json"), srs)
+    source = raw.read_text() if raw.is_file() else ""
+    raw.unlink(missing_ok=True)
+    out.with_suffix(".abi.json").unlink(missing_ok=True)
+    if not (
+        _CONTRACT_RE.search(source)
+        and "function verifyProof(" in source
+        and source.rstrip().endswith("}")
+        and source.count("{") == source.count("}")
+    ):
+        raise VerifierGenerationError(f"EZKL wrote an incomplete verifier ({len(source)} bytes)")
+    lines = [
+        "// GENERATED FILE - DO NOT EDIT. Regenerate with `python -m prover build`.",
+        f"// Generator: zkcare prover.verifier via EZKL {ezkl_api.EZKL_VERSION} create_evm_verifier",
+    ] + [f"// {key}: {value}" for key, value in header.items()]
+    body = _CONTRACT_RE.sub(f"contract {contract_name}", source, count=1)
+    body = body.replace("// SPDX-License-Identifier: MIT\n", "", 1)
+    text = "// SPDX-License-Identifier: MIT\n" + "\n".join(lines) + "\n" + body
+    out.write_text(text)
+    return text
+
+
+def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> CompiledContract:
+    """Compile one self-contained source with the pinned solc (solcjs via the launcher)."""
+    import solcx
+
+    version = solc_version()
+    request = {
+        "language": "Solidity",
+        "sources": {filename: {"content": source}},
+        "settings": {
+            "optimizer": {"enabled": True, "runs": OPTIMIZER_RUNS},
+            "evmVersion": EVM_VERSION,
+            "outputSelection": {
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
+        },
+    }
+    try:
+        output = solcx.compile_standard(request, solc_binary=solc_binary())
+    except solcx.exceptions.SolcError as exc:
+        raise CompilationFailed(filename, [str(exc).splitlines()[0]]) from exc
+    errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
+    if errors:
+        raise CompilationFailed(filename, errors)
+    try:
+        contract = output["contracts"][filename][name]
+    except KeyError as exc:
+        raise CompilationFailed(filename, [f"no contract {name} in output (solc {version})"]) from exc
+    return CompiledContract(
+        name=name,
+        abi=contract["abi"],
+        bytecode=bytes.fromhex(contract["evm"]["bytecode"]["object"]),
+        deployed_bytecode=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
+    )
+
+
+def check_eip170(contract: CompiledContract, limit: int = EIP170_LIMIT) -> None:
+    """Raise :class:`VerifierTooLarge` if the deployed code would exceed EIP-170."""
+    if len(contract.deployed_bytecode) > limit:
+        raise VerifierTooLarge(contract.name, len(contract.deployed_bytecode), limit)
