@@ -21,8 +21,12 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--patient", default=0, show_default=True, help="Held-out patient index.")
-@click.option("--srs", "srs_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Ceremony SRS file (default: a cached dev SRS, not for production).")
+@click.option(
+    "--srs",
+    "srs_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Ceremony SRS file (default: a cached dev SRS, not for production).",
+)
 def demo(patient: int, srs_file: Path | None) -> None:
     """Prove a held-out patient's diagnosis and verify it on a local anvil chain."""
     from prover.demo import run_demo
@@ -35,14 +39,20 @@ def demo(patient: int, srs_file: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--srs", "srs_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="Ceremony SRS file (default: a cached dev SRS, not for production).")
+@click.option(
+    "--srs",
+    "srs_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Ceremony SRS file (default: a cached dev SRS, not for production).",
+)
 def build(srs_file: Path | None) -> None:
     """Build (or reuse) the diagnostic model's circuit bundle and verifier."""
     from prover.diagnosis import build_diagnostic_bundle
 
     try:
-        bundle = build_diagnostic_bundle(srs_file=srs_file, progress=lambda m: click.echo(m, err=True))
+        bundle = build_diagnostic_bundle(
+            srs_file=srs_file, progress=lambda m: click.echo(m, err=True)
+        )
     except ZkcareError as exc:
         raise ZkcareClickError(str(exc)) from exc
     click.echo(str(bundle.path))

@@ -63,7 +63,9 @@ class Anvil:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode()[-500:]
-                raise ChainUnavailable(self.url, f"anvil exited with {self._proc.returncode}: {err}")
+                raise ChainUnavailable(
+                    self.url, f"anvil exited with {self._proc.returncode}: {err}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self

@@ -7,6 +7,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
@@ -39,9 +40,9 @@ class ChainClient:
         self.timeout = timeout
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         """The signer's address."""
-        return str(self._account.address)
+        return self._account.address
 
     def _send(self, tx: dict[str, Any]) -> TxReceipt:
         tx.setdefault("from", self.address)
@@ -64,12 +65,14 @@ class ChainClient:
         receipt = self._send({"data": "0x" + bytecode.hex()})
         address = str(receipt["contractAddress"])
         code = self.w3.eth.get_code(address)  # type: ignore[arg-type]
-        return Deployment(address, receipt["transactionHash"].to_0x_hex(), receipt["gasUsed"], len(code))
+        return Deployment(
+            address, receipt["transactionHash"].to_0x_hex(), receipt["gasUsed"], len(code)
+        )
 
     def call_verify(self, verifier: str, proof: Proof) -> bool:
         """``verifyProof`` by ``eth_call``: True, or :class:`ProofRejected`."""
         try:
-            raw = self.w3.eth.call({"to": verifier, "data": evm_calldata(proof)})  # type: ignore[typeddict-item]
+            raw = self.w3.eth.call({"to": verifier, "data": evm_calldata(proof)})
         except (ContractLogicError, Web3RPCError) as exc:
             raise ProofRejected(f"verifier {verifier} (eth_call)", "execution reverted") from exc
         if int.from_bytes(raw, "big") != 1:

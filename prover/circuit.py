@@ -182,7 +182,9 @@ def _sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def bundle_key(onnx: Path, spec: CircuitSpec, calibration: Sequence[Sequence[float]], srs: str) -> str:
+def bundle_key(
+    onnx: Path, spec: CircuitSpec, calibration: Sequence[Sequence[float]], srs: str
+) -> str:
     """Content hash of everything a bundle depends on."""
     inputs = {
         "format": BUNDLE_FORMAT,
@@ -387,7 +389,10 @@ def _build(
             "deployed_bytes": len(compiled.deployed_bytecode),
             "deployed_code_keccak": _keccak_hex(compiled.deployed_bytecode),
         },
-        "sizes": {"pk_bytes": (d / "pk.key").stat().st_size, "vk_bytes": (d / "vk.key").stat().st_size},
+        "sizes": {
+            "pk_bytes": (d / "pk.key").stat().st_size,
+            "vk_bytes": (d / "vk.key").stat().st_size,
+        },
         "timings_s": timings,
         "files": files,
         **(extra_manifest or {}),

@@ -81,7 +81,9 @@ def run_demo(
     report.add("input commitment", hex(result.commitment))
     report.add("model output", f"logit {result.logit:+.4f} -> P(benign) = {probability:.4f}")
     report.add("diagnosis", "MALIGNANT" if result.malignant else "benign")
-    report.add("proof size", f"{len(result.proof.proof)} bytes, {len(result.proof.instances)} instances")
+    report.add(
+        "proof size", f"{len(result.proof.proof)} bytes, {len(result.proof.instances)} instances"
+    )
     report.add("verifier", f"{deployment.address} ({deployment.code_size} bytes of code)")
     report.add("verify (eth_call)", "accepted")
     report.add("verify (transaction)", f"accepted, gas used {receipt['gasUsed']:,}")

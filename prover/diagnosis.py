@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prover import proof as proofs
 from prover.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
@@ -24,11 +25,12 @@ DIAGNOSTIC_SPEC = CircuitSpec(name="breast_cancer_lr")
 CALIBRATION_ROWS = 32
 
 
-def calibration_rows(preprocessor: Preprocessor, n: int = CALIBRATION_ROWS) -> list[list[float]]:
+def calibration_rows(
+    preprocessor: Preprocessor, n: int = CALIBRATION_ROWS, salt_limb: int = (1 << 24) - 1
+) -> list[list[float]]:
     """Training-set rows (standardized) with maximal salt limbs, for calibration."""
     ds = load_dataset()
-    top = (1 << 24) - 1
-    return [input_row(preprocessor.transform(list(r)), [top] * 6) for r in ds.x_train[:n]]
+    return [input_row(preprocessor.transform(list(r)), [salt_limb] * 6) for r in ds.x_train[:n]]
 
 
 def build_diagnostic_bundle(
@@ -40,15 +42,18 @@ def build_diagnostic_bundle(
     out_root: Path | None = None,
     contract_name: str | None = None,
     export_verifier_to: Path | None = None,
+    calibration: Sequence[Sequence[float]] | None = None,
     progress: ProgressFn | None = None,
 ) -> Bundle:
     """Build or reuse the diagnostic model's bundle."""
     pre = Preprocessor.load(preprocess)
-    kwargs = {} if export_verifier_to is None else {"export_verifier_to": export_verifier_to}
+    kwargs: dict[str, Any] = {}
+    if export_verifier_to is not None:
+        kwargs["export_verifier_to"] = export_verifier_to
     return build_bundle(
         onnx,
         spec,
-        calibration_rows(pre),
+        calibration if calibration is not None else calibration_rows(pre),
         srs_file=srs_file,
         out_root=out_root,
         contract_name=contract_name,
@@ -57,7 +62,7 @@ def build_diagnostic_bundle(
             "model_output": "logit of P(benign); < 0 means the model calls it malignant",
         },
         progress=progress,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -20,7 +20,7 @@ from prover.exceptions import EzklError
 T = TypeVar("T")
 
 #: The EZKL release this project is pinned to (and records in every manifest).
-EZKL_VERSION: str = ezkl.__version__
+EZKL_VERSION: str = str(getattr(ezkl, "__version__", "unknown"))
 
 
 def _call(operation: str, fn: Callable[..., T], *args: Any) -> T:
@@ -76,7 +76,9 @@ def run_args(**fields: Any) -> ezkl.PyRunArgs:
 
 def gen_settings(model: Path, settings: Path, args: ezkl.PyRunArgs) -> None:
     """Write circuit settings for ``model``."""
-    _check("gen_settings", _call("gen_settings", ezkl.gen_settings, str(model), str(settings), args))
+    _check(
+        "gen_settings", _call("gen_settings", ezkl.gen_settings, str(model), str(settings), args)
+    )
 
 
 def calibrate_settings(

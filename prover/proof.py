@@ -75,7 +75,9 @@ def verify(bundle: Bundle, proof: Proof) -> bool:
 
 def evm_calldata(proof: Proof) -> bytes:
     """ABI calldata for ``verifyProof(bytes proof, uint256[] instances)``."""
-    return VERIFY_SELECTOR + abi_encode(["bytes", "uint256[]"], [proof.proof, list(proof.instances)])
+    return VERIFY_SELECTOR + abi_encode(
+        ["bytes", "uint256[]"], [proof.proof, list(proof.instances)]
+    )
 
 
 def output_value(bundle: Bundle, proof: Proof, index: int = 0) -> float:

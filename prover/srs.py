@@ -38,7 +38,7 @@ def dev_srs(logrows: int, cache_dir: Path | None = None) -> Srs:
     """Return the cached dev SRS for ``logrows``, generating it atomically if needed."""
     if not 1 <= logrows <= 26:
         raise SrsError(f"logrows must be within 1..26, got {logrows}")
-    directory = (cache_dir or ARTIFACTS / "srs")
+    directory = cache_dir or ARTIFACTS / "srs"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"dev-k{logrows}.srs"
     if not path.is_file():

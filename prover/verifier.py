@@ -49,7 +49,8 @@ def generate_verifier(
         raise VerifierGenerationError(f"EZKL wrote an incomplete verifier ({len(source)} bytes)")
     lines = [
         "// GENERATED FILE - DO NOT EDIT. Regenerate with `python -m prover build`.",
-        f"// Generator: zkcare prover.verifier via EZKL {ezkl_api.EZKL_VERSION} create_evm_verifier",
+        f"// Generator: zkcare prover.verifier via EZKL {ezkl_api.EZKL_VERSION} "
+        "create_evm_verifier",
     ] + [f"// {key}: {value}" for key, value in header.items()]
     body = _CONTRACT_RE.sub(f"contract {contract_name}", source, count=1)
     body = body.replace("// SPDX-License-Identifier: MIT\n", "", 1)
@@ -84,7 +85,9 @@ def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> Co
     try:
         contract = output["contracts"][filename][name]
     except KeyError as exc:
-        raise CompilationFailed(filename, [f"no contract {name} in output (solc {version})"]) from exc
+        raise CompilationFailed(
+            filename, [f"no contract {name} in output (solc {version})"]
+        ) from exc
     return CompiledContract(
         name=name,
         abi=contract["abi"],

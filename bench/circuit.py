@@ -1,0 +1,125 @@
+"""Diagnostic-circuit benchmark: EZKL defaults (baseline) vs zkcare's tuned settings."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prover import proof as proofs
+from prover.anvil import DEV_PRIVATE_KEY, Anvil
+from prover.chain import ChainClient
+from prover.circuit import Bundle, CircuitSpec
+from prover.commitment import input_row
+from prover.diagnosis import DIAGNOSTIC_SPEC, build_diagnostic_bundle, calibration_rows
+from prover.fields import fixed_to_float
+from prover.model import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
+
+#: EZKL's defaults: gen_settings + calibrate(target="resources"), no tuning; hashed inputs.
+BASELINE = CircuitSpec(name="ezkl_defaults", use_ezkl_defaults=True, calibrate="resources")
+PROVE_REPEATS = 5
+
+
+def _salt(bundle_spec: CircuitSpec) -> list[int]:
+    # EZKL's default range checks (2 x 14-bit limbs) cannot take 24-bit salt limbs at its
+    # calibrated scales, so the baseline proves with zero salt; cost does not depend on values.
+    return [0] * 6 if bundle_spec.use_ezkl_defaults else [(1 << 24) - 1] * 6
+
+
+def measure(spec: CircuitSpec, node: Anvil, work: Path) -> dict[str, Any]:
+    """Build from scratch, then measure proving, sizes, gas and quantization flips."""
+    start = time.perf_counter()
+    bundle: Bundle = build_diagnostic_bundle(
+        spec, out_root=work / "bundles", export_verifier_to=work / "verifiers",
+        contract_name="Bench" + spec.name.title().replace("_", "") + "Verifier",
+        calibration=calibration_rows(Preprocessor.load(), salt_limb=_salt(spec)[0]),
+    )
+    build_s = time.perf_counter() - start
+    pre = Preprocessor.load()
+    ds = load_dataset()
+    rows = [pre.transform(list(r)) for r in ds.x_test]
+    salt = _salt(spec)
+
+    prove_times = []
+    proof = None
+    for i in range(PROVE_REPEATS):
+        inp = proofs.write_input(work / "in.json", [input_row(rows[i], salt)])
+        witness = proofs.gen_witness(bundle, inp, work / "w.json")
+        t = time.perf_counter()
+        proof = proofs.prove(bundle, witness, work / f"proof-{i}.json")
+        prove_times.append(time.perf_counter() - t)
+    assert proof is not None and proofs.verify(bundle, proof)
+
+    client = ChainClient(node.url, DEV_PRIVATE_KEY)
+    deployment = client.deploy(bytes.fromhex(bundle.verifier_artifact["bytecode"][2:]))
+    receipt = client.send_verify(deployment.address, proof)
+
+    floats = float_logits(DIAGNOSTIC_MODEL, np.array(rows))
+    flips = 0
+    for i, z in enumerate(rows):
+        inp = proofs.write_input(work / "in.json", [input_row(z, salt)])
+        out = proofs.gen_witness(bundle, inp, work / "w.json").outputs[0]
+        flips += int((fixed_to_float(out, bundle.output_scale) > 0) != bool(floats[i] > 0))
+
+    m = bundle.manifest
+    return {
+        "spec": m["spec"],
+        "logrows": m["logrows"],
+        "scales": m["scales"],
+        "build_s": round(build_s, 3),
+        "setup_s": m["timings_s"]["setup (keys)"],
+        "prove_s": round(statistics.median(prove_times), 4),
+        "prove_s_all": [round(t, 4) for t in prove_times],
+        "pk_bytes": m["sizes"]["pk_bytes"],
+        "vk_bytes": m["sizes"]["vk_bytes"],
+        "proof_bytes": len(proof.proof),
+        "verify_gas": int(receipt["gasUsed"]),
+        "verifier_deploy_gas": deployment.gas_used,
+        "verifier_code_bytes": deployment.code_size,
+        "held_out_patients": len(rows),
+        "flips": flips,
+    }
+
+
+TARGETS = {"prove_s": 1.0, "pk_bytes": 64 * 2**20, "verify_gas": 400_000, "flips": 0}
+
+
+def run() -> dict[str, Any]:
+    """Measure baseline and tuned in the same run."""
+    with tempfile.TemporaryDirectory(prefix="zkcare-bench-") as tmp, Anvil(
+        code_size_limit=10**6  # the baseline's verifier may exceed EIP-170
+    ) as node:
+        work = Path(tmp)
+        results = {
+            "baseline_ezkl_defaults": measure(BASELINE, node, work / "a"),
+            "zkcare": measure(replace(DIAGNOSTIC_SPEC, name="zkcare_tuned"), node, work / "b"),
+        }
+    return {"circuit": results, "circuit_targets": TARGETS}
+
+
+def table(data: dict[str, Any]) -> str:
+    """A printed comparison with ratios."""
+    a = data["circuit"]["baseline_ezkl_defaults"]
+    b = data["circuit"]["zkcare"]
+    rows = [
+        ("prove time (s, median of 5)", "prove_s"),
+        ("setup time (s)", "setup_s"),
+        ("proving key (bytes)", "pk_bytes"),
+        ("proof (bytes)", "proof_bytes"),
+        ("verify gas (tx)", "verify_gas"),
+        ("held-out flips", "flips"),
+        ("logrows", "logrows"),
+    ]
+    out = [f"{'diagnostic circuit':<30}{'EZKL defaults':>16}{'zkcare':>14}{'ratio':>9}{'target':>14}"]
+    for label, key in rows:
+        ratio = f"{b[key] / a[key]:.3f}" if a[key] else "-"
+        target = TARGETS.get(key)
+        mark = "" if target is None else ("  ok" if b[key] <= target else "  MISSED")
+        tgt = "" if target is None else f"<= {target:,}{mark}"
+        out.append(f"{label:<30}{a[key]:>16,}{b[key]:>14,}{ratio:>9}  {tgt}")
+    return "\n".join(out)

@@ -1,0 +1,59 @@
+import pytest
+
+from prover import ezkl_api
+from prover.commitment import check_salt, commit, new_salt, quantize_row, salt_entropy_bits
+from prover.exceptions import InvalidSalt
+from prover.fields import felt_from_hex
+from prover.model import Preprocessor
+
+TOP = (1 << 24) - 1
+
+
+def test_python_commitment_equals_the_proofs_instance(diagnosis, diagnostic_bundle, dataset):
+    z = Preprocessor.load().transform(list(dataset.x_test[0]))
+    expected = commit(z, diagnosis.salt, diagnostic_bundle.input_scale)
+    assert diagnosis.proof.instances[0] == expected == diagnosis.commitment
+
+
+def test_salt_changes_the_commitment(dataset, diagnostic_bundle):
+    z = Preprocessor.load().transform(list(dataset.x_test[1]))
+    scale = diagnostic_bundle.input_scale
+    a, b = (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 7)
+    assert commit(z, a, scale) == commit(z, a, scale)
+    assert commit(z, a, scale) != commit(z, b, scale)
+
+
+def test_salt_limbs_survive_quantization_exactly(diagnostic_bundle):
+    """Each limb keeps all 24 bits: it reaches the circuit as limb * 2**scale, exactly."""
+    scale = diagnostic_bundle.input_scale
+    limbs = [TOP, TOP - 1, 1 << 23, 1, 0, 0xABCDEF]
+    felts = [felt_from_hex(f) for f in quantize_row([float(v) for v in limbs], scale)]
+    assert felts == [v << scale for v in limbs]
+    assert salt_entropy_bits() >= 128
+
+
+def test_why_limbs_are_24_bits():
+    """EZKL feeds inputs as f32: above 2**24 neighbouring integers collide (entropy is lost)."""
+    assert ezkl_api.float_to_felt(float(2**24 + 1), 0) == ezkl_api.float_to_felt(float(2**24), 0)
+    assert ezkl_api.float_to_felt(float(TOP), 0) != ezkl_api.float_to_felt(float(TOP - 1), 0)
+
+
+def test_new_salt_is_random_and_well_formed():
+    salts = {new_salt() for _ in range(64)}
+    assert len(salts) == 64
+    for salt in salts:
+        assert check_salt(salt) == salt
+
+
+@pytest.mark.parametrize(
+    ("salt", "message"),
+    [
+        ((1, 2, 3), "expected 6 limbs, got 3"),
+        ((1, 2, 3, 4, 5, 1 << 24), "limb 5 = 16777216 is outside"),
+        ((1, 2, 3, 4, 5, -1), "limb 5 = -1 is outside"),
+        ((1, 2, 3, 4, 5, 1.5), "limb 5 is float"),
+    ],
+)
+def test_bad_salts_are_rejected(salt, message):
+    with pytest.raises(InvalidSalt, match=message):
+        check_salt(salt)
