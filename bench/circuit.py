@@ -115,7 +115,8 @@ def table(data: dict[str, Any]) -> str:
         ("held-out flips", "flips"),
         ("logrows", "logrows"),
     ]
-    out = [f"{'diagnostic circuit':<30}{'EZKL defaults':>16}{'zkcare':>14}{'ratio':>9}{'target':>14}"]
+    head = f"{'diagnostic circuit':<30}{'EZKL defaults':>16}{'zkcare':>14}{'ratio':>9}"
+    out = [f"{head}{'target':>14}"]
     for label, key in rows:
         ratio = f"{b[key] / a[key]:.3f}" if a[key] else "-"
         target = TARGETS.get(key)
