@@ -17,8 +17,11 @@ def main() -> int:
     """Run the benchmarks in one process and report."""
     started = time.time()
     data: dict[str, object] = {
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
     }
     print("» circuit benchmark (baseline and tuned, same run) …", file=sys.stderr)

@@ -35,7 +35,9 @@ def measure(spec: CircuitSpec, node: Anvil, work: Path) -> dict[str, Any]:
     """Build from scratch, then measure proving, sizes, gas and quantization flips."""
     start = time.perf_counter()
     bundle: Bundle = build_diagnostic_bundle(
-        spec, out_root=work / "bundles", export_verifier_to=work / "verifiers",
+        spec,
+        out_root=work / "bundles",
+        export_verifier_to=work / "verifiers",
         contract_name="Bench" + spec.name.title().replace("_", "") + "Verifier",
         calibration=calibration_rows(Preprocessor.load(), salt_limb=_salt(spec)[0]),
     )
@@ -91,9 +93,12 @@ TARGETS = {"prove_s": 1.0, "pk_bytes": 64 * 2**20, "verify_gas": 400_000, "flips
 
 def run() -> dict[str, Any]:
     """Measure baseline and tuned in the same run."""
-    with tempfile.TemporaryDirectory(prefix="zkcare-bench-") as tmp, Anvil(
-        code_size_limit=10**6  # the baseline's verifier may exceed EIP-170
-    ) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="zkcare-bench-") as tmp,
+        Anvil(
+            code_size_limit=10**6  # the baseline's verifier may exceed EIP-170
+        ) as node,
+    ):
         work = Path(tmp)
         results = {
             "baseline_ezkl_defaults": measure(BASELINE, node, work / "a"),
