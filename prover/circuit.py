@@ -226,7 +226,8 @@ def build_bundle(
     Args:
         onnx: the ONNX model.
         spec: circuit settings; checked for unsafe visibility first.
-        calibration: input rows used to calibrate (and recorded in the bundle).
+        calibration: calibration data, one flat list per model input (EZKL's ``input_data``),
+            recorded in the bundle and used when ``spec.calibrate`` is set.
         srs_file: a ceremony SRS; ``None`` uses a cached dev SRS (not for production).
         out_root: where bundles live (default ``artifacts/bundles``).
         contract_name: the verifier contract's name (default from ``spec.name``).
@@ -297,7 +298,7 @@ def _build(
 
     shutil.copyfile(onnx, d / "model.onnx")
     (d / "calibration.json").write_text(
-        json.dumps({"input_data": [[float(v) for row in calibration for v in row]]})
+        json.dumps({"input_data": [[float(v) for v in data] for data in calibration]})
     )
     done = stage("settings")
     ezkl_api.gen_settings(d / "model.onnx", d / "settings.json", spec.run_args())

@@ -53,7 +53,7 @@ def build_diagnostic_bundle(
     return build_bundle(
         onnx,
         spec,
-        calibration if calibration is not None else calibration_rows(pre),
+        [[v for row in (calibration or calibration_rows(pre)) for v in row]],
         srs_file=srs_file,
         out_root=out_root,
         contract_name=contract_name,

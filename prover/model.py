@@ -188,6 +188,15 @@ def train_diagnostic_model(out_dir: Path = MODELS_DIR, regularization: float = 1
     return TrainedModel(onnx_path, pre_path, weights, bias, accuracy)
 
 
+def diagnostic_weights(onnx_path: Path = DIAGNOSTIC_MODEL) -> tuple[np.ndarray, float]:
+    """The feature weights and bias of a diagnostic ONNX model (salt columns dropped)."""
+    import onnx
+    from onnx import numpy_helper
+
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
+    return init["W"].ravel()[:NUM_FEATURES].astype(np.float32), float(init["b"][0])
+
+
 def float_logits(onnx_path: Path, standardized: np.ndarray) -> np.ndarray:
     """The float model's logits for standardized rows (salt limbs have zero weight)."""
     import onnx

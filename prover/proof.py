@@ -23,8 +23,14 @@ class Witness:
     """A witness file and its public values."""
 
     path: Path
-    input_commitment: int | None
+    input_commitments: tuple[int, ...]
+    param_commitments: tuple[int, ...]
     outputs: tuple[int, ...]
+
+    @property
+    def input_commitment(self) -> int | None:
+        """The first (for single-input models: the only) input commitment."""
+        return self.input_commitments[0] if self.input_commitments else None
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,12 @@ class Proof:
 
 def write_input(path: Path, rows: Sequence[Sequence[float]]) -> Path:
     """Write EZKL input JSON for one input tensor (rows are concatenated)."""
-    flat = [float(v) for row in rows for v in row]
-    path.write_text(json.dumps({"input_data": [flat]}))
+    return write_inputs(path, [[v for row in rows for v in row]])
+
+
+def write_inputs(path: Path, inputs: Sequence[Sequence[float]]) -> Path:
+    """Write EZKL input JSON: one flat list of values per model input."""
+    path.write_text(json.dumps({"input_data": [[float(v) for v in data] for data in inputs]}))
     return path
 
 
@@ -58,8 +68,14 @@ def gen_witness(bundle: Bundle, input_json: Path, out: Path) -> Witness:
     """Run the quantized model on ``input_json`` and write the witness."""
     data = ezkl_api.gen_witness(input_json, bundle.compiled, out)
     hashed = (data.get("processed_inputs") or {}).get("poseidon_hash") or []
+    params = (data.get("processed_params") or {}).get("poseidon_hash") or []
     outputs = tuple(felt_from_hex(h) for group in data["outputs"] for h in group)
-    return Witness(out, felt_from_hex(hashed[0]) if hashed else None, outputs)
+    return Witness(
+        out,
+        tuple(felt_from_hex(h) for h in hashed),
+        tuple(felt_from_hex(h) for h in params),
+        outputs,
+    )
 
 
 def prove(bundle: Bundle, witness: Witness, out: Path) -> Proof:

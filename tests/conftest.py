@@ -11,7 +11,14 @@ from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
 from prover.circuit import Bundle
 from prover.diagnosis import DiagnosisProof, build_diagnostic_bundle, prove_diagnosis
-from prover.model import Dataset, load_dataset, train_diagnostic_model
+from prover.evaluation import (
+    BENCHMARK_SIZE,
+    Benchmark,
+    build_eval_bundle,
+    export_eval_onnx,
+    held_out_benchmark,
+)
+from prover.model import Dataset, diagnostic_weights, load_dataset, train_diagnostic_model
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +71,29 @@ def chain_client(anvil_node: Anvil) -> ChainClient:
 def verifier_address(chain_client: ChainClient, diagnostic_bundle: Bundle) -> str:
     bytecode = bytes.fromhex(diagnostic_bundle.verifier_artifact["bytecode"][2:])
     return chain_client.deploy(bytecode).address
+
+
+@pytest.fixture(scope="session")
+def benchmark() -> Benchmark:
+    return held_out_benchmark()
+
+
+@pytest.fixture(scope="session")
+def reference_eval_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The DAO's reference model for the evaluation circuit (zkcare's diagnostic weights)."""
+    w, b = diagnostic_weights()
+    return export_eval_onnx(w, b, BENCHMARK_SIZE, tmp_path_factory.mktemp("eval") / "ref.onnx")
+
+
+@pytest.fixture(scope="session")
+def eval_bundle(reference_eval_onnx: Path, benchmark: Benchmark) -> Bundle:
+    """The real evaluation circuit (cached under artifacts/ by content hash)."""
+    return build_eval_bundle(reference_eval_onnx, benchmark)
+
+
+@pytest.fixture(scope="session")
+def researcher_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A researcher's private model: trained with other regularization (other weights)."""
+    trained = train_diagnostic_model(tmp_path_factory.mktemp("researcher"), regularization=0.05)
+    w, b = diagnostic_weights(trained.onnx_path)
+    return export_eval_onnx(w, b, BENCHMARK_SIZE, trained.onnx_path.parent / "eval.onnx")
