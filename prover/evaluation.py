@@ -68,7 +68,9 @@ def held_out_benchmark(size: int = BENCHMARK_SIZE) -> Benchmark:
     return Benchmark(features, (2 * ds.y_test[:size] - 1).astype(np.float32))
 
 
-def export_eval_onnx(weights: Sequence[float], bias: float, size: int, path: Path) -> Path:
+def export_eval_onnx(
+    weights: Sequence[float] | np.ndarray, bias: float, size: int, path: Path
+) -> Path:
     """Write the evaluation graph with ``weights``/``bias`` as (hashed) parameters."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper

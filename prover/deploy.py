@@ -1,0 +1,225 @@
+"""Deploy zkcare's contracts with ape, idempotently, into ``deployments/<chain-id>.json``.
+
+A contract is redeployed only when its init code (creation bytecode + constructor arguments)
+changed or its recorded address no longer holds the recorded code. Model versions are
+registered once; re-registering the same verifying key is a no-op and a different one needs
+a new version (the registry tombstones, it never overwrites).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_utils import keccak
+
+from prover.circuit import Bundle
+from prover.exceptions import ZkcareError
+from prover.paths import ARTIFACTS, ROOT
+
+DEPLOYMENTS_DIR = Path(os.environ.get("ZKCARE_DEPLOYMENTS", ROOT / "deployments"))
+DIAGNOSTIC_MODEL_NAME = "zkcare/breast_cancer_lr"
+EVAL_MODEL_NAME = "zkcare/bounty_eval"
+REGISTRAR_ROLE = keccak(text="REGISTRAR_ROLE")
+GUARDIAN_ROLE = keccak(text="GUARDIAN_ROLE")
+
+
+class DeploymentError(ZkcareError):
+    """A deployment step cannot proceed (conflicting state, missing contract)."""
+
+
+def model_id(name: str) -> bytes:
+    """The registry key of a model: keccak256 of its name."""
+    return keccak(text=name)
+
+
+@dataclass
+class Deployer:
+    """Deploys and records contracts for one chain with one ape account."""
+
+    account: Any  # ape AccountAPI
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    @classmethod
+    def open(
+        cls, account: Any, directory: Path | None = None, log: Callable[[str], None] = print
+    ) -> Deployer:
+        """Load (or start) the manifest for the connected chain."""
+        from ape import chain
+
+        chain_id = int(chain.provider.chain_id)
+        path = (directory or DEPLOYMENTS_DIR) / f"{chain_id}.json"
+        data: dict[str, Any] = {"chainId": chain_id, "contracts": {}, "models": {}}
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if data.get("chainId") != chain_id:
+                raise DeploymentError(f"{path} records chain {data.get('chainId')}, not {chain_id}")
+        return cls(account, path, data, log)
+
+    def save(self) -> None:
+        """Write the manifest atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".partial")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, self.path)
+
+    def contract(self, key: str, container: Any, *args: Any) -> Any:
+        """Deploy ``container(*args)`` as ``key`` unless the recorded deployment is current."""
+        from ape import chain
+
+        creation = bytes(container.contract_type.deployment_bytecode.to_bytes() or b"")
+        encoded = bytes(container.constructor.encode_input(*args)) if args else b""
+        init_hash = "0x" + keccak(creation + encoded).hex()
+        entry = self.data["contracts"].get(key)
+        if entry and entry["initCodeHash"] == init_hash:
+            code = bytes(chain.provider.get_code(entry["address"]))
+            if code and "0x" + keccak(code).hex() == entry["codeHash"]:
+                self.log(f"{key}: unchanged at {entry['address']}")
+                return container.at(entry["address"])
+        instance = self.account.deploy(container, *args)
+        receipt = instance.creation_metadata.receipt if instance.creation_metadata else None
+        code = bytes(chain.provider.get_code(instance.address))
+        self.data["contracts"][key] = {
+            "address": str(instance.address),
+            "txHash": str(instance.txn_hash),
+            "blockNumber": int(receipt.block_number) if receipt else None,
+            "gasUsed": int(receipt.gas_used) if receipt else None,
+            "codeHash": "0x" + keccak(code).hex(),
+            "initCodeHash": init_hash,
+        }
+        self.save()
+        self.log(f"{key}: deployed at {instance.address}")
+        return instance
+
+    def register_model(
+        self,
+        registry: Any,
+        name: str,
+        version: int,
+        verifier: Any,
+        bundle: Bundle,
+        layout: tuple[int, int, int, int],
+    ) -> None:
+        """Register ``bundle``'s verifier as ``name`` v``version`` unless already registered."""
+        mid = model_id(name)
+        vk = bytes.fromhex(bundle.manifest["sha256"]["vk"])
+        current = registry.getModelVersion(mid, version)
+        status = int(current.status)
+        if status == 1 and bytes(current.vkSha256) == vk:
+            self.log(f"model {name} v{version}: already registered")
+        elif status != 0:
+            state = "registered with another verifying key" if status == 1 else "revoked"
+            raise DeploymentError(f"model {name} v{version} is {state}; register a new version")
+        else:
+            from ape import chain
+
+            code = bytes(chain.provider.get_code(verifier.address))
+            registry.registerModel(
+                mid,
+                version,
+                verifier.address,
+                keccak(code),
+                bytes.fromhex(bundle.manifest["sha256"]["onnx"]),
+                vk,
+                layout,
+                sender=self.account,
+            )
+            self.log(f"model {name} v{version}: registered")
+        self.data["models"][name] = {
+            "modelId": "0x" + mid.hex(),
+            "version": version,
+            "verifier": str(verifier.address),
+            "vkSha256": bundle.manifest["sha256"]["vk"],
+            "onnxSha256": bundle.manifest["sha256"]["onnx"],
+            "layout": list(layout),
+            "srs": bundle.manifest["srs"]["label"],
+        }
+        self.save()
+
+
+def verifier_container(bundle: Bundle) -> Any:
+    """An ape ContractContainer for a bundle's generated verifier."""
+    from ape.contracts import ContractContainer
+    from ethpm_types import ContractType
+
+    art = bundle.verifier_artifact
+    return ContractContainer(
+        ContractType.model_validate(
+            {
+                "contractName": art["contractName"],
+                "abi": art["abi"],
+                "deploymentBytecode": {"bytecode": art["bytecode"]},
+                "runtimeBytecode": {"bytecode": art["deployedBytecode"]},
+            }
+        )
+    )
+
+
+def eval_reference_onnx() -> Path:
+    """The DAO's reference model for the evaluation circuit (diagnostic weights)."""
+    from prover.evaluation import BENCHMARK_SIZE, export_eval_onnx
+    from prover.model import diagnostic_weights
+
+    weights, bias = diagnostic_weights()
+    return export_eval_onnx(weights, bias, BENCHMARK_SIZE, ARTIFACTS / "eval" / "reference.onnx")
+
+
+def deploy_all(
+    account: Any,
+    *,
+    min_reveal_delay: int = 1,
+    srs_file: Path | None = None,
+    directory: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> Deployer:
+    """Build bundles, deploy verifiers + registry + settlement + bounty, register models."""
+    from ape import project
+
+    from prover.diagnosis import build_diagnostic_bundle
+    from prover.evaluation import (
+        LABELS_INDEX,
+        METRIC_INDEX,
+        build_eval_bundle,
+        held_out_benchmark,
+    )
+
+    diag = build_diagnostic_bundle(srs_file=srs_file)
+    evaluation = build_eval_bundle(eval_reference_onnx(), held_out_benchmark(), srs_file=srs_file)
+    d = Deployer.open(account, directory, log)
+    d.data["deployer"] = str(account.address)
+    diag_verifier = d.contract(diag.contract_name, verifier_container(diag))
+    eval_verifier = d.contract(evaluation.contract_name, verifier_container(evaluation))
+    registry = d.contract("ModelRegistry", project.ModelRegistry, account.address)
+    settlement = d.contract(
+        "ClaimSettlement", project.ClaimSettlement, registry.address, account.address
+    )
+    bounty = d.contract(
+        "ResearchBounty", project.ResearchBounty, registry.address, min_reveal_delay
+    )
+    for role in (REGISTRAR_ROLE, GUARDIAN_ROLE):
+        if not registry.hasRole(role, account.address):
+            registry.grantRole(role, account.address, sender=account)
+    d.register_model(
+        registry, DIAGNOSTIC_MODEL_NAME, 1, diag_verifier, diag, (2, 0, 1, diag.output_scale)
+    )
+    d.register_model(
+        registry,
+        EVAL_MODEL_NAME,
+        1,
+        eval_verifier,
+        evaluation,
+        (4, 0, METRIC_INDEX, evaluation.output_scale),
+    )
+    d.data["evaluation"] = {"labelsIndex": LABELS_INDEX, "benchmarkSize": 8}
+    d.save()
+    _ = (settlement, bounty)
+    return d
