@@ -1,0 +1,512 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+
+import {IModelRegistry, IModelRegistryErrors} from "./interfaces/IModelRegistry.sol";
+import {Payouts} from "./Payouts.sol";
+
+/// @title ClaimSettlement
+/// @notice Parametric health insurance paid on zero-knowledge proofs of a diagnostic model's inference.
+///
+/// Flow: an insurer creates a pool (ETH or any ERC-20) and funds it; defines products (model version + payout rule on
+/// the model's signed fixed-point output + payout amount); trusts hospitals; issues policies to holders. A claim is
+/// policy + hospital attestation (EIP-712) + proof. Anyone (holder, relayer) may submit it; money only ever goes to the
+/// policy holder.
+///
+/// Reserve accounting (chosen: reserve at issuance): issuing a policy reserves its full coverage out of the pool's
+/// unreserved funds, so every issued policy is always payable and `reserved <= balance` holds at all times. Paid
+/// claims consume the policy's reservation; after expiry anyone can release what is left (`releasePolicy`). The
+/// insurer can withdraw only `balance - reserved`.
+///
+/// A claim pays `min(product.payout, remaining coverage)`. A valid proof whose output misses the threshold is recorded
+/// as denied (`ClaimDenied`) and consumes its nullifiers like a paid claim.
+///
+/// Nullifiers: (policyId, recordNullifier) - the hospital's hash of the patient record - can be claimed once per
+/// policy, even with a fresh salt; and an input commitment (which is what a proof is bound to) can be claimed once in
+/// this contract, whatever the pool, product or policy.
+///
+/// Pause (`PAUSER_ROLE`) blocks claims and policy issuance; funding, withdrawals of unreserved funds, releases and
+/// credit withdrawals stay open.
+contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegistryErrors {
+    /// @notice Role allowed to pause and unpause claims and policy issuance.
+    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice EIP-712 type hash of a hospital's input-provenance attestation.
+    bytes32 public constant ATTESTATION_TYPEHASH =
+        keccak256("Attestation(uint256 policyId,uint256 inputCommitment,bytes32 recordNullifier,uint64 expiry)");
+
+    /// @notice How a product compares the model's decoded output with its threshold.
+    enum Comparison {
+        AtLeast, // pay if output >= threshold
+        AtMost // pay if output <= threshold
+    }
+
+    /// @notice A funded pool. `reserved <= balance` always; `balance` is what the contract holds for the pool.
+    struct Pool {
+        address insurer;
+        address asset; // address(0) = ETH
+        uint128 balance;
+        uint128 reserved;
+    }
+
+    /// @notice A product: model version + payout rule. `threshold` is in the model's fixed-point units.
+    struct Product {
+        bytes32 modelId;
+        uint64 poolId;
+        uint32 version;
+        Comparison comparison;
+        bool retired;
+        int128 threshold;
+        uint128 payout;
+    }
+
+    /// @notice A policy. `reserved` is the coverage still available (0 once exhausted or released).
+    struct Policy {
+        address holder;
+        uint64 expiry; // claims accepted while block.timestamp <= expiry
+        uint32 productId;
+        uint128 reserved;
+        uint128 paid;
+    }
+
+    /// @notice A claim: the policy, the hospital's attestation and the proof.
+    struct Claim {
+        uint256 policyId;
+        address hospital; // EOA (ECDSA) or contract wallet (ERC-1271)
+        uint64 attestationExpiry; // attestation valid while block.timestamp <= attestationExpiry
+        bytes32 recordNullifier;
+        uint256 inputCommitment; // attested commitment; must equal the proof's input-commitment instance
+        bytes signature;
+        bytes proof;
+        uint256[] instances;
+    }
+
+    struct Counters {
+        uint64 pools;
+        uint32 products;
+        uint64 policies;
+        uint64 claims;
+    }
+
+    IModelRegistry private immutable _registry;
+    Counters private _counters;
+    mapping(uint256 poolId => Pool) private _pools;
+    mapping(uint256 productId => Product) private _products;
+    mapping(uint256 policyId => Policy) private _policies;
+    mapping(uint256 poolId => mapping(address hospital => bool trusted)) private _trustedHospitals;
+    mapping(uint256 policyId => mapping(bytes32 recordNullifier => uint256 claimId)) private _recordClaims;
+    mapping(uint256 inputCommitment => uint256 claimId) private _commitmentClaims;
+
+    /// @notice Emitted after `insurer` created pool `poolId` in `asset`.
+    event PoolCreated(uint256 indexed poolId, address indexed insurer, address indexed asset);
+    /// @notice Emitted after pool `poolId` received `amount` (the amount that actually arrived) from `funder`.
+    event PoolFunded(uint256 indexed poolId, address indexed funder, uint256 amount);
+    /// @notice Emitted after the insurer withdrew `amount` of unreserved funds to `to`.
+    event PoolWithdrawn(uint256 indexed poolId, address indexed to, uint256 amount);
+    /// @notice Emitted after the insurer changed whether it trusts `hospital`'s attestations for pool `poolId`.
+    event HospitalTrustUpdated(uint256 indexed poolId, address indexed hospital, bool trusted);
+    /// @notice Emitted after a product was created.
+    event ProductCreated(
+        uint256 indexed productId,
+        uint256 indexed poolId,
+        bytes32 indexed modelId,
+        uint32 version,
+        Comparison comparison,
+        int128 threshold,
+        uint128 payout
+    );
+    /// @notice Emitted after a product was retired (no new policies; existing policies stay claimable).
+    event ProductRetired(uint256 indexed productId);
+    /// @notice Emitted after a policy was issued and its coverage reserved.
+    event PolicyIssued(
+        uint256 indexed policyId, uint256 indexed productId, address indexed holder, uint256 coverage, uint64 expiry
+    );
+    /// @notice Emitted after the unused reservation of an expired policy was released back to its pool.
+    event PolicyReleased(uint256 indexed policyId, uint256 amount);
+    /// @notice Emitted after a claim was accepted and `amount` was paid (pushed, or credited if the push failed).
+    event ClaimPaid(
+        uint256 indexed claimId, uint256 indexed policyId, address indexed holder, uint256 amount, int256 output
+    );
+    /// @notice Emitted after a claim with a valid proof was recorded as denied: its output missed the threshold.
+    event ClaimDenied(uint256 indexed claimId, uint256 indexed policyId, int256 output, int256 threshold);
+    /// @notice Emitted by `submitClaims` for a claim that was skipped; `reason` is its revert data.
+    event ClaimRejected(uint256 indexed index, uint256 indexed policyId, bytes reason);
+
+    /// @dev The registry address is zero or the admin is zero.
+    error ClaimSettlementZeroAddress();
+    /// @dev No pool with this id.
+    error ClaimSettlementUnknownPool(uint256 poolId);
+    /// @dev No product with this id.
+    error ClaimSettlementUnknownProduct(uint256 productId);
+    /// @dev No policy with this id.
+    error ClaimSettlementUnknownPolicy(uint256 policyId);
+    /// @dev The caller is not the pool's insurer.
+    error ClaimSettlementNotInsurer(uint256 poolId, address account);
+    /// @dev The model version is not active in the registry.
+    error ClaimSettlementModelNotActive(bytes32 modelId, uint32 version);
+    /// @dev The product was retired.
+    error ClaimSettlementProductRetired(uint256 productId);
+    /// @dev Invalid policy parameters (zero holder or coverage, expiry not in the future).
+    error ClaimSettlementInvalidPolicy(address holder, uint256 coverage, uint64 expiry);
+    /// @dev Invalid product parameters (zero payout).
+    error ClaimSettlementInvalidProduct(uint128 payout);
+    /// @dev The pool's unreserved funds (`available`) do not cover `requested`.
+    error ClaimSettlementInsufficientFunds(uint256 poolId, uint256 requested, uint256 available);
+    /// @dev The policy expired at `expiry`.
+    error ClaimSettlementPolicyExpired(uint256 policyId, uint64 expiry);
+    /// @dev The policy has not expired yet (it expires after `expiry`).
+    error ClaimSettlementPolicyNotExpired(uint256 policyId, uint64 expiry);
+    /// @dev The policy's coverage is exhausted or was released.
+    error ClaimSettlementCoverageExhausted(uint256 policyId);
+    /// @dev The hospital is not trusted by the policy's pool.
+    error ClaimSettlementUntrustedHospital(uint256 poolId, address hospital);
+    /// @dev The attestation expired at `expiry`.
+    error ClaimSettlementAttestationExpired(uint64 expiry);
+    /// @dev The signature is not the hospital's over this contract's EIP-712 attestation (wrong signer, data, chain
+    /// id or verifying contract).
+    error ClaimSettlementInvalidAttestation(address hospital);
+    /// @dev This patient record was already claimed on this policy (claim `claimId`).
+    error ClaimSettlementRecordAlreadyClaimed(uint256 policyId, bytes32 recordNullifier, uint256 claimId);
+    /// @dev This input commitment (hence this proof) was already used by claim `claimId`.
+    error ClaimSettlementCommitmentAlreadyUsed(uint256 inputCommitment, uint256 claimId);
+    /// @dev The proof's input-commitment instance differs from the attested commitment.
+    error ClaimSettlementCommitmentMismatch(uint256 attested, uint256 proven);
+    /// @dev `settleFromBatch` may only be called by this contract.
+    error ClaimSettlementOnlySelf();
+
+    /// @param registry_ The model registry that verifies proofs.
+    /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `PAUSER_ROLE`.
+    constructor(IModelRegistry registry_, address admin) EIP712("zkcare ClaimSettlement", "1") {
+        if (address(registry_) == address(0) || admin == address(0)) revert ClaimSettlementZeroAddress();
+        _registry = registry_;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(PAUSER_ROLE, admin);
+    }
+
+    modifier onlyInsurer(uint256 poolId) {
+        _checkInsurer(poolId);
+        _;
+    }
+
+    // ------------------------------------------------------------------------------------------------ insurer
+
+    /// @notice Creates a pool in `asset` (address(0) for ETH); the caller becomes its insurer.
+    function createPool(address asset) external returns (uint256 poolId) {
+        poolId = ++_counters.pools;
+        _pools[poolId] = Pool({insurer: msg.sender, asset: asset, balance: 0, reserved: 0});
+        emit PoolCreated(poolId, msg.sender, asset);
+    }
+
+    /// @notice Adds `amount` to a pool (anyone may fund). For ETH send `msg.value == amount`; for ERC-20 approve first.
+    /// The pool is credited with what actually arrived (fee-on-transfer tokens).
+    function fundPool(uint256 poolId, uint256 amount) external payable nonReentrant {
+        Pool storage pool = _pools[poolId];
+        address asset = pool.asset;
+        if (pool.insurer == address(0)) revert ClaimSettlementUnknownPool(poolId);
+        uint128 received = _pullIn(asset, amount, msg.value);
+        pool.balance += received;
+        emit PoolFunded(poolId, msg.sender, received);
+    }
+
+    /// @notice Withdraws unreserved funds (`balance - reserved`) of the caller's pool to `to`.
+    function withdrawFromPool(uint256 poolId, uint256 amount, address to) external nonReentrant onlyInsurer(poolId) {
+        if (to == address(0)) revert PayoutsZeroRecipient();
+        Pool storage pool = _pools[poolId];
+        uint256 available = pool.balance - pool.reserved;
+        if (amount == 0) revert PayoutsInvalidAmount(amount);
+        if (amount > available) revert ClaimSettlementInsufficientFunds(poolId, amount, available);
+        pool.balance -= uint128(amount);
+        emit PoolWithdrawn(poolId, to, amount);
+        _transferOut(pool.asset, to, amount);
+    }
+
+    /// @notice Trusts (or distrusts) `hospital`'s attestations for the caller's pool.
+    function setHospitalTrust(uint256 poolId, address hospital, bool trusted) external onlyInsurer(poolId) {
+        _trustedHospitals[poolId][hospital] = trusted;
+        emit HospitalTrustUpdated(poolId, hospital, trusted);
+    }
+
+    /// @notice Creates a product on the caller's pool: pay `payout` when the model's decoded output compares to
+    /// `threshold` (same fixed-point units as the output) as `comparison` says.
+    function createProduct(
+        uint256 poolId,
+        bytes32 modelId,
+        uint32 version,
+        Comparison comparison,
+        int128 threshold,
+        uint128 payout
+    ) external onlyInsurer(poolId) returns (uint256 productId) {
+        if (!_registry.isActive(modelId, version)) revert ClaimSettlementModelNotActive(modelId, version);
+        if (payout == 0) revert ClaimSettlementInvalidProduct(payout);
+        productId = ++_counters.products;
+        _products[productId] = Product({
+            modelId: modelId,
+            poolId: uint64(poolId),
+            version: version,
+            comparison: comparison,
+            retired: false,
+            threshold: threshold,
+            payout: payout
+        });
+        emit ProductCreated(productId, poolId, modelId, version, comparison, threshold, payout);
+    }
+
+    /// @notice Retires a product: no new policies; existing policies remain claimable until they expire.
+    function retireProduct(uint256 productId) external {
+        Product storage product = _products[productId];
+        uint256 poolId = product.poolId;
+        if (poolId == 0) revert ClaimSettlementUnknownProduct(productId);
+        _checkInsurer(poolId);
+        if (product.retired) revert ClaimSettlementProductRetired(productId);
+        product.retired = true;
+        emit ProductRetired(productId);
+    }
+
+    /// @notice Issues a policy to `holder`, reserving its full `coverage` from the pool's unreserved funds.
+    /// @param expiry Last timestamp (inclusive) at which claims are accepted.
+    function issuePolicy(uint256 productId, address holder, uint256 coverage, uint64 expiry)
+        external
+        whenNotPaused
+        returns (uint256 policyId)
+    {
+        Product storage product = _products[productId];
+        uint256 poolId = product.poolId;
+        if (poolId == 0) revert ClaimSettlementUnknownProduct(productId);
+        _checkInsurer(poolId);
+        if (product.retired) revert ClaimSettlementProductRetired(productId);
+        if (holder == address(0) || coverage == 0 || expiry <= block.timestamp) {
+            revert ClaimSettlementInvalidPolicy(holder, coverage, expiry);
+        }
+        Pool storage pool = _pools[poolId];
+        uint256 available = pool.balance - pool.reserved;
+        if (coverage > available) revert ClaimSettlementInsufficientFunds(poolId, coverage, available);
+        pool.reserved += uint128(coverage); // coverage <= available < 2^128
+        policyId = ++_counters.policies;
+        _policies[policyId] = Policy({
+            holder: holder,
+            expiry: expiry,
+            productId: uint32(productId),
+            reserved: uint128(coverage),
+            paid: 0
+        });
+        emit PolicyIssued(policyId, productId, holder, coverage, expiry);
+    }
+
+    /// @notice After a policy expired, returns its unused reservation to the pool (anyone may call).
+    function releasePolicy(uint256 policyId) external {
+        Policy storage policy = _policies[policyId];
+        if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
+        uint64 expiry = policy.expiry;
+        if (block.timestamp <= expiry) revert ClaimSettlementPolicyNotExpired(policyId, expiry);
+        uint128 amount = policy.reserved;
+        if (amount == 0) revert ClaimSettlementCoverageExhausted(policyId);
+        policy.reserved = 0;
+        _pools[_products[policy.productId].poolId].reserved -= amount;
+        emit PolicyReleased(policyId, amount);
+    }
+
+    // ------------------------------------------------------------------------------------------------ pauser
+
+    /// @notice Pauses claims and policy issuance.
+    function pause() external onlyRole(PAUSER_ROLE) {
+        _pause();
+    }
+
+    /// @notice Resumes claims and policy issuance.
+    function unpause() external onlyRole(PAUSER_ROLE) {
+        _unpause();
+    }
+
+    // ------------------------------------------------------------------------------------------------ claims
+
+    /// @notice Settles one claim: pays the holder (`ClaimPaid`) or records a denial (`ClaimDenied`); reverts with a
+    /// named error on anything invalid.
+    /// @return claimId The new claim's id.
+    /// @return amount The amount paid (0 when denied).
+    function submitClaim(Claim calldata claim)
+        external
+        nonReentrant
+        whenNotPaused
+        returns (uint256 claimId, uint256 amount)
+    {
+        return _settle(claim);
+    }
+
+    /// @notice Settles many claims in one transaction. Claims are independent: an invalid claim does not revert the
+    /// batch; it is skipped and reported with `ClaimRejected(index, policyId, revertData)`.
+    /// @return claimIds Per claim, its id, or 0 when it was rejected.
+    function submitClaims(Claim[] calldata claims)
+        external
+        nonReentrant
+        whenNotPaused
+        returns (uint256[] memory claimIds)
+    {
+        uint256 n = claims.length;
+        claimIds = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            try this.settleFromBatch(claims[i]) returns (uint256 claimId) {
+                claimIds[i] = claimId;
+            } catch (bytes memory reason) {
+                emit ClaimRejected(i, claims[i].policyId, reason);
+            }
+        }
+    }
+
+    /// @notice Internal hook of `submitClaims` (an external self-call, so that one claim can be rolled back alone).
+    /// Reverts unless called by this contract; runs under `submitClaims`' reentrancy lock.
+    /// @return claimId The new claim's id.
+    function settleFromBatch(Claim calldata claim) external returns (uint256 claimId) {
+        if (msg.sender != address(this)) revert ClaimSettlementOnlySelf();
+        (claimId,) = _settle(claim);
+    }
+
+    // The payout rule needs the verified output, so claim effects necessarily follow the registry call. Safe because
+    // the registry is an immutable, trusted contract (set at deployment) whose `verify` only reads state and calls the
+    // registered verifier, and every path into `_settle` holds the nonReentrant lock (`settleFromBatch` is self-only).
+    // slither-disable-next-line reentrancy-no-eth
+    function _settle(Claim calldata claim) private returns (uint256 claimId, uint256 amount) {
+        uint256 policyId = claim.policyId;
+        Policy memory policy = _policies[policyId]; // both slots, read once
+        if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
+        if (block.timestamp > policy.expiry) revert ClaimSettlementPolicyExpired(policyId, policy.expiry);
+        if (policy.reserved == 0) revert ClaimSettlementCoverageExhausted(policyId);
+        Product memory product = _products[policy.productId]; // three slots, read once
+
+        _checkAttestation(claim, product.poolId);
+        _checkNullifiers(claim);
+        int256 output = _verifyProof(claim, product);
+
+        // Effects: the claim consumes its nullifiers whether it is paid or denied.
+        claimId = ++_counters.claims;
+        _recordClaims[policyId][claim.recordNullifier] = claimId;
+        _commitmentClaims[claim.inputCommitment] = claimId;
+
+        bool eligible =
+            product.comparison == Comparison.AtLeast ? output >= product.threshold : output <= product.threshold;
+        if (!eligible) {
+            emit ClaimDenied(claimId, policyId, output, product.threshold);
+            return (claimId, 0);
+        }
+        amount = _payClaim(policy, product, claimId, policyId, output);
+    }
+
+    function _checkNullifiers(Claim calldata claim) private view {
+        uint256 prior = _recordClaims[claim.policyId][claim.recordNullifier];
+        if (prior != 0) revert ClaimSettlementRecordAlreadyClaimed(claim.policyId, claim.recordNullifier, prior);
+        prior = _commitmentClaims[claim.inputCommitment];
+        if (prior != 0) revert ClaimSettlementCommitmentAlreadyUsed(claim.inputCommitment, prior);
+    }
+
+    /// @dev Verifies the proof through the registry (which reverts with its own named errors) and binds it to the
+    /// attested input commitment. Returns the decoded signed output.
+    function _verifyProof(Claim calldata claim, Product memory product) private returns (int256 output) {
+        uint256 provenCommitment;
+        (provenCommitment, output) = _registry.verify(product.modelId, product.version, claim.proof, claim.instances);
+        if (provenCommitment != claim.inputCommitment) {
+            revert ClaimSettlementCommitmentMismatch(claim.inputCommitment, provenCommitment);
+        }
+    }
+
+    /// @dev Effects then interaction: consumes the policy's and the pool's reservation (one write per packed slot),
+    /// then pushes the payout, or credits it to the holder if the push fails.
+    function _payClaim(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId, int256 output)
+        private
+        returns (uint128 pay)
+    {
+        pay = product.payout < policy.reserved ? product.payout : policy.reserved;
+        Policy storage stored = _policies[policyId];
+        (stored.reserved, stored.paid) = (policy.reserved - pay, policy.paid + pay);
+        Pool storage pool = _pools[product.poolId];
+        (uint128 balance, uint128 reserved) = (pool.balance, pool.reserved);
+        (pool.balance, pool.reserved) = (balance - pay, reserved - pay);
+        emit ClaimPaid(claimId, policyId, policy.holder, pay, output);
+        _pushOrCredit(pool.asset, policy.holder, pay);
+    }
+
+    function _checkAttestation(Claim calldata claim, uint256 poolId) private view {
+        if (block.timestamp > claim.attestationExpiry) revert ClaimSettlementAttestationExpired(claim.attestationExpiry);
+        address hospital = claim.hospital;
+        if (!_trustedHospitals[poolId][hospital]) revert ClaimSettlementUntrustedHospital(poolId, hospital);
+        bytes32 digest = _attestationDigest(
+            claim.policyId, claim.inputCommitment, claim.recordNullifier, claim.attestationExpiry
+        );
+        if (!SignatureChecker.isValidSignatureNow(hospital, digest, claim.signature)) {
+            revert ClaimSettlementInvalidAttestation(hospital);
+        }
+    }
+
+    function _attestationDigest(uint256 policyId, uint256 inputCommitment, bytes32 recordNullifier, uint64 expiry)
+        private
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(ATTESTATION_TYPEHASH, policyId, inputCommitment, recordNullifier, expiry))
+        );
+    }
+
+    function _checkInsurer(uint256 poolId) private view {
+        address insurer = _pools[poolId].insurer;
+        if (insurer == address(0)) revert ClaimSettlementUnknownPool(poolId);
+        if (insurer != msg.sender) revert ClaimSettlementNotInsurer(poolId, msg.sender);
+    }
+
+    // ------------------------------------------------------------------------------------------------ views
+
+    /// @notice The model registry used to verify proofs.
+    function registry() external view returns (IModelRegistry) {
+        return _registry;
+    }
+
+    /// @notice A pool's record.
+    function getPool(uint256 poolId) external view returns (Pool memory) {
+        return _pools[poolId];
+    }
+
+    /// @notice A product's record.
+    function getProduct(uint256 productId) external view returns (Product memory) {
+        return _products[productId];
+    }
+
+    /// @notice A policy's record.
+    function getPolicy(uint256 policyId) external view returns (Policy memory) {
+        return _policies[policyId];
+    }
+
+    /// @notice Whether `hospital` is trusted by pool `poolId`.
+    function isHospitalTrusted(uint256 poolId, address hospital) external view returns (bool) {
+        return _trustedHospitals[poolId][hospital];
+    }
+
+    /// @notice The claim that used `inputCommitment` (0 if none).
+    function claimOfCommitment(uint256 inputCommitment) external view returns (uint256) {
+        return _commitmentClaims[inputCommitment];
+    }
+
+    /// @notice The claim that used patient record `recordNullifier` on `policyId` (0 if none).
+    function claimOfRecord(uint256 policyId, bytes32 recordNullifier) external view returns (uint256) {
+        return _recordClaims[policyId][recordNullifier];
+    }
+
+    /// @notice The number of claims recorded so far (paid + denied); claim ids are 1..claimCount.
+    function claimCount() external view returns (uint256) {
+        return _counters.claims;
+    }
+
+    /// @notice The EIP-712 digest a hospital signs for an attestation.
+    function attestationDigest(uint256 policyId, uint256 inputCommitment, bytes32 recordNullifier, uint64 expiry)
+        external
+        view
+        returns (bytes32)
+    {
+        return _attestationDigest(policyId, inputCommitment, recordNullifier, expiry);
+    }
+
+    /// @notice The EIP-712 domain separator (name "zkcare ClaimSettlement", version "1", this chain, this contract).
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+}

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @notice Lifecycle of a registered model version. `Revoked` is a tombstone: it can never become `Active` again.
+enum ModelStatus {
+    Unregistered,
+    Active,
+    Revoked
+}
+
+/// @notice Where a model version's values sit in its public instance vector, and the output's fixed-point scale.
+/// @dev Diagnostic model: `instances = [inputCommitment, output]` -> {instanceCount: 2, inputIndex: 0, outputIndex: 1}.
+/// Evaluation circuit: `[benchmarkCommitment, weightsCommitment, metric]` -> {3, 0, 2}; the bounty stores the
+/// weights-commitment index itself. `outputScale` is the number of fractional bits: value = signed(x) / 2^outputScale.
+struct InstanceLayout {
+    uint16 instanceCount;
+    uint16 inputIndex;
+    uint16 outputIndex;
+    uint8 outputScale;
+}
+
+/// @notice A registered model version (4 storage slots; `verify` reads only the first two).
+struct ModelVersion {
+    // slot 0
+    address verifier;
+    ModelStatus status;
+    uint16 instanceCount;
+    uint16 inputIndex;
+    uint16 outputIndex;
+    uint8 outputScale;
+    // slot 1
+    bytes32 verifierCodeHash;
+    // slots 2, 3 (provenance only)
+    bytes32 onnxSha256;
+    bytes32 vkSha256;
+}
+
+/// @title IModelRegistryErrors
+/// @notice The errors `IModelRegistry.verify` reverts with. Contracts that call `verify` inherit this interface so
+/// that the errors they bubble up are part of their own ABI (and decodable by tools that only know the caller).
+interface IModelRegistryErrors {
+    /// @dev The registry was permanently stopped by a guardian.
+    error ModelRegistryStopped();
+    /// @dev No version `version` of model `modelId` was ever registered.
+    error ModelRegistryUnknownVersion(bytes32 modelId, uint32 version);
+    /// @dev The version was revoked (tombstoned); it can neither verify nor be registered again.
+    error ModelRegistryVersionRevoked(bytes32 modelId, uint32 version);
+    /// @dev The number of public instances differs from the registered layout.
+    error ModelRegistryInstanceCountMismatch(uint256 expected, uint256 actual);
+    /// @dev Public instance `index` is not a canonical BN254 scalar field element (`value >= r`).
+    error ModelRegistryInstanceNotInField(uint256 index, uint256 value);
+    /// @dev The verifier's runtime code hash is no longer the one registered.
+    error ModelRegistryVerifierCodeChanged(address verifier, bytes32 registered, bytes32 current);
+    /// @dev The verifier rejected the proof (it reverted or returned false).
+    error ModelRegistryProofRejected(bytes32 modelId, uint32 version);
+}
+
+/// @title IModelRegistry
+/// @notice Registry of model versions and their generated Halo2 verifiers; single entry point for proof verification.
+interface IModelRegistry is IModelRegistryErrors {
+    /// @notice Verifies `proof` for a model version; reverts with a named error on any failure, never returns false.
+    /// @return inputCommitment The instance at the version's `inputIndex` (e.g. the Poseidon commitment to the input).
+    /// @return output The instance at `outputIndex`, decoded from the field to a signed fixed-point integer.
+    function verify(bytes32 modelId, uint32 version, bytes calldata proof, uint256[] calldata instances)
+        external
+        returns (uint256 inputCommitment, int256 output);
+
+    /// @notice Returns the full record of a model version (all zero when unregistered).
+    function getModelVersion(bytes32 modelId, uint32 version) external view returns (ModelVersion memory);
+
+    /// @notice True when the version is registered, not revoked and the registry is not stopped.
+    function isActive(bytes32 modelId, uint32 version) external view returns (bool);
+}

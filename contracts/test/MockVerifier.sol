@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {IHalo2Verifier} from "../interfaces/IHalo2Verifier.sol";
+
+/// @title MockVerifier
+/// @notice Test stand-in for the EZKL Halo2 verifier. In `Pattern` mode a proof is valid iff it equals
+/// `proofFor(instances)` = `keccak256("zkcare.mock-proof") ++ keccak256(abi.encode(instances))`, so a proof is bound
+/// to its instances like a real one. Other modes force an answer. Failures `revert(0, 0)` like the generated verifier.
+contract MockVerifier is IHalo2Verifier {
+    /// @notice How the mock answers.
+    enum Mode {
+        Pattern,
+        AcceptAll,
+        RejectAll,
+        ReturnFalse
+    }
+
+    /// @notice Tag prefixed to every valid mock proof.
+    bytes32 public constant PROOF_TAG = keccak256("zkcare.mock-proof");
+    uint256 private constant _R = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
+
+    Mode private _mode;
+
+    /// @notice Emitted after the test changed the mock's mode.
+    event MockVerifierModeSet(Mode mode);
+
+    /// @notice Sets how the mock answers.
+    function setMode(Mode newMode) external {
+        _mode = newMode;
+        emit MockVerifierModeSet(newMode);
+    }
+
+    /// @notice The current mode.
+    function mode() external view returns (Mode) {
+        return _mode;
+    }
+
+    /// @notice The proof the mock accepts (in `Pattern` mode) for `instances`.
+    function proofFor(uint256[] calldata instances) external pure returns (bytes memory) {
+        return abi.encodePacked(PROOF_TAG, keccak256(abi.encode(instances)));
+    }
+
+    /// @inheritdoc IHalo2Verifier
+    function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool) {
+        Mode mode_ = _mode;
+        if (mode_ == Mode.ReturnFalse) return false;
+        bool ok = mode_ == Mode.AcceptAll;
+        if (mode_ == Mode.Pattern) {
+            ok = proof.length == 64 && bytes32(proof[0:32]) == PROOF_TAG
+                && bytes32(proof[32:64]) == keccak256(abi.encode(instances));
+        }
+        for (uint256 i; i < instances.length; ++i) {
+            if (instances[i] >= _R) ok = false;
+        }
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(0, 0)
+            }
+        }
+        return true;
+    }
+}

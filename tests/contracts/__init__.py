@@ -1,0 +1,1 @@
+"""Contract tests (ape + pytest, MockVerifier). Helpers: eip712.py, helpers.py."""

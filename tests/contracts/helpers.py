@@ -1,0 +1,117 @@
+"""Shared constants and pure helpers for the contract tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ape
+from ape.exceptions import CustomError
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+#: BN254 scalar field modulus r.
+FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+HALF_MODULUS = (FIELD_MODULUS - 1) // 2
+#: EZKL fixed-point scale of the diagnostic model's output (fractional bits).
+OUTPUT_SCALE = 14
+ONE = 1 << OUTPUT_SCALE
+
+ETH = "0x0000000000000000000000000000000000000000"
+MOCK_PROOF_TAG = keccak(text="zkcare.mock-proof")
+
+DIAG_MODEL = keccak(text="zkcare/breast_cancer_lr")
+EVAL_MODEL = keccak(text="zkcare/breast_cancer_lr-eval")
+ONNX_SHA = keccak(text="onnx")
+VK_SHA = keccak(text="vk")
+
+# ClaimSettlement.Comparison
+AT_LEAST, AT_MOST = 0, 1
+# ModelStatus
+UNREGISTERED, ACTIVE, REVOKED = 0, 1, 2
+# MockVerifier.Mode
+PATTERN, ACCEPT_ALL, REJECT_ALL, RETURN_FALSE = 0, 1, 2, 3
+# ResearchBounty.BountyStatus
+B_NONE, B_OPEN, B_AWARDED, B_RECLAIMED = 0, 1, 2, 3
+NO_INDEX = 2**16 - 1
+
+
+def encode_signed(v: int) -> int:
+    """Signed fixed-point integer -> field element (negatives as r - |v|)."""
+    if abs(v) > HALF_MODULUS:
+        raise ValueError(v)
+    return v % FIELD_MODULUS
+
+
+def decode_signed(x: int) -> int:
+    """Field element -> signed integer (x > (r-1)/2 is negative)."""
+    return x - FIELD_MODULUS if x > HALF_MODULUS else x
+
+
+def mock_proof(instances: list[int]) -> bytes:
+    """The proof MockVerifier (Pattern mode) accepts for exactly these instances."""
+    return MOCK_PROOF_TAG + keccak(abi_encode(["uint256[]"], [instances]))
+
+
+def b32(text: str) -> bytes:
+    """A deterministic bytes32 (record nullifiers, salts)."""
+    return keccak(text=text)
+
+
+def _raw_revert_data(exc: Any) -> bytes:
+    """The revert data of an undecoded ``ContractLogicError`` (e.g. from an ``eth_call``)."""
+    for source in (getattr(exc, "base_err", None), exc):
+        data = getattr(source, "data", None)
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+        if isinstance(data, str) and data.startswith("0x"):
+            return bytes.fromhex(data[2:])
+    match = re.search(r"custom error 0x([0-9a-fA-F]{8}):?\s*([0-9a-fA-F]*)", str(exc))
+    assert match, f"no revert data in {exc!r}"
+    return bytes.fromhex(match.group(1) + match.group(2))
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if isinstance(actual, str) and actual.startswith("0x") and len(actual) == 42:
+        return str(getattr(expected, "address", expected)).lower() == actual.lower()
+    if isinstance(actual, (bytes, bytearray)):
+        return bytes(actual) == bytes(expected)
+    return actual == expected
+
+
+@contextmanager
+def reverts(error: Any, **inputs: Any) -> Iterator[Any]:
+    """Strict ``ape.reverts(error, **inputs)``: the revert data MUST be the named custom error.
+
+    ``ape.reverts(SomeError)`` alone accepts any revert it could not decode (ape-foundry does not
+    decode custom errors of ``eth_call``s, e.g. view/pure functions). Here such revert data is
+    decoded against ``error``'s ABI, and the selector and every given input are checked.
+    """
+    with ape.reverts(error, **inputs) as info:
+        yield info
+    exc = info.value
+    abi = error.abi
+    if isinstance(exc, CustomError):
+        assert type(exc).__name__ == abi.name, f"expected {abi.name}, got {type(exc).__name__}"
+        actual = dict(exc.inputs)
+    else:
+        data = _raw_revert_data(exc)
+        selector = keccak(text=abi.selector)[:4]
+        assert data[:4] == selector, (
+            f"expected {abi.name} ({selector.hex()}), got revert data {data.hex()}"
+        )
+        values = abi_decode([i.canonical_type for i in abi.inputs], data[4:])
+        actual = {i.name: v for i, v in zip(abi.inputs, values, strict=True)}
+    for name, value in inputs.items():
+        assert name in actual, f"{abi.name} has no input {name!r}"
+        assert _same(value, actual[name]), (
+            f"{abi.name}.{name}: expected {value!r}, got {actual[name]!r}"
+        )
+
+
+def events(receipt: Any, contract: Any, name: str) -> list[Any]:
+    """Decoded logs of event ``name`` emitted by ``contract`` in ``receipt``."""
+    return list(receipt.decode_logs(getattr(contract, name)))

@@ -1,0 +1,353 @@
+"""ModelRegistry: registration, roles, tombstones, emergency stop, verify's named errors, decoding."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import keccak
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .conftest import code_hash
+from .helpers import (
+    ACTIVE,
+    DIAG_MODEL,
+    ETH,
+    FIELD_MODULUS,
+    HALF_MODULUS,
+    ONNX_SHA,
+    OUTPUT_SCALE,
+    REJECT_ALL,
+    RETURN_FALSE,
+    REVOKED,
+    UNREGISTERED,
+    VK_SHA,
+    decode_signed,
+    encode_signed,
+    events,
+    mock_proof,
+    reverts,
+)
+
+LAYOUT = (2, 0, 1, OUTPUT_SCALE)
+
+
+@pytest.fixture
+def new_verifier(project, deployer):
+    return deployer.deploy(project.MockVerifier)
+
+
+def register(
+    registry, chain, sender, verifier, *, version=2, layout=LAYOUT, model=DIAG_MODEL, codehash=None
+):
+    return registry.registerModel(
+        model,
+        version,
+        verifier,
+        codehash or code_hash(chain, verifier),
+        ONNX_SHA,
+        VK_SHA,
+        layout,
+        sender=sender,
+    )
+
+
+def test_register_stores_record_and_emits(registry, chain, deployer, new_verifier):
+    receipt = register(registry, chain, deployer, new_verifier, layout=(4, 3, 1, 16))
+    [ev] = events(receipt, registry, "ModelRegistered")
+    assert ev.modelId == DIAG_MODEL and ev.version == 2 and ev.verifier == new_verifier.address
+    assert ev.verifierCodeHash == code_hash(chain, new_verifier)
+    assert ev.onnxSha256 == ONNX_SHA and ev.vkSha256 == VK_SHA
+    assert tuple(ev.layout) == (4, 3, 1, 16)
+    rec = registry.getModelVersion(DIAG_MODEL, 2)
+    assert rec.verifier == new_verifier.address and rec.status == ACTIVE
+    assert (rec.instanceCount, rec.inputIndex, rec.outputIndex, rec.outputScale) == (4, 3, 1, 16)
+    assert rec.onnxSha256 == ONNX_SHA and rec.vkSha256 == VK_SHA
+    assert registry.isActive(DIAG_MODEL, 2)
+    assert registry.getModelVersion(DIAG_MODEL, 3).status == UNREGISTERED
+
+
+def test_non_registrar_cannot_register(registry, chain, stranger, new_verifier):
+    with reverts(
+        registry.AccessControlUnauthorizedAccount,
+        account=stranger.address,
+        neededRole=registry.REGISTRAR_ROLE(),
+    ):
+        register(registry, chain, stranger, new_verifier)
+
+
+def test_non_admin_cannot_grant_roles(registry, stranger, guardian):
+    with reverts(
+        registry.AccessControlUnauthorizedAccount, account=stranger.address, neededRole=b"\x00" * 32
+    ):
+        registry.grantRole(registry.REGISTRAR_ROLE(), stranger, sender=stranger)
+    # A guardian is not an admin either.
+    with reverts(registry.AccessControlUnauthorizedAccount, account=guardian.address):
+        registry.grantRole(registry.GUARDIAN_ROLE(), stranger, sender=guardian)
+
+
+def test_non_guardian_cannot_revoke_or_stop(registry, deployer, stranger):
+    role = registry.GUARDIAN_ROLE()
+    with reverts(
+        registry.AccessControlUnauthorizedAccount, account=stranger.address, neededRole=role
+    ):
+        registry.revokeModel(DIAG_MODEL, 1, sender=stranger)
+    # The admin/registrar is not a guardian.
+    with reverts(
+        registry.AccessControlUnauthorizedAccount, account=deployer.address, neededRole=role
+    ):
+        registry.stop(sender=deployer)
+
+
+def test_register_rejects_verifier_without_code(registry, deployer, stranger):
+    empty = keccak(b"")
+    with reverts(registry.ModelRegistryVerifierHasNoCode, verifier=stranger.address):
+        registry.registerModel(
+            DIAG_MODEL, 2, stranger, empty, ONNX_SHA, VK_SHA, LAYOUT, sender=deployer
+        )
+
+
+def test_register_rejects_unexpected_code_hash(registry, chain, deployer, new_verifier):
+    wrong = keccak(text="audited something else")
+    with reverts(
+        registry.ModelRegistryVerifierCodeHashMismatch,
+        verifier=new_verifier.address,
+        expected=wrong,
+        actual=code_hash(chain, new_verifier),
+    ):
+        register(registry, chain, deployer, new_verifier, codehash=wrong)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [(0, 0, 0, 14), (2, 2, 1, 14), (2, 0, 2, 14), (2, 1, 1, 14), (2, 0, 1, 129)],
+    ids=["empty", "input-out-of-range", "output-out-of-range", "same-index", "scale-too-large"],
+)
+def test_register_rejects_invalid_layout(registry, chain, deployer, new_verifier, layout):
+    count, inp, out, scale = layout
+    with reverts(
+        registry.ModelRegistryInvalidLayout,
+        instanceCount=count,
+        inputIndex=inp,
+        outputIndex=out,
+        outputScale=scale,
+    ):
+        register(registry, chain, deployer, new_verifier, layout=layout)
+
+
+def test_register_twice_reverts(registry, chain, deployer, verifier):
+    with reverts(registry.ModelRegistryVersionAlreadyRegistered, modelId=DIAG_MODEL, version=1):
+        register(registry, chain, deployer, verifier, version=1)
+
+
+def test_revoked_version_is_a_tombstone(
+    registry, chain, deployer, guardian, verifier, new_verifier
+):
+    receipt = registry.revokeModel(DIAG_MODEL, 1, sender=guardian)
+    [ev] = events(receipt, registry, "ModelRevoked")
+    assert (ev.modelId, ev.version, ev.guardian) == (DIAG_MODEL, 1, guardian.address)
+    assert registry.getModelVersion(DIAG_MODEL, 1).status == REVOKED
+    assert not registry.isActive(DIAG_MODEL, 1)
+    instances = [7, encode_signed(1)]
+    with reverts(registry.ModelRegistryVersionRevoked, modelId=DIAG_MODEL, version=1):
+        registry.verify(DIAG_MODEL, 1, mock_proof(instances), instances, sender=deployer)
+    # Never again: not with the same verifier, not with a new one.
+    for v in (verifier, new_verifier):
+        with reverts(registry.ModelRegistryVersionRevoked, modelId=DIAG_MODEL, version=1):
+            register(registry, chain, deployer, v, version=1)
+    with reverts(registry.ModelRegistryVersionRevoked, modelId=DIAG_MODEL, version=1):
+        registry.revokeModel(DIAG_MODEL, 1, sender=guardian)
+    # Other versions are unaffected; a new version number can be registered.
+    register(registry, chain, deployer, new_verifier, version=2)
+    assert registry.isActive(DIAG_MODEL, 2)
+
+
+def test_revoke_unknown_version(registry, guardian):
+    with reverts(registry.ModelRegistryUnknownVersion, modelId=DIAG_MODEL, version=9):
+        registry.revokeModel(DIAG_MODEL, 9, sender=guardian)
+
+
+def test_permanent_stop(registry, chain, deployer, guardian, new_verifier):
+    receipt = registry.stop(sender=guardian)
+    assert events(receipt, registry, "RegistryStopped")[0].guardian == guardian.address
+    assert registry.stopped() and not registry.isActive(DIAG_MODEL, 1)
+    instances = [7, 1]
+    with reverts(registry.ModelRegistryStopped):
+        registry.verify(DIAG_MODEL, 1, mock_proof(instances), instances, sender=deployer)
+    with reverts(registry.ModelRegistryStopped):
+        register(registry, chain, deployer, new_verifier)
+    with reverts(registry.ModelRegistryStopped):
+        registry.stop(sender=guardian)
+
+
+# ------------------------------------------------------------------------------------------ verify
+
+
+def test_verify_returns_commitment_and_decoded_output(registry):
+    for out in (0, 1, -1, 3 << OUTPUT_SCALE, -(5 << OUTPUT_SCALE), HALF_MODULUS, -HALF_MODULUS):
+        instances = [123456789, encode_signed(out)]
+        assert tuple(registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)) == (
+            123456789,
+            out,
+        )
+
+
+def test_verify_unknown_version(registry, deployer):
+    with reverts(registry.ModelRegistryUnknownVersion, modelId=DIAG_MODEL, version=7):
+        registry.verify(DIAG_MODEL, 7, b"", [1, 2], sender=deployer)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_verify_instance_count_mismatch(registry, deployer, count):
+    instances = list(range(1, count + 1))
+    with reverts(registry.ModelRegistryInstanceCountMismatch, expected=2, actual=count):
+        registry.verify(DIAG_MODEL, 1, mock_proof(instances), instances, sender=deployer)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("value", [FIELD_MODULUS, FIELD_MODULUS + 1, 2**256 - 1])
+def test_verify_instance_not_in_field(registry, deployer, index, value):
+    instances = [5, 6]
+    instances[index] = value
+    with reverts(registry.ModelRegistryInstanceNotInField, index=index, value=value):
+        registry.verify(DIAG_MODEL, 1, mock_proof(instances), instances, sender=deployer)
+
+
+def test_verify_accepts_largest_field_element(registry):
+    instances = [FIELD_MODULUS - 1, FIELD_MODULUS - 1]
+    assert tuple(registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)) == (
+        FIELD_MODULUS - 1,
+        -1,
+    )
+
+
+def test_verify_rejects_changed_verifier_code(registry, chain, deployer, verifier, project):
+    registered = code_hash(chain, verifier)
+    other = deployer.deploy(project.RevertingReceiver)
+    chain.provider.set_code(
+        verifier.address, bytes(chain.provider.web3.eth.get_code(other.address))
+    )
+    current = code_hash(chain, verifier)
+    assert current != registered
+    instances = [1, 2]
+    with reverts(
+        registry.ModelRegistryVerifierCodeChanged,
+        verifier=verifier.address,
+        registered=registered,
+        current=current,
+    ):
+        registry.verify(DIAG_MODEL, 1, mock_proof(instances), instances, sender=deployer)
+
+
+@pytest.mark.parametrize(
+    "how", ["tampered-proof", "other-instances", "verifier-reverts", "verifier-returns-false"]
+)
+def test_verify_proof_rejected(registry, deployer, verifier, how):
+    instances = [11, encode_signed(-3)]
+    proof = mock_proof(instances)
+    if how == "tampered-proof":
+        proof = proof[:-1] + bytes([proof[-1] ^ 1])
+    elif how == "other-instances":
+        proof = mock_proof([11, encode_signed(3)])
+    elif how == "verifier-reverts":
+        verifier.setMode(REJECT_ALL, sender=deployer)
+    else:
+        verifier.setMode(RETURN_FALSE, sender=deployer)
+    with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=1):
+        registry.verify(DIAG_MODEL, 1, proof, instances, sender=deployer)
+
+
+# ------------------------------------------------------------------------------------------ field decoding
+
+
+def test_decode_boundaries(registry):
+    r = FIELD_MODULUS
+    assert registry.decodeSigned(0) == 0
+    assert registry.decodeSigned(HALF_MODULUS) == HALF_MODULUS
+    assert registry.decodeSigned(HALF_MODULUS + 1) == -HALF_MODULUS
+    assert registry.decodeSigned(r - 1) == -1
+    assert registry.encodeSigned(-1) == r - 1
+    assert registry.encodeSigned(-HALF_MODULUS) == HALF_MODULUS + 1
+    with reverts(registry.Bn254FieldNotInField, x=r):
+        registry.decodeSigned(r)
+    with reverts(registry.Bn254FieldOutOfRange, v=HALF_MODULUS + 1):
+        registry.encodeSigned(HALF_MODULUS + 1)
+    with reverts(registry.Bn254FieldOutOfRange, v=-(2**255)):
+        registry.encodeSigned(-(2**255))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    x=st.one_of(
+        st.integers(0, FIELD_MODULUS - 1), st.sampled_from([HALF_MODULUS, HALF_MODULUS + 1])
+    )
+)
+def test_decode_matches_python(registry, x):
+    v = registry.decodeSigned(x)
+    assert v == decode_signed(x)
+    assert registry.encodeSigned(v) == x
+
+
+# ------------------------------------------------------------------------------------------ timelocked admin
+
+
+def test_admin_changes_go_through_a_timelock(project, chain, deployer, stranger, new_verifier):
+    delay = 3600
+    timelock = deployer.deploy(project.ResearchDAOTimelock, delay, [deployer], [deployer], ETH)
+    registry = deployer.deploy(project.ModelRegistry, timelock)
+    role = registry.REGISTRAR_ROLE()
+    # Nobody but the timelock can grant - not even the timelock's proposer directly.
+    with reverts(registry.AccessControlUnauthorizedAccount, account=deployer.address):
+        registry.grantRole(role, stranger, sender=deployer)
+
+    data = registry.grantRole.encode_input(role, stranger)
+    salt = b"\x00" * 32
+    pred = b"\x00" * 32
+    timelock.schedule(registry, 0, data, pred, salt, delay, sender=deployer)
+    op_id = timelock.hashOperation(registry, 0, data, pred, salt)
+    with reverts(timelock.TimelockUnexpectedOperationState, operationId=op_id):
+        timelock.execute(registry, 0, data, pred, salt, sender=deployer)
+
+    chain.mine(deltatime=delay)
+    receipt = timelock.execute(registry, 0, data, pred, salt, sender=deployer)
+    [granted] = events(receipt, registry, "RoleGranted")
+    assert (granted.role, granted.account, granted.sender) == (
+        role,
+        stranger.address,
+        timelock.address,
+    )
+    register(registry, chain, stranger, new_verifier, version=1)
+    assert registry.isActive(DIAG_MODEL, 1)
+
+
+def test_strict_reverts_helper_rejects_wrong_expectations(registry, deployer):
+    """The suite's ``reverts`` helper must fail on a wrong error or wrong inputs, for txs and calls."""
+    instances = [1, 2]
+    # Transaction path (ape decodes the custom error).
+    with pytest.raises(AssertionError):
+        with reverts(registry.ModelRegistryVersionRevoked, modelId=DIAG_MODEL, version=9):
+            registry.verify(DIAG_MODEL, 9, mock_proof(instances), instances, sender=deployer)
+    with pytest.raises(AssertionError):
+        with reverts(registry.ModelRegistryUnknownVersion, modelId=DIAG_MODEL, version=8):
+            registry.verify(DIAG_MODEL, 9, mock_proof(instances), instances, sender=deployer)
+    # eth_call path (ape-foundry leaves the custom error undecoded).
+    with pytest.raises(AssertionError):
+        with reverts(registry.Bn254FieldOutOfRange):
+            registry.decodeSigned(FIELD_MODULUS)
+    with pytest.raises(AssertionError):
+        with reverts(registry.Bn254FieldNotInField, x=FIELD_MODULUS + 1):
+            registry.decodeSigned(FIELD_MODULUS)
+
+
+def test_real_generated_verifier_rejections_are_named(project, registry, chain, deployer):
+    """With the EZKL-generated verifier (if built): its empty `revert(0,0)` becomes ModelRegistryProofRejected."""
+    if "BreastCancerLrVerifier" not in project.contracts:
+        pytest.skip("contracts/verifiers/ not generated (run `python -m prover build`)")
+    real = deployer.deploy(project.BreastCancerLrVerifier)
+    register(registry, chain, deployer, real, version=5)
+    instances = [12345, encode_signed(-3 << OUTPUT_SCALE)]
+    with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=5):
+        registry.verify(DIAG_MODEL, 5, b"\x00" * 64, instances, sender=deployer, gas=3_000_000)
+    with reverts(registry.ModelRegistryInstanceNotInField, index=0, value=FIELD_MODULUS):
+        registry.verify(DIAG_MODEL, 5, b"\x00" * 64, [FIELD_MODULUS, 0], sender=deployer)
