@@ -1,0 +1,188 @@
+"""Settlement gas with real proofs: one claim, a batch of 10, a bounty payout, deploy costs.
+
+The baseline measured in the same run is the bare generated verifier (``verifyProof`` in its
+own transaction): settlement overhead = claim gas - verifier gas.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_utils import keccak
+
+from prover import proof as proofs
+from prover.attestation import Attestation, sign_attestation
+from prover.deploy import eval_reference_onnx, verifier_container
+from prover.diagnosis import build_diagnostic_bundle, prove_diagnosis
+from prover.evaluation import (
+    LABELS_INDEX,
+    METRIC_INDEX,
+    WEIGHTS_INDEX,
+    benchmark_commitments,
+    build_eval_bundle,
+    held_out_benchmark,
+    prove_evaluation,
+)
+from prover.model import load_dataset
+
+TARGETS = {"claim_gas": 450_000, "batch10_gas_per_claim": 400_000}
+E18 = 10**18
+DIAG = keccak(text="zkcare/breast_cancer_lr")
+EVAL = keccak(text="zkcare/bounty_eval")
+ETH = "0x" + "00" * 20
+AT_MOST = 1
+
+
+def run() -> dict[str, Any]:
+    """Deploy on an ape-managed anvil and measure."""
+    from ape import accounts, chain, networks, project
+
+    diag = build_diagnostic_bundle()
+    evaluation = build_eval_bundle(eval_reference_onnx(), held_out_benchmark())
+    ds = load_dataset()
+    hospital = Account.create()
+    out: dict[str, Any] = {"deploy_gas": {}}
+    with (
+        networks.parse_network_choice("ethereum:local:foundry"),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        work = Path(tmp)
+        owner, holder, relayer = accounts.test_accounts[0:3]
+
+        def deploy(name: str, container: Any, *args: Any) -> Any:
+            instance = owner.deploy(container, *args)
+            out["deploy_gas"][name] = int(instance.creation_metadata.receipt.gas_used)
+            return instance
+
+        diag_v = deploy("BreastCancerLrVerifier", verifier_container(diag))
+        eval_v = deploy("BountyEvalVerifier", verifier_container(evaluation))
+        registry = deploy("ModelRegistry", project.ModelRegistry, owner)
+        settlement = deploy("ClaimSettlement", project.ClaimSettlement, registry, owner)
+        bounty = deploy("ResearchBounty", project.ResearchBounty, registry, 1)
+        registry.grantRole(registry.REGISTRAR_ROLE(), owner, sender=owner)
+        for mid, v, b, layout in [
+            (DIAG, diag_v, diag, (2, 0, 1, diag.output_scale)),
+            (EVAL, eval_v, evaluation, (4, 0, METRIC_INDEX, evaluation.output_scale)),
+        ]:
+            code = bytes(chain.provider.get_code(v.address))
+            registry.registerModel(
+                mid,
+                1,
+                v,
+                keccak(code),
+                bytes.fromhex(b.manifest["sha256"]["onnx"]),
+                bytes.fromhex(b.manifest["sha256"]["vk"]),
+                layout,
+                sender=owner,
+            )
+        pool = settlement.createPool(ETH, sender=owner).decode_logs(settlement.PoolCreated)[0]
+        settlement.fundPool(pool.poolId, 50 * E18, value=50 * E18, sender=owner)
+        settlement.setHospitalTrust(pool.poolId, hospital.address, True, sender=owner)
+        product = (
+            settlement.createProduct(
+                pool.poolId,
+                DIAG,
+                1,
+                AT_MOST,
+                10**9,
+                E18,
+                sender=owner,  # pays every diagnosis
+            )
+            .decode_logs(settlement.ProductCreated)[0]
+            .productId
+        )
+
+        def claim(index: int) -> tuple[Any, ...]:
+            d = prove_diagnosis(diag, list(ds.x_test[index]), work)
+            expiry = chain.pending_timestamp + 3600
+            policy = settlement.issuePolicy(product, holder, E18, expiry + 86400, sender=owner)
+            policy_id = policy.decode_logs(settlement.PolicyIssued)[0].policyId
+            att = Attestation(policy_id, d.commitment, keccak(text=f"record-{index}"), expiry)
+            sig = sign_attestation(hospital, att, chain.chain_id, settlement.address)
+            return (
+                policy_id,
+                hospital.address,
+                expiry,
+                att.record_nullifier,
+                d.commitment,
+                sig,
+                d.proof.proof,
+                list(d.proof.instances),
+            )
+
+        first = claim(0)
+        verify_only = diag_v.verifyProof(first[6], first[7], sender=relayer)
+        out["verifier_only_gas"] = int(verify_only.gas_used)
+        one = settlement.submitClaim(first, sender=relayer)
+        out["claim_gas"] = int(one.gas_used)
+        batch = [claim(i) for i in range(1, 11)]
+        receipt = settlement.submitClaims(batch, sender=relayer)
+        out["batch10_gas"] = int(receipt.gas_used)
+        out["batch10_gas_per_claim"] = int(receipt.gas_used) // 10
+        out["batch10_paid"] = len(receipt.decode_logs(settlement.ClaimPaid))
+
+        bench_c, labels_c = benchmark_commitments(held_out_benchmark(), evaluation.input_scale)
+        params = (
+            ETH,
+            E18,
+            EVAL,
+            1,
+            bench_c,
+            labels_c,
+            WEIGHTS_INDEX,
+            LABELS_INDEX,
+            7,
+            chain.pending_timestamp + 86400,
+        )
+        bounty_id = (
+            bounty.createBounty(params, value=E18, sender=owner)
+            .decode_logs(bounty.BountyCreated)[0]
+            .bountyId
+        )
+        ev = prove_evaluation(evaluation, held_out_benchmark(), work)
+        salt = keccak(text="bench")
+        commit = bounty.commit(
+            bounty.submissionCommitment(bounty_id, holder, ev.weights_commitment, salt),
+            sender=holder,
+        )
+        chain.mine()
+        reveal = bounty.reveal(
+            bounty_id,
+            holder,
+            ev.weights_commitment,
+            salt,
+            ev.proof.proof,
+            list(ev.proof.instances),
+            sender=holder,
+        )
+        eval_only = eval_v.verifyProof(ev.proof.proof, list(ev.proof.instances), sender=relayer)
+        out["bounty_commit_gas"] = int(commit.gas_used)
+        out["bounty_reveal_gas"] = int(reveal.gas_used)
+        out["eval_verifier_only_gas"] = int(eval_only.gas_used)
+        assert proofs.verify(evaluation, ev.proof)
+    out["claim_overhead_gas"] = out["claim_gas"] - out["verifier_only_gas"]
+    return {"contracts": out, "contracts_targets": TARGETS}
+
+
+def table(data: dict[str, Any]) -> str:
+    """Printed summary with the verifier-only baseline and targets."""
+    c = data["contracts"]
+    base = c["verifier_only_gas"]
+    rows = [
+        ("verifyProof alone (baseline)", base, None),
+        ("one claim end to end (paid)", c["claim_gas"], TARGETS["claim_gas"]),
+        ("batch of 10, per claim", c["batch10_gas_per_claim"], TARGETS["batch10_gas_per_claim"]),
+        ("bounty commit", c["bounty_commit_gas"], None),
+        ("bounty reveal + payout", c["bounty_reveal_gas"], None),
+        ("eval verifyProof alone", c["eval_verifier_only_gas"], None),
+    ]
+    out = [f"{'settlement gas':<32}{'gas':>12}{'vs verifier':>13}{'target':>22}"]
+    for label, gas, target in rows:
+        mark = "" if target is None else (" ok" if gas <= target else " MISSED")
+        tgt = "" if target is None else f"<= {target:,}{mark}"
+        out.append(f"{label:<32}{gas:>12,}{gas / base:>13.3f}{tgt:>22}")
+    out.append("deploy gas: " + ", ".join(f"{k} {v:,}" for k, v in c["deploy_gas"].items()))
+    return "\n".join(out)
