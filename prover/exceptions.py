@@ -158,3 +158,113 @@ class TransactionFailed(ChainError):
     def __init__(self, tx_hash: str, detail: str = "") -> None:
         self.tx_hash = tx_hash
         super().__init__(f"transaction {tx_hash} reverted" + (f": {detail}" if detail else ""))
+
+
+# --- prover relay ----------------------------------------------------------------------------
+
+
+class RelayError(ZkcareError):
+    """The prover relay could not accept, store or process a claim job."""
+
+
+class RelayConfigError(RelayError, ValueError):
+    """The relay's settings are invalid; one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid relay settings:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class KeyLoadError(RelayError, ValueError):
+    """A signing key could not be loaded (the message never contains key material)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        self.role = role
+        super().__init__(f"{role} key: {reason}")
+
+
+class UnknownModel(RelayError, LookupError):
+    """A job names a model version this relay does not prove."""
+
+    def __init__(self, model: str, version: int, known: list[str]) -> None:
+        self.model = model
+        self.version = version
+        super().__init__(
+            f"unknown model {model!r} version {version}; this relay proves: "
+            + (", ".join(known) or "nothing")
+        )
+
+
+class PolicyRejected(RelayError, ValueError):
+    """The chain says a job's policy cannot be claimed (unknown, expired, other model …)."""
+
+    def __init__(self, policy_id: int, reason: str) -> None:
+        self.policy_id = policy_id
+        super().__init__(f"policy {policy_id}: {reason}")
+
+
+class IdempotencyConflict(RelayError, ValueError):
+    """An idempotency key was reused for a different request."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        self.key = key
+        self.job_id = job_id
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request (job {job_id})"
+        )
+
+
+class QueueFull(RelayError):
+    """The proving queue is at its bound; the client should retry later."""
+
+    def __init__(self, depth: int, limit: int, retry_after: int) -> None:
+        self.depth = depth
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(
+            f"proving queue is full ({depth} of {limit} jobs); retry in {retry_after} s"
+        )
+
+
+class JobNotFound(RelayError, KeyError):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id!r}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class InvalidTransition(RelayError, RuntimeError):
+    """A job state change is not in the state machine or lost a compare-and-set race."""
+
+    def __init__(self, job_id: str, from_state: str, to_state: str, actual: str | None) -> None:
+        self.job_id = job_id
+        self.from_state = from_state
+        self.to_state = to_state
+        self.actual = actual
+        detail = "not allowed" if actual == from_state else f"job is {actual or 'missing'}"
+        super().__init__(f"job {job_id}: {from_state} -> {to_state} refused ({detail})")
+
+
+class SealedDataError(RelayError):
+    """Sealed (encrypted) patient data could not be opened: wrong key or tampered store."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id}: sealed input does not decrypt with the configured key")
+
+
+class ProverFailed(RelayError):
+    """A prover worker could not prove a job; ``permanent`` failures are not retried."""
+
+    def __init__(self, job_id: str, reason: str, permanent: bool) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(f"job {job_id}: proving failed: {reason}")
+
+    def __reduce__(self) -> tuple[type[ProverFailed], tuple[str, str, bool]]:
+        return (type(self), (self.job_id, self.reason, self.permanent))
