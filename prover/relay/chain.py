@@ -1,0 +1,366 @@
+"""The relay's view of the chain: RPC failover, ClaimSettlement calls, revert decoding.
+
+:class:`RpcPool` wraps several JSON-RPC endpoints of the same chain. A transport failure
+(connection refused, timeout, HTTP error) moves it to the next endpoint and reports the failover,
+so the submitter can reconcile; JSON-RPC errors (the node answered) are not failovers. Nonces are
+never taken from a node (see :mod:`prover.relay.nonces`), so switching endpoints can neither
+reuse nor skip one. URLs are redacted (scheme, host, port) wherever they are reported, since
+provider URLs often embed API keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.types import TxReceipt
+
+from prover.exceptions import ChainError, ChainUnavailable
+from prover.relay.abi import CLAIM_SETTLEMENT_ABI
+
+log = logging.getLogger("zkcare.relay.chain")
+T = TypeVar("T")
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+_TRANSPORT_ERRORS = (requests.exceptions.RequestException, OSError, TimeoutError)
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port`` only: paths, queries and credentials may hold API keys."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+class RpcPool:
+    """Several endpoints of one chain, used one at a time, failing over in order."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        timeout: float = 10.0,
+        on_failover: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one RPC URL is required")
+        self.urls = list(urls)
+        self._w3s = [
+            Web3(
+                Web3.HTTPProvider(
+                    url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
+                )
+            )
+            for url in urls
+        ]
+        self._lock = threading.Lock()
+        self.index = 0
+        self.on_failover = on_failover
+        self.expected_chain_id: int | None = None
+
+    @property
+    def current(self) -> str:
+        """The endpoint in use (redacted)."""
+        return redact_url(self.urls[self.index])
+
+    def call(self, fn: Callable[[Web3], T]) -> T:
+        """Run ``fn`` against the current endpoint, failing over on transport errors."""
+        errors: list[str] = []
+        for _ in range(len(self._w3s)):
+            with self._lock:
+                index = self.index
+            try:
+                return fn(self._w3s[index])
+            except _TRANSPORT_ERRORS as exc:
+                errors.append(f"{redact_url(self.urls[index])} ({type(exc).__name__})")
+                self._fail_over(index)
+        raise ChainUnavailable(", ".join(errors[:1]), "; ".join(errors))
+
+    def _fail_over(self, failed: int) -> None:
+        if len(self._w3s) == 1:
+            return
+        with self._lock:
+            if self.index != failed:
+                return  # another thread already moved on
+            self.index = (failed + 1) % len(self._w3s)
+            new = self.index
+        log.warning("RPC endpoint %s failed; using %s", redact_url(self.urls[failed]), self.current)
+        if self.on_failover is not None:
+            self.on_failover(failed, new)
+
+    def chain_id(self) -> int:
+        """The current endpoint's chain id, checked against the first one seen."""
+        chain_id = int(self.call(lambda w3: w3.eth.chain_id))
+        if self.expected_chain_id is None:
+            self.expected_chain_id = chain_id
+        elif chain_id != self.expected_chain_id:
+            raise ChainError(
+                f"RPC endpoint {self.current} serves chain {chain_id}, "
+                f"not {self.expected_chain_id}; refusing to use it"
+            )
+        return chain_id
+
+
+# ------------------------------------------------------------------------------- settlement
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """``ClaimSettlement.getPolicy``."""
+
+    holder: str
+    expiry: int
+    product_id: int
+    reserved: int
+    paid: int
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    """``ClaimSettlement.getProduct``."""
+
+    model_id: bytes
+    pool_id: int
+    version: int
+    comparison: int
+    retired: bool
+    threshold: int
+    payout: int
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What a mined claim did."""
+
+    paid: bool
+    claim_id: int
+    amount: int
+    output: int
+
+
+class Broadcast(Enum):
+    """How a node answered ``eth_sendRawTransaction``."""
+
+    SENT = "sent"
+    KNOWN = "already known"
+    NONCE_USED = "nonce too low"
+    NO_FUNDS = "insufficient funds"
+    UNDERPRICED = "underpriced"
+    REJECTED = "rejected"
+
+    @property
+    def accepted(self) -> bool:
+        """The node has the transaction (new or already known)."""
+        return self in (Broadcast.SENT, Broadcast.KNOWN)
+
+
+_BROADCAST_PATTERNS: list[tuple[tuple[str, ...], Broadcast]] = [
+    (
+        ("already known", "already imported", "known transaction", "alreadyknown"),
+        Broadcast.KNOWN,
+    ),
+    (("nonce too low", "nonce has already been used", "oldnonce"), Broadcast.NONCE_USED),
+    (("insufficient funds",), Broadcast.NO_FUNDS),
+    (("underpriced", "fee too low", "less than block base fee", "feecap"), Broadcast.UNDERPRICED),
+]
+
+
+def classify_broadcast_error(message: str) -> Broadcast:
+    """Map a node's error message (geth, anvil, nethermind, erigon wording) to an outcome."""
+    text = message.lower()
+    for needles, outcome in _BROADCAST_PATTERNS:
+        if any(n in text for n in needles):
+            return outcome
+    return Broadcast.REJECTED
+
+
+class RevertDecoder:
+    """Turns revert data into ``Name(arg=value, …)`` using the ABI's errors."""
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for entry in abi:
+            if entry["type"] != "error":
+                continue
+            types = [i["type"] for i in entry["inputs"]]
+            sig = f"{entry['name']}({','.join(types)})"
+            names = [i["name"] for i in entry["inputs"]]
+            self._errors[function_signature_to_4byte_selector(sig)] = (entry["name"], types, names)
+        self._errors[function_signature_to_4byte_selector("Error(string)")] = (
+            "Error",
+            ["string"],
+            ["message"],
+        )
+        self._errors[function_signature_to_4byte_selector("Panic(uint256)")] = (
+            "Panic",
+            ["uint256"],
+            ["code"],
+        )
+
+    def decode(self, data: bytes) -> str:
+        """A readable name for the revert (hex fallback for unknown errors)."""
+        if len(data) < 4:
+            return "execution reverted without data"
+        known = self._errors.get(data[:4])
+        if known is None:
+            return f"unknown error 0x{data[:4].hex()} ({len(data)} bytes)"
+        name, types, names = known
+        try:
+            values = abi_decode(types, data[4:])
+        except Exception:  # malformed revert data
+            return f"{name}(<undecodable>)"
+        args = ", ".join(f"{n}={_show(v)}" for n, v in zip(names, values, strict=True))
+        return f"{name}({args})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """The revert data carried by a web3 exception, if any."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return None
+    return None
+
+
+class SimulationReverted(ChainError):
+    """``eth_call`` of a claim reverted: final, the claim would revert on-chain."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"simulation reverted: {reason}")
+
+
+class SettlementClient:
+    """ClaimSettlement through an :class:`RpcPool`."""
+
+    def __init__(self, rpc: RpcPool, address: str) -> None:
+        self.rpc = rpc
+        self.address = to_checksum_address(address)
+        self._offline: Contract = Web3().eth.contract(
+            address=self.address, abi=CLAIM_SETTLEMENT_ABI
+        )
+        self.decoder = RevertDecoder(CLAIM_SETTLEMENT_ABI)
+        self._bound: dict[int, Contract] = {}
+        paid = self._offline.events.ClaimPaid()
+        denied = self._offline.events.ClaimDenied()
+        self._paid_topic = bytes(Web3.keccak(text=paid.signature))
+        self._denied_topic = bytes(Web3.keccak(text=denied.signature))
+
+    def _contract(self, w3: Web3) -> Contract:
+        contract = self._bound.get(id(w3))
+        if contract is None:  # building a contract object parses the ABI: once per endpoint
+            contract = self._bound[id(w3)] = w3.eth.contract(
+                address=self.address, abi=CLAIM_SETTLEMENT_ABI
+            )
+        return contract
+
+    def encode_submit(self, claim: tuple[Any, ...]) -> bytes:
+        """Calldata of ``submitClaim(claim)``."""
+        return bytes.fromhex(self._offline.encode_abi("submitClaim", [claim])[2:])
+
+    def policy(self, policy_id: int) -> PolicyInfo:
+        """The policy record (holder is the zero address if there is none)."""
+        raw = self.rpc.call(lambda w3: self._contract(w3).functions.getPolicy(policy_id).call())
+        holder, expiry, product_id, reserved, paid = raw
+        return PolicyInfo(str(holder), int(expiry), int(product_id), int(reserved), int(paid))
+
+    def product(self, product_id: int) -> ProductInfo:
+        """The product record."""
+        raw = self.rpc.call(lambda w3: self._contract(w3).functions.getProduct(product_id).call())
+        model_id, pool_id, version, comparison, retired, threshold, payout = raw
+        return ProductInfo(
+            bytes(model_id),
+            int(pool_id),
+            int(version),
+            int(comparison),
+            bool(retired),
+            int(threshold),
+            int(payout),
+        )
+
+    def simulate(self, sender: str, data: bytes) -> tuple[int, int]:
+        """``eth_call`` the claim; ``(claimId, amount)`` or :class:`SimulationReverted`."""
+        tx = {"from": sender, "to": self.address, "data": "0x" + data.hex()}
+        try:
+            raw = self.rpc.call(lambda w3: w3.eth.call(tx, "latest"))  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError) as exc:
+            found = revert_data(exc)
+            reason = self.decoder.decode(found) if found is not None else str(exc)[:200]
+            raise SimulationReverted(reason) from None
+        claim_id, amount = abi_decode(["uint256", "uint256"], bytes(raw))
+        return int(claim_id), int(amount)
+
+    def outcome(self, receipt: TxReceipt) -> ClaimOutcome | None:
+        """The ClaimPaid/ClaimDenied event this contract emitted in ``receipt``."""
+        for entry in receipt["logs"]:
+            if to_checksum_address(entry["address"]) != self.address or not entry["topics"]:
+                continue
+            topic = bytes(entry["topics"][0])
+            if topic == self._paid_topic:
+                ev = self._offline.events.ClaimPaid().process_log(entry)
+                a = ev["args"]
+                return ClaimOutcome(True, int(a["claimId"]), int(a["amount"]), int(a["output"]))
+            if topic == self._denied_topic:
+                ev = self._offline.events.ClaimDenied().process_log(entry)
+                a = ev["args"]
+                return ClaimOutcome(False, int(a["claimId"]), 0, int(a["output"]))
+        return None
+
+
+def get_receipt(rpc: RpcPool, tx_hash: str) -> TxReceipt | None:
+    """The receipt, or None while the transaction is not mined (or unknown)."""
+
+    def fetch(w3: Web3) -> TxReceipt | None:
+        try:
+            return w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+
+    return rpc.call(fetch)
+
+
+def is_known(rpc: RpcPool, tx_hash: str) -> bool:
+    """Whether the node knows the transaction (pending or mined)."""
+
+    def fetch(w3: Web3) -> bool:
+        try:
+            w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return False
+        return True
+
+    return rpc.call(fetch)
+
+
+def send_raw(rpc: RpcPool, raw: bytes) -> Broadcast:
+    """Broadcast; the node's answer classified (transport errors raise ChainUnavailable)."""
+
+    def send(w3: Web3) -> Broadcast:
+        try:
+            w3.eth.send_raw_transaction(raw)
+        except Web3RPCError as exc:
+            return classify_broadcast_error(str(exc))
+        return Broadcast.SENT
+
+    return rpc.call(send)

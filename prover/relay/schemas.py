@@ -1,0 +1,144 @@
+"""The HTTP API's request and response bodies (their JSON Schema is in the OpenAPI document).
+
+Responses never contain patient features or salt: :class:`JobStatus` is built from stored
+columns that hold only public or operational data.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from prover.model import NUM_FEATURES, SALT_LIMB_BITS, SALT_LIMBS
+from prover.relay.states import JobState
+from prover.relay.store import Job
+
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+Feature = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+SaltLimb = Annotated[int, Field(strict=True, ge=0, lt=1 << SALT_LIMB_BITS)]
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class JobRequest(BaseModel):
+    """A claim job: prove the model on this patient's record and claim on this policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idempotency_key: IdempotencyKey = Field(
+        description="client-chosen; resubmitting the same request with it returns the same job"
+    )
+    policy_id: int = Field(strict=True, ge=1, lt=2**256, description="ClaimSettlement policy")
+    model: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="model name, e.g. breast_cancer_lr"
+    )
+    model_version: int = Field(strict=True, ge=1, lt=2**32, description="registered version")
+    record_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+        description="the hospital's record id; only its keyed hash (nullifier) is stored"
+    )
+    features: list[Feature] = Field(
+        min_length=NUM_FEATURES,
+        max_length=NUM_FEATURES,
+        description=f"the {NUM_FEATURES} raw measurements (never returned or logged)",
+    )
+    salt: list[SaltLimb] | None = Field(
+        default=None,
+        min_length=SALT_LIMBS,
+        max_length=SALT_LIMBS,
+        description=f"{SALT_LIMBS} limbs of {SALT_LIMB_BITS} bits; generated when absent",
+    )
+
+
+class JobAccepted(BaseModel):
+    """Answer to a submission."""
+
+    job_id: str
+    state: JobState
+    created: bool = Field(description="false when the idempotency key matched an earlier job")
+
+
+class JobStatus(BaseModel):
+    """A job's public status."""
+
+    job_id: str
+    idempotency_key: str
+    state: JobState
+    reason: str | None = None
+    policy_id: int
+    model: str
+    model_version: int
+    input_commitment: str | None = Field(default=None, description="hex field element")
+    logit: float | None = Field(default=None, description="the model's proved output")
+    nonce: int | None = None
+    tx_hash: str | None = None
+    transactions: int = Field(0, description="signed attempts (replacements included)")
+    block_number: int | None = None
+    gas_used: int | None = None
+    claim_id: int | None = None
+    amount_wei: str | None = None
+    created_at: float
+    updated_at: float
+    final_at: float | None = None
+
+    @classmethod
+    def of(cls, job: Job, transactions: int = 0) -> JobStatus:
+        """Project a stored job onto its public fields."""
+        return cls(
+            job_id=job.id,
+            idempotency_key=job.idempotency_key,
+            state=job.state,
+            reason=job.reason,
+            policy_id=job.policy_id,
+            model=job.model,
+            model_version=job.model_version,
+            input_commitment=None
+            if job.input_commitment is None
+            else f"0x{job.input_commitment:064x}",
+            logit=job.logit,
+            nonce=job.nonce,
+            tx_hash=job.tx_hash,
+            transactions=transactions,
+            block_number=job.block_number,
+            gas_used=job.gas_used,
+            claim_id=job.claim_id,
+            amount_wei=None if job.amount is None else str(job.amount),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            final_at=job.final_at,
+        )
+
+
+class JobList(BaseModel):
+    """A page of jobs, oldest first."""
+
+    jobs: list[JobStatus]
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: one line, specific, never echoing patient values."""
+
+    detail: str
+
+
+class ChainHealth(BaseModel):
+    """The submitter's view of the chain."""
+
+    reachable: bool
+    endpoint: str
+    chain_id: int | None
+    last_error: str | None
+
+
+class Health(BaseModel):
+    """Liveness and what would stop jobs from finishing."""
+
+    status: str = Field(description="ok, or degraded (chain unreachable / submitter paused)")
+    chain: ChainHealth
+    submitter: str
+    hospital: str
+    paused: str | None
+    workers: int
+    queue_limit: int
+    jobs: dict[str, int]

@@ -1,0 +1,371 @@
+"""The relay: job intake, the dispatcher and submitter threads, health."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import IO
+
+from prover.attestation import record_nullifier
+from prover.exceptions import (
+    ChainUnavailable,
+    InvalidPatientRecord,
+    PolicyRejected,
+    RelayConfigError,
+    RelayError,
+    UnknownModel,
+    ZkcareError,
+)
+from prover.model import MAX_ABS_STANDARDIZED, Preprocessor
+from prover.relay.chain import ZERO_ADDRESS, RpcPool, SettlementClient
+from prover.relay.dispatcher import Dispatcher
+from prover.relay.keys import RelayKeys, load_keys
+from prover.relay.metrics import RelayMetrics
+from prover.relay.schemas import ChainHealth, Health, JobRequest
+from prover.relay.sealing import Sealer
+from prover.relay.settings import ModelConfig, RelaySettings
+from prover.relay.store import Job, JobStore, NewJob
+from prover.relay.submitter import Submitter, SubmitterConfig, gwei
+from prover.relay.worker import LocalProverPool, ModelRef, ProverWorker
+
+log = logging.getLogger("zkcare.relay")
+REQUEST_TAG = b"zkcare/relay-request/v1\x00"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A configured model version, resolved to its bundle and preprocessing."""
+
+    config: ModelConfig
+    ref: ModelRef
+    preprocessor: Preprocessor
+
+    @property
+    def model_id(self) -> bytes:
+        """The registry's bytes32 id."""
+        return self.config.model_id_bytes
+
+
+def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], LoadedModel]:
+    """Find (or build, for the default diagnostic model) every configured bundle."""
+    from prover.circuit import load_bundle
+    from prover.diagnosis import build_diagnostic_bundle
+    from prover.model import DIAGNOSTIC_PREPROCESS, sha256_file
+
+    out: dict[tuple[str, int], LoadedModel] = {}
+    problems: list[str] = []
+    for i, cfg in enumerate(configs):
+        try:
+            bundle = build_diagnostic_bundle() if cfg.bundle is None else load_bundle(cfg.bundle)
+        except ZkcareError as exc:
+            problems.append(f"models[{i}].bundle: {exc}")
+            continue
+        preprocess = cfg.preprocess or DIAGNOSTIC_PREPROCESS
+        if not preprocess.is_file():
+            problems.append(f"models[{i}].preprocess: {preprocess} does not exist")
+            continue
+        expected = bundle.manifest.get("preprocessing", {}).get("sha256")
+        if expected is not None and expected != sha256_file(preprocess):
+            problems.append(
+                f"models[{i}].preprocess: {preprocess} is not the preprocessing "
+                f"the bundle {bundle.path.name} was built with"
+            )
+            continue
+        ref = ModelRef(cfg.key, str(bundle.path), str(preprocess))
+        out[(cfg.name, cfg.version)] = LoadedModel(cfg, ref, Preprocessor.load(preprocess))
+    if problems:
+        raise RelayConfigError(problems)
+    return out
+
+
+def check_features(pre: Preprocessor, features: list[float]) -> None:
+    """Range-check a record against the model's preprocessing (messages carry no values)."""
+    if len(features) != len(pre.mean):
+        raise InvalidPatientRecord(f"expected {len(pre.mean)} features, got {len(features)}")
+    for i, (value, mean, scale) in enumerate(zip(features, pre.mean, pre.scale, strict=True)):
+        name = pre.feature_names[i]
+        if not math.isfinite(value):
+            raise InvalidPatientRecord(f"features[{i}] ({name}) is not a finite number")
+        if value < 0:
+            raise InvalidPatientRecord(f"features[{i}] ({name}) is negative; measurements are >= 0")
+        if abs((value - mean) / scale) > MAX_ABS_STANDARDIZED:
+            raise InvalidPatientRecord(
+                f"features[{i}] ({name}) is out of range: more than "
+                f"{MAX_ABS_STANDARDIZED:g} standard deviations from the training mean"
+            )
+
+
+def request_mac(key: bytes, req: JobRequest) -> str:
+    """Keyed fingerprint of a request (detects idempotency-key reuse without storing data)."""
+    body = json.dumps(
+        [req.policy_id, req.model, req.model_version, req.record_id, req.features, req.salt],
+        separators=(",", ":"),
+    )
+    return hmac.new(key, REQUEST_TAG + body.encode(), hashlib.sha256).hexdigest()
+
+
+class Relay:
+    """One relay instance: store, prover worker, submitter; used by the API and the CLI."""
+
+    def __init__(
+        self,
+        settings: RelaySettings,
+        *,
+        keys: RelayKeys | None = None,
+        worker: ProverWorker | None = None,
+        models: dict[tuple[str, int], LoadedModel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys or load_keys(settings)
+        self.models = models or resolve_models(settings.models)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(settings.db_path)
+        if settings.data_key is not None:
+            key = bytes.fromhex(settings.data_key.get_secret_value().strip().removeprefix("0x"))
+            self.sealer = Sealer(key)
+        else:
+            self.sealer = Sealer.from_key_file(settings.data_dir / "input.key")
+        self.metrics = RelayMetrics(self.store)
+        self.rpc = RpcPool(settings.rpc_url_strings, timeout=settings.rpc_timeout_s)
+        self.settlement = SettlementClient(self.rpc, settings.settlement)
+        self.submitter = Submitter(
+            self.store,
+            self.rpc,
+            self.settlement,
+            self.keys.hospital,
+            self.keys.submitter,
+            SubmitterConfig(
+                confirmations=settings.confirmations,
+                stuck_timeout_s=settings.stuck_timeout_s,
+                fee_bump_percent=settings.fee_bump_percent,
+                max_replacements=settings.max_replacements,
+                max_fee_wei=gwei(settings.max_fee_gwei),
+                priority_fee_wei=gwei(settings.priority_fee_gwei),
+                gas_limit_multiplier=settings.gas_limit_multiplier,
+                attestation_ttl_s=settings.attestation_ttl_s,
+                poll_interval_s=settings.poll_interval_s,
+            ),
+            self.metrics,
+            expected_chain_id=settings.chain_id,
+        )
+        self.rpc.on_failover = self.submitter.mark_failover
+        self._worker = worker
+        self._owns_worker = worker is None
+        self.dispatcher: Dispatcher | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._policy_cache: dict[int, float] = {}
+        self._lock_file: IO[str] | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def worker(self) -> ProverWorker:
+        """The prover backend (a local process pool unless one was injected)."""
+        if self._worker is None:
+            self._worker = LocalProverPool(
+                {m.ref.key: m.ref for m in self.models.values()},
+                self.settings.workers,
+                self.settings.data_dir / "work",
+                self.settings.prove_threads,
+            )
+        return self._worker
+
+    def start(self, *, process: bool = True) -> None:
+        """Recover unfinished jobs and start the dispatcher and submitter threads.
+
+        With ``process=False`` only the API side runs (jobs stay queued): used by tests.
+        """
+        self._lock_data_dir()
+        requeued = self.store.requeue_proving("relay restarted while proving")
+        counts = self.store.counts()
+        unfinished = sum(n for state, n in counts.items() if not state.final)
+        log.info(
+            "relay starting: hospital %s, submitter %s, %d unfinished jobs (%d re-queued)",
+            self.keys.hospital.address,
+            self.keys.submitter.address,
+            unfinished,
+            requeued,
+        )
+        if process:
+            worker = self.worker
+            if self._owns_worker and isinstance(worker, LocalProverPool):
+                worker.warm_up()  # spawn the provers now, not on the first job
+            self.dispatcher = Dispatcher(
+                self.store,
+                self.sealer,
+                worker,
+                self.metrics,
+                {key: m.ref.key for key, m in self.models.items()},
+                self.settings.max_prove_attempts,
+                on_proved=self.submitter.wake,
+            )
+            self._threads = [
+                threading.Thread(
+                    target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True
+                ),
+                threading.Thread(
+                    target=self.submitter.run, args=(self._stop,), name="submitter", daemon=True
+                ),
+            ]
+            for thread in self._threads:
+                thread.start()
+        self.started = True
+
+    def _lock_data_dir(self) -> None:
+        """One relay per data directory: two would hand out the same nonces."""
+        path = self.settings.data_dir / "relay.lock"
+        handle = path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RelayError(
+                f"another relay is running with data_dir {self.settings.data_dir}"
+            ) from None
+        self._lock_file = handle
+
+    def stop(self) -> None:
+        """Stop the threads (unfinished jobs resume at the next start) and close the store."""
+        self._stop.set()
+        self.submitter.wake.set()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self._owns_worker and self._worker is not None:
+            self._worker.close()
+        self.store.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+        self.started = False
+        log.info("relay stopped")
+
+    # ------------------------------------------------------------------ intake
+
+    def model(self, name: str, version: int) -> LoadedModel:
+        """The configured model version, or :class:`UnknownModel`."""
+        found = self.models.get((name, version))
+        if found is None:
+            known = [f"{n} v{v}" for n, v in sorted(self.models)]
+            raise UnknownModel(name, version, known)
+        return found
+
+    def retry_after(self) -> int:
+        """Seconds until the queue has room, estimated from recent proving times."""
+        stats = self.dispatcher
+        per_proof = stats.busy_seconds / stats.proved if stats and stats.proved else 1.0
+        capacity = self._worker.capacity if self._worker is not None else self.settings.workers
+        return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / capacity)))
+
+    def check_policy(self, policy_id: int, model: LoadedModel) -> None:
+        """Refuse a policy the chain says cannot be claimed with ``model``.
+
+        Skipped while the chain is unreachable: the submitter's simulation checks it again.
+        """
+        cached = self._policy_cache.get(policy_id)
+        if cached is not None and cached > time.monotonic():
+            return
+        try:
+            policy = self.settlement.policy(policy_id)
+            if policy.holder == ZERO_ADDRESS:
+                raise PolicyRejected(
+                    policy_id, f"no such policy on ClaimSettlement {self.settlement.address}"
+                )
+            if policy.reserved == 0:
+                raise PolicyRejected(policy_id, "its coverage is exhausted or released")
+            if policy.expiry < time.time():
+                raise PolicyRejected(policy_id, f"expired at {policy.expiry} (unix time)")
+            product = self.settlement.product(policy.product_id)
+        except ChainUnavailable:
+            log.warning("policy %d not checked: chain unreachable", policy_id)
+            return
+        if product.model_id != model.model_id or product.version != model.config.version:
+            raise PolicyRejected(
+                policy_id,
+                f"its product {policy.product_id} is for model 0x{product.model_id.hex()} "
+                f"version {product.version}, not {model.config.name} "
+                f"(0x{model.model_id.hex()}) version {model.config.version}",
+            )
+        self._policy_cache[policy_id] = time.monotonic() + self.settings.policy_cache_s
+
+    def submit(self, req: JobRequest) -> tuple[Job, bool]:
+        """Validate and queue a claim job; ``(job, created)``.
+
+        Raises UnknownModel, InvalidPatientRecord, PolicyRejected (all 4xx),
+        IdempotencyConflict (409) or QueueFull (429).
+        """
+        from prover.commitment import new_salt
+
+        mac = request_mac(self.settings.nullifier_key, req)
+        existing = self.store.find_by_key(req.idempotency_key)
+        if existing is not None and existing.request_mac == mac:
+            return existing, False
+        model = self.model(req.model, req.model_version)
+        check_features(model.preprocessor, req.features)
+        self.check_policy(req.policy_id, model)
+        job_id = uuid.uuid4().hex
+        salt = tuple(req.salt) if req.salt is not None else new_salt()
+        sealed = self.sealer.seal(job_id, req.features, salt)
+        del salt
+        new = NewJob(
+            id=job_id,
+            idempotency_key=req.idempotency_key,
+            request_mac=mac,
+            policy_id=req.policy_id,
+            model=req.model,
+            model_version=req.model_version,
+            record_nullifier=record_nullifier(self.settings.nullifier_key, req.record_id),
+            sealed_input=sealed,
+        )
+        job, created = self.store.create_job(
+            new, self.settings.max_queue, retry_after=self.retry_after()
+        )
+        if created:
+            log.info("job %s: queued (policy %d, %s)", job.id, job.policy_id, model.config.key)
+            if self.dispatcher is not None:
+                self.dispatcher.wake.set()
+        return job, created
+
+    # ------------------------------------------------------------------ status
+
+    def health(self) -> Health:
+        """The relay's health summary."""
+        sub = self.submitter
+        counts = self.store.counts()
+        ok = sub.chain_ok and sub.paused_reason is None
+        return Health(
+            status="ok" if ok else "degraded",
+            chain=ChainHealth(
+                reachable=sub.chain_ok,
+                endpoint=self.rpc.current,
+                chain_id=sub.chain_id,
+                last_error=sub.last_error,
+            ),
+            submitter=self.keys.submitter.address,
+            hospital=self.keys.hospital.address,
+            paused=sub.paused_reason,
+            workers=self._worker.capacity if self._worker is not None else self.settings.workers,
+            queue_limit=self.settings.max_queue,
+            jobs={state.value: n for state, n in counts.items()},
+        )
+
+    def wait_idle(self, timeout: float, poll: float = 0.1) -> bool:
+        """Block until no job is unfinished (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = self.store.counts()
+            if all(n == 0 for state, n in counts.items() if not state.final):
+                return True
+            time.sleep(poll)
+        return False

@@ -1,0 +1,282 @@
+"""Relay settings: a TOML config file plus ``ZKCARE_RELAY_*`` environment variables.
+
+Environment variables override the file; nested fields use ``__`` (for example
+``ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE``). Secrets (key passphrases, the nullifier secret, the
+data key) are accepted from the environment only: a config file that contains one is rejected.
+:func:`load_settings` reports every problem at once, one line each, naming both the file key and
+the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from eth_utils import is_address, keccak, to_checksum_address
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from prover.exceptions import RelayConfigError
+
+ENV_PREFIX = "ZKCARE_RELAY_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+DIAGNOSTIC_MODEL_NAME = "breast_cancer_lr"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SECRET_FIELDS = ("nullifier_secret", "data_key")
+
+
+class KeyConfig(BaseModel):
+    """A signing key: an eth-account keystore file, or an ape account alias."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keystore: Path | None = None
+    ape_alias: str | None = None
+    passphrase: SecretStr | None = Field(default=None, description="environment only")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KeyConfig:
+        if (self.keystore is None) == (self.ape_alias is None):
+            raise ValueError("set exactly one of keystore or ape_alias")
+        return self
+
+
+class ModelConfig(BaseModel):
+    """A model version the relay proves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = DIAGNOSTIC_MODEL_NAME
+    version: int = Field(default=1, ge=1, lt=2**32)
+    model_id: str | None = Field(
+        default=None, description="bytes32 registry id; default keccak256('zkcare/<name>')"
+    )
+    bundle: Path | None = Field(
+        default=None, description="circuit bundle directory; default: build the diagnostic one"
+    )
+    preprocess: Path | None = Field(default=None, description="preprocessing spec JSON")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use 1-64 characters from A-Z a-z 0-9 _ . -")
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
+            raise ValueError("must be 0x followed by 64 hex digits (bytes32)")
+        return value
+
+    @model_validator(mode="after")
+    def _bundle_needed(self) -> ModelConfig:
+        if self.bundle is None and self.name != DIAGNOSTIC_MODEL_NAME:
+            raise ValueError(f"bundle is required for models other than {DIAGNOSTIC_MODEL_NAME}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def model_id_bytes(self) -> bytes:
+        """The registry's bytes32 model id."""
+        if self.model_id is not None:
+            return bytes.fromhex(self.model_id[2:])
+        return bytes(keccak(text=f"zkcare/{self.name}"))
+
+
+class RelaySettings(BaseSettings):
+    """Everything the relay needs; see ``prover/relay/README.md`` for an example file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    # chain
+    rpc_urls: list[HttpUrl] = Field(min_length=1, description="JSON-RPC endpoints, in order")
+    chain_id: int | None = Field(default=None, ge=1, description="refuse other chains")
+    settlement: str = Field(description="ClaimSettlement address")
+    confirmations: int = Field(default=2, ge=1, le=1000)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    poll_interval_s: float = Field(default=0.2, gt=0, le=60)
+    # keys and secrets
+    hospital_key: KeyConfig
+    submitter_key: KeyConfig
+    nullifier_secret: SecretStr = Field(description="hex, >= 32 bytes; environment only")
+    data_key: SecretStr | None = Field(
+        default=None, description="hex, 32 bytes; default: <data_dir>/input.key"
+    )
+    # storage and service
+    data_dir: Path = Path("relay-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, lt=65536)
+    max_body_bytes: int = Field(default=16_384, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # proving
+    models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    prove_threads: int = Field(default=1, ge=1, le=256)
+    max_queue: int = Field(default=256, ge=1)
+    max_prove_attempts: int = Field(default=3, ge=1)
+    # transactions
+    priority_fee_gwei: float = Field(default=1.0, ge=0)
+    max_fee_gwei: float = Field(default=500.0, gt=0, description="cap on maxFeePerGas")
+    gas_limit_multiplier: float = Field(default=1.25, ge=1.0, le=10.0)
+    stuck_timeout_s: float = Field(default=30.0, gt=0)
+    fee_bump_percent: int = Field(default=12, ge=10, le=500)
+    max_replacements: int = Field(default=5, ge=0)
+    attestation_ttl_s: int = Field(default=86_400, ge=60)
+    policy_cache_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("settlement")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_address(value):
+            raise ValueError("not an Ethereum address")
+        return str(to_checksum_address(value))
+
+    @field_validator("nullifier_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        raw = _hex(value.get_secret_value())
+        if raw is None or len(raw) < 32:
+            raise ValueError("must be at least 32 bytes, hex-encoded")
+        return value
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = _hex(value.get_secret_value())
+            if raw is None or len(raw) != 32:
+                raise ValueError("must be exactly 32 bytes, hex-encoded")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> RelaySettings:
+        keys = [m.key for m in self.models]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"models: duplicate name@version in {keys}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then the environment, then the TOML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @property
+    def nullifier_key(self) -> bytes:
+        """The HMAC key for record nullifiers and request fingerprints."""
+        raw = _hex(self.nullifier_secret.get_secret_value())
+        assert raw is not None  # checked by the validator
+        return raw
+
+    @property
+    def rpc_url_strings(self) -> list[str]:
+        """The RPC URLs as plain strings."""
+        return [str(u) for u in self.rpc_urls]
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite job store."""
+        return self.data_dir / "jobs.sqlite3"
+
+
+def _hex(value: str) -> bytes | None:
+    try:
+        return bytes.fromhex(value.strip().removeprefix("0x"))
+    except ValueError:
+        return None
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable for a settings field location."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + "__".join(parts).upper()
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _secrets_in_file(data: dict[str, Any]) -> list[str]:
+    found = [name for name in _SECRET_FIELDS if name in data]
+    for role in ("hospital_key", "submitter_key"):
+        section = data.get(role)
+        if isinstance(section, dict) and "passphrase" in section:
+            found.append(f"{role}.passphrase")
+    return found
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> RelaySettings:
+    """Read and validate the settings; :class:`RelayConfigError` lists every problem."""
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    problems: list[str] = []
+    cls: type[RelaySettings] = RelaySettings
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise RelayConfigError([f"config file {path} does not exist"]) from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise RelayConfigError([f"config file {path}: {exc}"]) from None
+        for name in _secrets_in_file(data):
+            problems.append(
+                f"{name}: secrets are read from the environment only "
+                f"({env_name(tuple(name.split('.')))}), remove it from {path}"
+            )
+
+        class FileSettings(RelaySettings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        cls = FileSettings
+    try:
+        settings = cls(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors(include_input=False, include_url=False):
+            loc = tuple(err["loc"])
+            where = _dotted(loc) or "settings"
+            hint = f" (env {env_name(loc)})" if loc else ""
+            msg = "required" if err["type"] == "missing" else err["msg"]
+            problems.append(f"{where}{hint}: {msg}")
+        raise RelayConfigError(problems) from None
+    if problems:
+        raise RelayConfigError(problems)
+    return settings

@@ -1,0 +1,481 @@
+"""The durable job store: SQLite in WAL mode, one SQL transaction per state transition.
+
+Every state change is ``UPDATE jobs SET state = :to … WHERE id = :id AND state = :from`` inside
+``BEGIN IMMEDIATE`` (a compare-and-set: a lost race changes nothing and raises
+:class:`InvalidTransition`), and appends a row to ``transitions`` in the same transaction, so a
+crash at any instant leaves every job in exactly one well-defined state. ``synchronous=FULL``
+makes each commit durable before the relay acts on it (for example: the signed transaction is on
+disk before it is broadcast). ``secure_delete`` overwrites freed pages, and patient input is only
+ever stored sealed (:mod:`prover.relay.sealing`) and dropped in the transition to ``proved``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prover.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, QueueFull
+from prover.relay.states import IN_FLIGHT_STATES, JobState, allowed
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    request_mac TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    policy_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    record_nullifier BLOB NOT NULL,
+    sealed_input BLOB,
+    prove_attempts INTEGER NOT NULL DEFAULT 0,
+    prove_seconds REAL,
+    input_commitment TEXT,
+    instances TEXT,
+    logit REAL,
+    proof BLOB,
+    nonce INTEGER,
+    tx_hash TEXT,
+    attestation_expiry INTEGER,
+    signature BLOB,
+    broadcast_at REAL,
+    block_number INTEGER,
+    block_hash TEXT,
+    gas_used INTEGER,
+    tx_status INTEGER,
+    claim_id TEXT,
+    amount TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    proved_at REAL,
+    submitted_at REAL,
+    final_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    tx_hash TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    nonce INTEGER NOT NULL,
+    raw_tx BLOB NOT NULL,
+    max_fee INTEGER NOT NULL,
+    priority_fee INTEGER NOT NULL,
+    gas_limit INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id, created_at);
+CREATE TABLE IF NOT EXISTS transitions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT
+);
+"""
+
+#: Columns a transition may set besides ``state``/``reason``.
+_SETTABLE = frozenset(
+    {
+        "sealed_input",
+        "prove_attempts",
+        "prove_seconds",
+        "input_commitment",
+        "instances",
+        "logit",
+        "proof",
+        "nonce",
+        "tx_hash",
+        "attestation_expiry",
+        "signature",
+        "broadcast_at",
+        "block_number",
+        "block_hash",
+        "gas_used",
+        "tx_status",
+        "claim_id",
+        "amount",
+        "proved_at",
+        "submitted_at",
+        "final_at",
+    }
+)
+_INT_TEXT = frozenset({"policy_id", "input_commitment", "claim_id", "amount"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claim job as stored (``sealed_input`` is the only column holding patient data)."""
+
+    id: str
+    idempotency_key: str
+    request_mac: str
+    state: JobState
+    reason: str | None
+    policy_id: int
+    model: str
+    model_version: int
+    record_nullifier: bytes
+    sealed_input: bytes | None
+    prove_attempts: int
+    prove_seconds: float | None
+    input_commitment: int | None
+    instances: tuple[int, ...] | None
+    logit: float | None
+    proof: bytes | None
+    nonce: int | None
+    tx_hash: str | None
+    attestation_expiry: int | None
+    signature: bytes | None
+    broadcast_at: float | None
+    block_number: int | None
+    block_hash: str | None
+    gas_used: int | None
+    tx_status: int | None
+    claim_id: int | None
+    amount: int | None
+    created_at: float
+    updated_at: float
+    proved_at: float | None
+    submitted_at: float | None
+    final_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        """Decode a ``jobs`` row."""
+        data: dict[str, Any] = dict(row)
+        data["state"] = JobState(data["state"])
+        for name in _INT_TEXT:
+            if data[name] is not None:
+                data[name] = int(data[name])
+        if data["instances"] is not None:
+            data["instances"] = tuple(int(v) for v in json.loads(data["instances"]))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One signed transaction for a job (the first, or a fee-bumped replacement)."""
+
+    tx_hash: str
+    job_id: str
+    nonce: int
+    raw_tx: bytes
+    max_fee: int
+    priority_fee: int
+    gas_limit: int
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the API hands the store for a new job (input already sealed)."""
+
+    idempotency_key: str
+    request_mac: str
+    policy_id: int
+    model: str
+    model_version: int
+    record_nullifier: bytes
+    sealed_input: bytes
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _INT_TEXT:
+        return str(int(value))
+    if name == "instances":
+        return json.dumps([str(int(v)) for v in value])
+    if isinstance(value, JobState):
+        return value.value
+    return value
+
+
+class JobStore:
+    """Thread-safe access to the SQLite job store (one connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ creation
+
+    def create_job(self, new: NewJob, max_queued: int, retry_after: int = 1) -> tuple[Job, bool]:
+        """Insert a job, or return the existing one for the same idempotency key.
+
+        Returns ``(job, created)``. Raises :class:`IdempotencyConflict` if the key was used for
+        a different request, :class:`QueueFull` if ``max_queued`` jobs are already queued.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE idempotency_key = ?", (new.idempotency_key,)
+            ).fetchone()
+            if row is not None:
+                job = Job.from_row(row)
+                if job.request_mac != new.request_mac:
+                    raise IdempotencyConflict(new.idempotency_key, job.id)
+                return job, False
+            (depth,) = conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED.value,)
+            ).fetchone()
+            if depth >= max_queued:
+                raise QueueFull(depth, max_queued, retry_after)
+            conn.execute(
+                "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+                " model_version, record_nullifier, sealed_input, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.id,
+                    new.idempotency_key,
+                    new.request_mac,
+                    JobState.QUEUED.value,
+                    str(new.policy_id),
+                    new.model,
+                    new.model_version,
+                    new.record_nullifier,
+                    new.sealed_input,
+                    now,
+                    now,
+                ),
+            )
+            self._log(conn, new.id, None, JobState.QUEUED, now, None)
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (new.id,)).fetchone()
+        return Job.from_row(row), True
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, job_id: str) -> Job:
+        """The job with this id, or :class:`JobNotFound`."""
+        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return Job.from_row(row)
+
+    def find_by_key(self, idempotency_key: str) -> Job | None:
+        """The job created with this idempotency key, if any."""
+        row = (
+            self._conn()
+            .execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
+            .fetchone()
+        )
+        return None if row is None else Job.from_row(row)
+
+    def list_jobs(
+        self, states: Iterable[JobState] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Job]:
+        """Jobs, oldest first, optionally only in ``states``."""
+        if states is None:
+            rows = self._conn().execute(
+                "SELECT * FROM jobs ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)
+            )
+        else:
+            names = [JobState(s).value for s in states]
+            marks = ",".join("?" * len(names))
+            rows = self._conn().execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks})"
+                " ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (*names, limit, offset),
+            )
+        return [Job.from_row(r) for r in rows]
+
+    def in_flight(self) -> list[Job]:
+        """Jobs holding a nonce a node may know (signed, submitted, confirmed), by nonce."""
+        names = [s.value for s in IN_FLIGHT_STATES]
+        rows = self._conn().execute(
+            f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(names))}) ORDER BY nonce",
+            names,
+        )
+        return [Job.from_row(r) for r in rows]
+
+    def counts(self) -> dict[JobState, int]:
+        """Number of jobs per state (every state present)."""
+        out = dict.fromkeys(JobState, 0)
+        for state, n in self._conn().execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            out[JobState(state)] = int(n)
+        return out
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        """A job's signed transactions, oldest first."""
+        rows = self._conn().execute(
+            "SELECT * FROM attempts WHERE job_id = ? ORDER BY created_at, rowid", (job_id,)
+        )
+        return [Attempt(**dict(r)) for r in rows]
+
+    def max_nonce(self) -> int | None:
+        """The highest nonce ever assigned to a transaction (None before the first)."""
+        (value,) = self._conn().execute("SELECT MAX(nonce) FROM attempts").fetchone()
+        return None if value is None else int(value)
+
+    def history(self, job_id: str) -> list[tuple[str | None, str, float, str | None]]:
+        """A job's transitions: ``(from, to, at, detail)``, oldest first."""
+        rows = self._conn().execute(
+            "SELECT from_state, to_state, at, detail FROM transitions WHERE job_id = ?"
+            " ORDER BY seq",
+            (job_id,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ transitions
+
+    def transition(
+        self,
+        job_id: str,
+        from_state: JobState,
+        to_state: JobState,
+        *,
+        reason: str | None = None,
+        detail: str | None = None,
+        attempt: Attempt | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Atomically move ``job_id`` from ``from_state`` to ``to_state`` and set ``fields``.
+
+        ``from_state == to_state`` updates fields of a job in that state (still a
+        compare-and-set). ``attempt``, if given, is inserted in the same transaction.
+        """
+        if from_state != to_state and not allowed(from_state, to_state):
+            raise InvalidTransition(job_id, from_state, to_state, from_state)
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise ValueError(f"cannot set job columns {sorted(unknown)}")
+        now = time.time()
+        values = {name: _encode(name, v) for name, v in fields.items()}
+        values["state"] = to_state.value
+        values["updated_at"] = now
+        if reason is not None:
+            values["reason"] = reason
+        if to_state.final and "final_at" not in values:
+            values["final_at"] = now
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
+                (*values.values(), job_id, from_state.value),
+            )
+            if cur.rowcount != 1:
+                row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                raise InvalidTransition(job_id, from_state, to_state, row[0] if row else None)
+            if attempt is not None:
+                conn.execute(
+                    "INSERT INTO attempts (tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee,"
+                    " gas_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        attempt.tx_hash,
+                        attempt.job_id,
+                        attempt.nonce,
+                        attempt.raw_tx,
+                        attempt.max_fee,
+                        attempt.priority_fee,
+                        attempt.gas_limit,
+                        attempt.created_at,
+                    ),
+                )
+            if from_state != to_state or detail is not None:
+                self._log(conn, job_id, from_state, to_state, now, detail or reason)
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return Job.from_row(row)
+
+    def claim_next_queued(self) -> Job | None:
+        """Move the oldest queued job to ``proving`` and return it (None if none is queued)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT id FROM jobs WHERE state = ? ORDER BY created_at, id LIMIT 1",
+                (JobState.QUEUED.value,),
+            ).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            conn.execute(
+                "UPDATE jobs SET state = ?, updated_at = ?, prove_attempts = prove_attempts + 1"
+                " WHERE id = ? AND state = ?",
+                (JobState.PROVING.value, now, row[0], JobState.QUEUED.value),
+            )
+            self._log(conn, row[0], JobState.QUEUED, JobState.PROVING, now, None)
+            job = conn.execute("SELECT * FROM jobs WHERE id = ?", (row[0],)).fetchone()
+        return Job.from_row(job)
+
+    def requeue_proving(self, detail: str) -> int:
+        """Return every ``proving`` job to ``queued`` (start-up recovery); how many."""
+        with self._tx() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM jobs WHERE state = ?", (JobState.PROVING.value,)
+                )
+            ]
+            now = time.time()
+            for job_id in ids:
+                conn.execute(
+                    "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+                    (JobState.QUEUED.value, now, job_id, JobState.PROVING.value),
+                )
+                self._log(conn, job_id, JobState.PROVING, JobState.QUEUED, now, detail)
+        return len(ids)
+
+    @staticmethod
+    def _log(
+        conn: sqlite3.Connection,
+        job_id: str,
+        from_state: JobState | None,
+        to_state: JobState,
+        at: float,
+        detail: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO transitions (job_id, from_state, to_state, at, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (job_id, from_state.value if from_state else None, to_state.value, at, detail),
+        )

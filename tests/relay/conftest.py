@@ -1,0 +1,197 @@
+"""Fixtures for the relay tests.
+
+Each test module gets a fresh anvil (interval mining, 0.5 s blocks) with the real generated
+verifier, the model registry and a ClaimSettlement (ETH pool, product paying when the logit is
+<= 0, the test hospital trusted). In-process relays share one session-wide prover pool (two
+spawned workers: the :class:`ProverWorker` seam in use); the crash tests run the relay as a
+subprocess. A session-wide :class:`PrivacyLedger` collects every log, HTTP response, job store
+and transaction, and ``test_privacy.py`` (ordered last) scans them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+
+from prover.anvil import Anvil
+from prover.circuit import Bundle
+from prover.relay.api import create_app
+from prover.relay.devchain import DevChain, deploy_dev_chain
+from prover.relay.keys import RelayKeys
+from prover.relay.service import LoadedModel, Relay, resolve_models
+from prover.relay.settings import KeyConfig, ModelConfig, RelaySettings
+from prover.relay.worker import LocalProverPool
+
+from .support import PrivacyLedger
+
+BLOCK_TIME = 0.5
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The privacy scan runs after every other test of the session."""
+    last = [i for i in items if "relay/test_privacy.py" in i.nodeid.replace("\\", "/")]
+    if last:
+        items[:] = [i for i in items if i not in last] + last
+
+
+@pytest.fixture(scope="session")
+def ledger() -> PrivacyLedger:
+    return PrivacyLedger()
+
+
+@pytest.fixture(scope="session")
+def relay_log(tmp_path_factory: pytest.TempPathFactory, ledger: PrivacyLedger) -> Iterator[Path]:
+    """Every in-process log record of the session, in one file (scanned for leaks)."""
+    path = tmp_path_factory.mktemp("logs") / "relay.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    for noisy in ("urllib3", "web3", "httpx", "httpcore", "asyncio", "ape", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
+    ledger.add_path("in-process logs", path)
+    yield path
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+    handler.close()
+
+
+@pytest.fixture(scope="session")
+def relay_models(diagnostic_bundle: Bundle) -> dict[tuple[str, int], LoadedModel]:
+    return resolve_models([ModelConfig(bundle=diagnostic_bundle.path)])
+
+
+@pytest.fixture(scope="session")
+def prover_pool(
+    relay_models: dict[tuple[str, int], LoadedModel], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalProverPool]:
+    pool = LocalProverPool(
+        {m.ref.key: m.ref for m in relay_models.values()},
+        workers=2,
+        work_root=tmp_path_factory.mktemp("prover-work") / "work",
+    )
+    pool.warm_up()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def hospital(ledger: PrivacyLedger) -> LocalAccount:
+    account: LocalAccount = Account.create()
+    ledger.add_secret("hospital key", account.key.hex())
+    return account
+
+
+@pytest.fixture(scope="session")
+def nullifier_secret(ledger: PrivacyLedger) -> str:
+    value = secrets.token_hex(32)
+    ledger.add_secret("nullifier secret", value)
+    return value
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Anvil]:
+    with Anvil(block_time=BLOCK_TIME) as anvil:
+        yield anvil
+
+
+@pytest.fixture(scope="module")
+def dev_chain(
+    node: Anvil,
+    diagnostic_bundle: Bundle,
+    hospital: LocalAccount,
+    ledger: PrivacyLedger,
+    request: pytest.FixtureRequest,
+) -> Iterator[DevChain]:
+    chain = deploy_dev_chain(node.url, diagnostic_bundle, hospital.address)
+    yield chain
+    ledger.collect_chain(chain.w3, f"chain of {request.module.__name__}")
+
+
+class RecordingClient(TestClient):
+    """A TestClient whose every response goes to the privacy ledger."""
+
+    def __init__(self, app: Any, ledger: PrivacyLedger) -> None:
+        super().__init__(app, raise_server_exceptions=False)
+        self.ledger = ledger
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        response = super().request(*args, **kwargs)
+        self.ledger.add_response(response)
+        return response
+
+
+MakeRelay = Callable[..., Relay]
+
+
+@pytest.fixture
+def make_relay(
+    node: Anvil,
+    dev_chain: DevChain,
+    hospital: LocalAccount,
+    nullifier_secret: str,
+    relay_models: dict[tuple[str, int], LoadedModel],
+    prover_pool: LocalProverPool,
+    relay_log: Path,
+    ledger: PrivacyLedger,
+    tmp_path: Path,
+) -> Iterator[MakeRelay]:
+    """Build and start an in-process relay with a fresh, funded submitter key."""
+    relays: list[Relay] = []
+
+    def make(
+        *, process: bool = True, fund: int = 10**19, rpc_urls: list[str] | None = None, **kw: Any
+    ) -> Relay:
+        submitter: LocalAccount = Account.create()
+        ledger.add_secret("submitter key", submitter.key.hex())
+        if fund:
+            dev_chain.set_balance(submitter.address, fund)
+        options: dict[str, Any] = {
+            "workers": 2,
+            "confirmations": 2,
+            "poll_interval_s": 0.05,
+            "stuck_timeout_s": 30.0,
+            **kw,
+        }
+        settings = RelaySettings(
+            rpc_urls=rpc_urls or [node.url],
+            settlement=dev_chain.settlement.address,
+            hospital_key=KeyConfig(keystore=tmp_path / "unused-hospital.json"),
+            submitter_key=KeyConfig(keystore=tmp_path / "unused-submitter.json"),
+            nullifier_secret=nullifier_secret,
+            data_dir=tmp_path / f"relay-{len(relays)}",
+            **options,
+        )
+        relay = Relay(
+            settings,
+            keys=RelayKeys(hospital, submitter),
+            worker=prover_pool,
+            models=relay_models,
+        )
+        relay.start(process=process)
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        if relay.started:
+            relay.stop()
+        ledger.add_path("job store", relay.settings.data_dir)
+
+
+@pytest.fixture
+def client_for(ledger: PrivacyLedger) -> Callable[[Relay], RecordingClient]:
+    def make(relay: Relay) -> RecordingClient:
+        return RecordingClient(create_app(relay, manage_relay=False), ledger)
+
+    return make

@@ -1,0 +1,191 @@
+"""kill -9 the relay (a real ``python -m prover.relay serve`` process) at named and random points
+across a 50-job run, restarting it each time: every job ends final, exactly one claim per job,
+no nonce gap."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from eth_account import Account
+
+from prover.anvil import free_port
+
+from .support import (
+    RelayProcess,
+    encrypt_key,
+    job_body,
+    make_records,
+    state_counts,
+    store_rows,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+N_JOBS = 50
+SEED = 20240917
+FINAL = ("paid", "denied", "failed")
+
+#: (crash point or test action, why it matters)
+PLAN = [
+    ("proved:3", "a proof came back but is not stored yet"),
+    ("after_sign:2", "signed transaction persisted, never broadcast"),
+    ("after_broadcast:2", "a node has the transaction, the store says signed"),
+    ("after_submit:3", "submitted, before any receipt"),
+    ("before_final:2", "receipt confirmed, job not yet paid/denied"),
+    ("kill:proving", "SIGKILL from the test while jobs are proving"),
+    ("kill:random", "SIGKILL from the test at a random moment"),
+    ("kill:random", "SIGKILL from the test at a random moment"),
+    ("kill:random", "SIGKILL from the test at a random moment"),
+]
+
+
+def _config(tmp: Path, node, dev_chain, bundle, hospital_store: Path, submitter_store: Path):
+    data = tmp / "relay-data"
+    path = tmp / "relay.toml"
+    path.write_text(
+        "\n".join(
+            [
+                f'rpc_urls = ["{node.url}"]',
+                f'settlement = "{dev_chain.settlement.address}"',
+                f'data_dir = "{data}"',
+                "workers = 2",
+                "confirmations = 2",
+                "poll_interval_s = 0.05",
+                "stuck_timeout_s = 10",
+                "max_queue = 200",
+                "[hospital_key]",
+                f'keystore = "{hospital_store}"',
+                "[submitter_key]",
+                f'keystore = "{submitter_store}"',
+                "[[models]]",
+                'name = "breast_cancer_lr"',
+                "version = 1",
+                f'bundle = "{bundle.path}"',
+                "",
+            ]
+        )
+    )
+    return path, data
+
+
+def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
+    tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger
+):
+    rng = random.Random(SEED)
+    records = make_records(N_JOBS, seed=81)
+    ledger.add_records(records)
+    policies = dev_chain.issue_policies(N_JOBS)
+    submitter = Account.create()
+    dev_chain.set_balance(submitter.address, 10**19)
+    pw_h, pw_s, secret = secrets.token_hex(12), secrets.token_hex(12), secrets.token_hex(32)
+    for label, value in [
+        ("hospital passphrase", pw_h),
+        ("submitter passphrase", pw_s),
+        ("submitter key", submitter.key.hex()),
+        ("nullifier secret", secret),
+    ]:
+        ledger.add_secret(label, value)
+    config, data_dir = _config(
+        tmp_path,
+        node,
+        dev_chain,
+        diagnostic_bundle,
+        encrypt_key(hospital.key, pw_h, tmp_path / "hospital.json"),
+        encrypt_key(submitter.key, pw_s, tmp_path / "submitter.json"),
+    )
+    env = {
+        "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw_h,
+        "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw_s,
+        "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
+    }
+    relay = RelayProcess(config, env, free_port(), tmp_path / "relay.log")
+    ledger.add_path("subprocess relay log", relay.log_path)
+    ledger.add_path("subprocess job store", data_dir)
+    db = data_dir / "jobs.sqlite3"
+    bodies = [
+        job_body(r, p, f"crash-{i:04d}")
+        for i, (r, p) in enumerate(zip(records, policies, strict=True))
+    ]
+    accepted: dict[int, str] = {}
+
+    def submit_all() -> bool:
+        """(Re)submit every job; the same key must give the same job across restarts."""
+        for i, body in enumerate(bodies):
+            try:
+                response = requests.post(relay.url + "/v1/jobs", json=body, timeout=10)
+            except requests.RequestException:
+                return False  # the relay died under us: resubmit after the restart
+            ledger.add_response(response)
+            assert response.status_code == 202, response.text
+            assert accepted.setdefault(i, response.json()["job_id"]) == response.json()["job_id"]
+        return True
+
+    def unfinished() -> int:
+        return sum(n for state, n in state_counts(db).items() if state not in FINAL)
+
+    try:
+        for action, why in PLAN:
+            if action.startswith("kill:"):
+                relay.start()
+                relay.wait_ready()
+                submit_all()
+                if action == "kill:proving":
+                    wait_until(lambda: state_counts(db).get("proving"), 60, "a job proving")
+                else:
+                    time.sleep(rng.uniform(0.2, 3.0))
+                relay.kill9()
+            else:
+                relay.start(crash_at=action)
+                try:
+                    relay.wait_ready()
+                    submit_all()
+                except AssertionError:
+                    pass  # crashed before serving (recovery work hit the point first)
+                code = relay.wait_exit(timeout=90)
+                assert code == -9, f"{action} ({why}) did not crash the relay: {relay.tail()}"
+            assert unfinished() > 0 or len(accepted) < N_JOBS, f"work ran out before {action}"
+
+        relay.start()
+        relay.wait_ready()
+        assert submit_all()
+        wait_until(lambda: len(accepted) == N_JOBS and unfinished() == 0, 240, "every job final")
+    finally:
+        relay.terminate()
+
+    log = relay.log_path.read_text()
+    for action, _ in PLAN:
+        if not action.startswith("kill:"):
+            assert f"crash point {action.split(':')[0]} reached" in log
+    assert relay.exits.count(-9) == len(PLAN)
+
+    jobs = {r["id"]: r for r in store_rows(db, "SELECT * FROM jobs")}
+    assert set(jobs) == set(accepted.values()) and len(jobs) == N_JOBS
+    events = {}
+    for name, args, tx in dev_chain.claim_events():
+        if args["policyId"] in policies:
+            assert args["policyId"] not in events, f"policy {args['policyId']} claimed twice"
+            events[args["policyId"]] = (name, tx)
+    for i, record in enumerate(records):
+        job = jobs[accepted[i]]
+        expected = "paid" if record.pays else "denied"
+        assert job["state"] == expected, (job["reason"], i)
+        name, tx = events[policies[i]]
+        assert name == ("ClaimPaid" if record.pays else "ClaimDenied") and tx == job["tx_hash"]
+        assert job["sealed_input"] is None
+    # no nonce gap, none wasted: one transaction per job, nonces 0..49
+    assert sorted(j["nonce"] for j in jobs.values()) == list(range(N_JOBS))
+    assert dev_chain.w3.eth.get_transaction_count(submitter.address) == N_JOBS
+    attempt_nonces = {r["nonce"] for r in store_rows(db, "SELECT nonce FROM attempts")}
+    assert attempt_nonces == set(range(N_JOBS))
+    for job in jobs.values():
+        receipt = dev_chain.w3.eth.get_transaction_receipt(job["tx_hash"])
+        assert receipt["status"] == 1
+    requeued = store_rows(
+        db, "SELECT COUNT(*) AS n FROM transitions WHERE detail = 'relay restarted while proving'"
+    )
+    assert requeued[0]["n"] >= 1

@@ -1,0 +1,198 @@
+"""The job store's state machine: allowed transitions only, compare-and-set under races,
+idempotent creation under concurrency, the queue bound, sealed input dropped on ``proved``."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from prover.exceptions import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    SealedDataError,
+)
+from prover.relay.sealing import Sealer
+from prover.relay.states import FINAL_STATES, TRANSITIONS, JobState, allowed
+from prover.relay.store import Attempt, JobStore, NewJob
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "jobs.sqlite3")
+    yield s
+    s.close()
+
+
+def new_job(key: str = "key-00000001", mac: str = "mac-a", **kw) -> NewJob:
+    fields = dict(
+        idempotency_key=key,
+        request_mac=mac,
+        policy_id=7,
+        model="breast_cancer_lr",
+        model_version=1,
+        record_nullifier=b"\x01" * 32,
+        sealed_input=b"sealed",
+    )
+    fields.update(kw)
+    return NewJob(**fields)
+
+
+def test_store_uses_wal_and_full_sync(store):
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+
+
+def test_transition_table_is_closed_and_final_states_are_terminal():
+    assert set(TRANSITIONS) == set(JobState)
+    for state in FINAL_STATES:
+        assert TRANSITIONS[state] == frozenset()
+    every_other = [s for s in JobState if s not in FINAL_STATES]
+    for state in every_other:  # every unfinished job can still reach a final state
+        seen, frontier = {state}, [state]
+        while frontier:
+            for nxt in TRANSITIONS[frontier.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append(nxt)
+        assert seen & FINAL_STATES, state
+
+
+@pytest.mark.parametrize(
+    "src,dst", [(a, b) for a, b in itertools.product(JobState, JobState) if a != b]
+)
+def test_only_allowed_transitions_are_applied(store, src, dst):
+    job, _ = store.create_job(new_job(), max_queued=10)
+    if src != JobState.QUEUED:
+        store._conn().execute("UPDATE jobs SET state = ? WHERE id = ?", (src.value, job.id))
+    if allowed(src, dst):
+        assert store.transition(job.id, src, dst).state == dst
+        assert store.history(job.id)[-1][:2] == (src.value, dst.value)
+    else:
+        with pytest.raises(InvalidTransition, match="not allowed"):
+            store.transition(job.id, src, dst)
+        assert store.get(job.id).state == src
+
+
+def test_compare_and_set_lets_exactly_one_racer_win(store):
+    job, _ = store.create_job(new_job(), max_queued=10)
+    barrier = threading.Barrier(8)
+
+    def race(_):
+        barrier.wait()
+        try:
+            store.transition(job.id, JobState.QUEUED, JobState.PROVING)
+            return True
+        except InvalidTransition as exc:
+            assert "job is proving" in str(exc)
+            return False
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(race, range(8)))
+    assert results.count(True) == 1
+    assert [h[1] for h in store.history(job.id)] == ["queued", "proving"]
+
+
+def test_concurrent_creation_with_one_key_makes_one_job(store):
+    barrier = threading.Barrier(12)
+
+    def create(i):
+        barrier.wait()
+        try:
+            job, created = store.create_job(new_job(mac="mac-a" if i % 3 else "mac-b"), 100)
+            return job.id, created
+        except IdempotencyConflict as exc:
+            return exc.job_id, None
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(create, range(12)))
+    assert len({job_id for job_id, _ in results}) == 1
+    assert [c for _, c in results].count(True) == 1
+    assert sum(store.counts().values()) == 1
+
+
+def test_queue_bound(store):
+    for i in range(3):
+        store.create_job(new_job(key=f"key-{i:08d}"), max_queued=3)
+    with pytest.raises(QueueFull, match=r"proving queue is full \(3 of 3 jobs\); retry in 7 s"):
+        store.create_job(new_job(key="key-99999999"), max_queued=3, retry_after=7)
+    store.claim_next_queued()  # one leaves the queue (proving is bounded by the pool)
+    store.create_job(new_job(key="key-99999999"), max_queued=3)
+    assert store.counts()[JobState.QUEUED] == 3
+
+
+def test_claim_requeue_and_proof_drop_the_sealed_input(store):
+    first, _ = store.create_job(new_job(key="key-00000001"), 10)
+    second, _ = store.create_job(new_job(key="key-00000002"), 10)
+    claimed = store.claim_next_queued()
+    assert claimed.id == first.id and claimed.prove_attempts == 1
+    assert store.requeue_proving("restart") == 1
+    assert store.get(first.id).state == JobState.QUEUED
+    again = store.claim_next_queued()
+    assert again.id == first.id and again.prove_attempts == 2
+    proved = store.transition(
+        first.id,
+        JobState.PROVING,
+        JobState.PROVED,
+        sealed_input=None,
+        proof=b"proof",
+        instances=(5, 6),
+        input_commitment=5,
+        logit=-1.5,
+    )
+    assert proved.sealed_input is None and proved.instances == (5, 6)
+    assert store.get(second.id).sealed_input == b"sealed"
+
+
+def test_signing_persists_the_attempt_atomically(store):
+    job, _ = store.create_job(new_job(), 10)
+    for dst in (JobState.PROVING, JobState.PROVED):
+        job = store.transition(job.id, job.state, dst)
+    attempt = Attempt("0x" + "ab" * 32, job.id, 0, b"raw", 3, 1, 21000)
+    signed = store.transition(
+        job.id, JobState.PROVED, JobState.SIGNED, attempt=attempt, nonce=0, tx_hash=attempt.tx_hash
+    )
+    assert signed.nonce == 0 and store.attempts(job.id) == [attempt]
+    assert store.max_nonce() == 0
+    # a failed compare-and-set inserts no attempt either
+    with pytest.raises(InvalidTransition):
+        store.transition(
+            job.id,
+            JobState.PROVED,
+            JobState.SIGNED,
+            attempt=Attempt("0x" + "cd" * 32, job.id, 1, b"raw2", 3, 1, 21000),
+        )
+    assert len(store.attempts(job.id)) == 1 and store.max_nonce() == 0
+
+
+def test_unknown_columns_and_jobs_are_refused(store):
+    job, _ = store.create_job(new_job(), 10)
+    with pytest.raises(ValueError, match="cannot set job columns"):
+        store.transition(job.id, JobState.QUEUED, JobState.PROVING, state="paid")
+    with pytest.raises(JobNotFound, match="no job 'nope'"):
+        store.get("nope")
+    with pytest.raises(InvalidTransition, match="job is missing"):
+        store.transition("nope", JobState.QUEUED, JobState.PROVING)
+
+
+def test_sealer_round_trip_binds_the_job_id(tmp_path):
+    sealer = Sealer.from_key_file(tmp_path / "k" / "input.key")
+    assert (tmp_path / "k" / "input.key").stat().st_mode & 0o777 == 0o600
+    blob = sealer.seal("job-a", [17.99, 0.0, 1001.0], [1, 2, 3, 4, 5, 6])
+    assert b"17.99" not in blob and b"1001" not in blob
+    assert sealer.open("job-a", blob) == ((17.99, 0.0, 1001.0), (1, 2, 3, 4, 5, 6))
+    with pytest.raises(SealedDataError):
+        sealer.open("job-b", blob)  # moved to another job
+    with pytest.raises(SealedDataError):
+        sealer.open("job-a", blob[:-1] + bytes([blob[-1] ^ 1]))  # tampered
+    reloaded = Sealer.from_key_file(tmp_path / "k" / "input.key")
+    assert reloaded.open("job-a", blob)[0][0] == 17.99
+    with pytest.raises(SealedDataError):
+        Sealer(b"\x00" * 32).open("job-a", blob)  # other key
+    assert "redacted" in repr(sealer)
