@@ -107,7 +107,7 @@ class ModelConfig(BaseModel):
 
 
 class RelaySettings(BaseSettings):
-    """Everything the relay needs; see ``prover/relay/README.md`` for an example file."""
+    """Everything the relay needs; the README section "Prover relay" has an example file."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,

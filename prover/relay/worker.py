@@ -5,7 +5,7 @@ and salt) and returns a :class:`ProveResult` (proof bytes, public instances, com
 through a :class:`concurrent.futures.Future`. The relay depends only on that protocol, so a
 distributed implementation (a task queue whose workers hold the bundles) can replace
 :class:`LocalProverPool` without touching the job store or the submitter; see
-``prover/relay/README.md``.
+the top-level README (section "Prover relay").
 
 :class:`LocalProverPool` runs one spawned process per core. Each process loads its bundles and
 preprocessing once (in the pool initializer), proves with one Rayon thread (measured: two
