@@ -1,45 +1,26 @@
-"""Build and sign zkcare's EIP-712 hospital attestations (ClaimSettlement input provenance).
-
-A hospital attests that ``inputCommitment`` (the Poseidon commitment the proof exposes as its
-hashed-input instance) is the commitment to patient record ``recordNullifier`` for policy
-``policyId``, valid until ``expiry`` (unix seconds, inclusive). The domain binds the signature to
-one chain id and one ClaimSettlement deployment.
-
-Only ``eth_account`` is needed, so this module can be copied into ``prover/`` as is.
-"""
+"""Keyword-style adapters over :mod:`prover.attestation` for the contract tests."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.messages import encode_typed_data
 
-DOMAIN_NAME = "zkcare ClaimSettlement"
-DOMAIN_VERSION = "1"
-
-EIP712_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-ATTESTATION_TYPE = [
-    {"name": "policyId", "type": "uint256"},
-    {"name": "inputCommitment", "type": "uint256"},
-    {"name": "recordNullifier", "type": "bytes32"},
-    {"name": "expiry", "type": "uint64"},
-]
+from prover.attestation import Attestation
+from prover.attestation import sign_attestation as _sign
 
 
-def _as_bytes32(value: bytes | str) -> bytes:
-    raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
-    if len(raw) != 32:
-        raise ValueError(f"recordNullifier must be 32 bytes, got {len(raw)}")
-    return raw
+def _attestation(
+    policy_id: int, input_commitment: int, record_nullifier: bytes | str, expiry: int
+) -> Attestation:
+    raw = (
+        bytes.fromhex(record_nullifier.removeprefix("0x"))
+        if isinstance(record_nullifier, str)
+        else bytes(record_nullifier)
+    )
+    return Attestation(policy_id, input_commitment, raw, expiry)
 
 
-def attestation_typed_data(
+def attestation_digest(
     *,
     chain_id: int,
     verifying_contract: str,
@@ -47,36 +28,29 @@ def attestation_typed_data(
     input_commitment: int,
     record_nullifier: bytes | str,
     expiry: int,
-    name: str = DOMAIN_NAME,
-    version: str = DOMAIN_VERSION,
-) -> dict[str, Any]:
-    """The full EIP-712 typed-data message of an attestation."""
-    return {
-        "types": {"EIP712Domain": EIP712_DOMAIN_TYPE, "Attestation": ATTESTATION_TYPE},
-        "primaryType": "Attestation",
-        "domain": {
-            "name": name,
-            "version": version,
-            "chainId": chain_id,
-            "verifyingContract": str(verifying_contract),
-        },
-        "message": {
-            "policyId": policy_id,
-            "inputCommitment": input_commitment,
-            "recordNullifier": _as_bytes32(record_nullifier),
-            "expiry": expiry,
-        },
-    }
-
-
-def attestation_digest(**kwargs: Any) -> bytes:
+) -> bytes:
     """The 32-byte digest the hospital signs (equals ClaimSettlement.attestationDigest)."""
-    return bytes(
-        _hash_eip191_message(encode_typed_data(full_message=attestation_typed_data(**kwargs)))
-    )
+    att = _attestation(policy_id, input_commitment, record_nullifier, expiry)
+    return att.digest(chain_id, str(verifying_contract))
 
 
-def sign_attestation(private_key: bytes | str, **kwargs: Any) -> bytes:
-    """Sign an attestation with an EOA key: 65-byte r || s || v signature."""
-    signable = encode_typed_data(full_message=attestation_typed_data(**kwargs))
-    return bytes(Account.sign_message(signable, private_key).signature)
+def sign_attestation(
+    private_key: bytes | str,
+    *,
+    chain_id: int,
+    verifying_contract: str,
+    policy_id: int,
+    input_commitment: int,
+    record_nullifier: bytes | str,
+    expiry: int,
+    name: str | None = None,
+    version: str | None = None,
+) -> bytes:
+    """Sign an attestation with an EOA key (``name``/``version`` forge a wrong domain)."""
+    att = _attestation(policy_id, input_commitment, record_nullifier, expiry)
+    account = Account.from_key(private_key)
+    if name is None and version is None:
+        return _sign(account, att, chain_id, str(verifying_contract))
+    data = att.typed_data(chain_id, str(verifying_contract))
+    data["domain"].update({k: v for k, v in (("name", name), ("version", version)) if v})
+    return bytes(account.sign_message(encode_typed_data(full_message=data)).signature)

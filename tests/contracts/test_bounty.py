@@ -85,6 +85,8 @@ def reveal_args(bounty_id, researcher, salt, weights=WEIGHTS, instances=None):
 class Block:
     """Put several raw transactions into ONE block (automine off), then restore automine."""
 
+    gas = 1_000_000
+
     def __init__(self, chain):
         self.chain = chain
         self.w3 = chain.provider.web3
@@ -100,7 +102,7 @@ class Block:
             "from": sender.address,
             "to": contract.address,
             "data": bytes(data),
-            "gas": 1_000_000,
+            "gas": self.gas,
             "maxPriorityFeePerGas": tip_gwei * 10**9,
             "maxFeePerGas": 2 * base + tip_gwei * 10**9,
         }

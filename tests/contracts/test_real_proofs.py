@@ -40,18 +40,7 @@ E18 = 10**18
 class BigBlock(Block):
     """Same-block transactions with room for a real verifier call."""
 
-    def send(self, sender, contract, data, tip_gwei=1):
-        base = self.w3.eth.get_block("latest")["baseFeePerGas"]
-        tx = {
-            "from": sender.address,
-            "to": contract.address,
-            "data": bytes(data),
-            "gas": 3_000_000,
-            "maxPriorityFeePerGas": tip_gwei * 10**9,
-            "maxFeePerGas": 2 * base + tip_gwei * 10**9,
-        }
-        self.hashes.append(self.w3.eth.send_transaction(tx))
-        return len(self.hashes) - 1
+    gas = 3_000_000
 
 
 # --------------------------------------------------------------------------------- deployment
