@@ -108,12 +108,25 @@ class Deployer:
         verifier: Any,
         bundle: Bundle,
         layout: tuple[int, int, int, int],
-    ) -> None:
-        """Register ``bundle``'s verifier as ``name`` v``version`` unless already registered."""
+        *,
+        defer_to_newer: bool = True,
+    ) -> bool:
+        """Register ``bundle``'s verifier as ``name`` v``version`` unless already registered.
+
+        The manifest names one version per model, the newest registered. With
+        ``defer_to_newer`` (``deploy all``), a version older than the recorded one is left
+        alone, so re-running the deployment after an operator upgrade (``ape run manage
+        model register``) changes nothing. Returns whether a registration was sent.
+        """
+        recorded = int(self.data["models"].get(name, {}).get("version", 0))
+        if defer_to_newer and recorded > version:
+            self.log(f"model {name} v{version}: superseded by v{recorded} in the manifest")
+            return False
         mid = model_id(name)
         vk = bytes.fromhex(bundle.manifest["sha256"]["vk"])
         current = registry.getModelVersion(mid, version)
         status = int(current.status)
+        sent = False
         if status == 1 and bytes(current.vkSha256) == vk:
             self.log(f"model {name} v{version}: already registered")
         elif status != 0:
@@ -133,17 +146,20 @@ class Deployer:
                 layout,
                 sender=self.account,
             )
+            sent = True
             self.log(f"model {name} v{version}: registered")
-        self.data["models"][name] = {
-            "modelId": "0x" + mid.hex(),
-            "version": version,
-            "verifier": str(verifier.address),
-            "vkSha256": bundle.manifest["sha256"]["vk"],
-            "onnxSha256": bundle.manifest["sha256"]["onnx"],
-            "layout": list(layout),
-            "srs": bundle.manifest["srs"]["label"],
-        }
-        self.save()
+        if version >= recorded:
+            self.data["models"][name] = {
+                "modelId": "0x" + mid.hex(),
+                "version": version,
+                "verifier": str(verifier.address),
+                "vkSha256": bundle.manifest["sha256"]["vk"],
+                "onnxSha256": bundle.manifest["sha256"]["onnx"],
+                "layout": list(layout),
+                "srs": bundle.manifest["srs"]["label"],
+            }
+            self.save()
+        return sent
 
 
 def verifier_container(bundle: Bundle) -> Any:

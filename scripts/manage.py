@@ -1,117 +1,203 @@
 """``ape run manage``: operate a deployed zkcare, one command per role action.
 
-ape run manage show --network http://127.0.0.1:8545
-ape run manage pool create --network ... --account insurer
-ape run manage pool fund 1 10 --network ... --account insurer
-ape run manage hospital trust 1 0xHospital --network ... --account insurer
-ape run manage product create 1 --pay-if malignant --payout 1 --network ... --account insurer
-ape run manage policy issue 1 0xHolder --coverage 2 --days 365 --network ... --account insurer
-ape run manage model revoke zkcare/breast_cancer_lr 1 --network ... --account guardian
-ape run manage bounty create --amount 5 --min-accuracy 0.875 --deadline-hours 72 ...
-ape run manage bounty reclaim 1 --network ... --account sponsor
+Addresses come from the connected chain's manifest (``deployments/<chain-id>.json``, or
+``--deployments DIR`` / ``ZKCARE_DEPLOYMENTS``). Commands that send transactions take
+``--account``; every command takes ``--network`` (an ape network or an RPC URL)::
+
+    ape run manage show --network http://127.0.0.1:8545
+    ape run manage model register diagnostic --version 2 --network ... --account registrar
+    ape run manage model revoke zkcare/breast_cancer_lr 1 --network ... --account guardian
+    ape run manage pool create [--token 0xToken] --network ... --account insurer
+    ape run manage pool fund 1 10 --network ... --account insurer
+    ape run manage hospital trust 1 0xHospital --network ... --account insurer
+    ape run manage product create 1 --pay-if malignant --payout 1 --network ... --account insurer
+    ape run manage policy issue 1 0xHolder --coverage 2 --days 365 --network ... --account insurer
+    ape run manage bounty create --amount 5 --min-accuracy 0.875 --deadline-hours 72 ...
+    ape run manage bounty reclaim 1 --network ... --account sponsor
+
+The logic lives in :mod:`prover.operations`; this file only parses and reports. Bad input and
+refused actions end in one ``Error: ...`` line.
 """
 
 from collections.abc import Callable
-from typing import Any
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from ape.cli import ConnectedProviderCommand, account_option, ape_cli_context
 
+from prover import operations as ops
+from prover.deploy import DIAGNOSTIC_MODEL_NAME
 from prover.exceptions import InvalidInput, ZkcareError
 
+T = TypeVar("T")
+_DEPLOYMENTS = "zkcare.deployments"
+#: Lets a positional amount start with "-" so that it gets a clear "must be positive" error.
+_NUMERIC_ARGS = {"ignore_unknown_options": True}
 
-def _run(action: Callable[..., Any], *args: Any) -> Any:
-    """Load the deployment and run ``action``; one clear line on any failure."""
+
+class AmountType(click.ParamType):
+    """A positive decimal amount in whole units of the asset (``1.5``)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return ops.parse_decimal(value, "amount")
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AddressType(click.ParamType):
+    """A 20-byte hex address, returned checksummed."""
+
+    name = "address"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return ops.checksum(value)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+AMOUNT, ADDRESS = AmountType(), AddressType()
+ID = click.IntRange(min=1)
+VERSION = click.IntRange(1, 2**32 - 1)
+
+
+def _run(action: Callable[[ops.Deployment], T]) -> T:
+    """Run ``action`` on the connected chain's deployment; one clear line on any failure."""
     from ape.exceptions import ApeException
 
-    from prover.operations import Deployment
-
+    ctx = click.get_current_context()
     try:
-        return action(Deployment.load(), *args)
+        return action(ops.Deployment.load(ctx.meta.get(_DEPLOYMENTS)))
+    except ops.InvalidArgument as exc:
+        param = next((p for p in ctx.command.params if p.name == exc.field), None)
+        if param is not None:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+        raise click.BadArgumentUsage(str(exc), ctx=ctx) from exc
     except InvalidInput as exc:
-        raise click.BadArgumentUsage(str(exc)) from exc
+        raise click.BadArgumentUsage(str(exc), ctx=ctx) from exc
     except ZkcareError as exc:
-        raise click.UsageError(str(exc)) from exc
-    except ApeException as exc:  # a revert: ape decodes our custom errors into their names
-        raise click.UsageError(f"transaction reverted: {type(exc).__name__}({exc})") from exc
+        raise click.UsageError(str(exc), ctx=ctx) from exc
+    except ApeException as exc:  # a revert that slipped past the checks: its decoded name
+        raise click.UsageError(ops.describe_failure(exc), ctx=ctx) from exc
 
 
 @click.group()
-def cli() -> None:
+@click.option(
+    "--deployments",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="ZKCARE_DEPLOYMENTS",
+    help="Directory of <chain-id>.json manifests (default: deployments/).",
+)
+@click.pass_context
+def cli(ctx: click.Context, deployments: Path | None) -> None:
     """Operate zkcare: models, pools, hospitals, products, policies, bounties."""
+    ctx.meta[_DEPLOYMENTS] = deployments
 
 
 @cli.command(cls=ConnectedProviderCommand)
 @ape_cli_context()
 def show(cli_ctx) -> None:
-    """Print the deployment, models, pools and bounties."""
-    from prover.operations import summary
-
-    click.echo(_run(summary))
+    """Print the deployment, models, pools, products, policies and bounties."""
+    click.echo(_run(ops.summary))
 
 
 # ------------------------------------------------------------------------------- models
 @cli.group()
 def model() -> None:
-    """Registry (guardian) actions."""
+    """Model registry: register (REGISTRAR_ROLE), revoke (GUARDIAN_ROLE), show."""
 
 
-@model.command(cls=ConnectedProviderCommand)
+@model.command(name="register", cls=ConnectedProviderCommand)
+@ape_cli_context()
+@account_option()
+@click.argument("source")
+@click.option("--version", "version", type=VERSION, required=True, help="Version to register.")
+@click.option(
+    "--name",
+    "name",
+    help="Model name (default for built-ins: zkcare/breast_cancer_lr, zkcare/bounty_eval).",
+)
+def model_register(cli_ctx, account, source: str, version: int, name: str | None) -> None:
+    """Register SOURCE's verifier as a model version (deploying the verifier if needed).
+
+    SOURCE is `diagnostic` or `eval` (the built-in bundles, built or reused from the cache)
+    or a circuit bundle directory (then --name is required). Re-registering the same
+    verifying key under the same version changes nothing.
+    """
+    view, sent = _run(
+        lambda d: ops.register_model(d, account, source, version, name, cli_ctx.logger.info)
+    )
+    state = "registered" if sent else "already registered"
+    cli_ctx.logger.success(f"model {view.name} v{view.version} {state} (verifier {view.verifier})")
+
+
+@model.command(name="revoke", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
 @click.argument("name")
-@click.argument("version", type=click.IntRange(min=1))
-def revoke(cli_ctx, account, name: str, version: int) -> None:
-    """Tombstone NAME's VERSION for ever (GUARDIAN_ROLE)."""
-    from prover.operations import revoke_model
-
-    _run(lambda d: revoke_model(d, account, name, version))
+@click.argument("version", type=VERSION)
+def model_revoke(cli_ctx, account, name: str, version: int) -> None:
+    """Tombstone NAME's VERSION for ever: no proof verifies against it again."""
+    _run(lambda d: ops.revoke_model(d, account, name, version))
     cli_ctx.logger.success(f"model {name} v{version} revoked")
+
+
+@model.command(name="show", cls=ConnectedProviderCommand)
+@ape_cli_context()
+@click.argument("name", required=False)
+def model_show(cli_ctx, name: str | None) -> None:
+    """Print every registered version of the manifest's models (or of NAME)."""
+    click.echo(_run(lambda d: ops.model_summary(d, name)))
 
 
 # ------------------------------------------------------------------------------- pools
 @cli.group()
 def pool() -> None:
-    """Insurer pool actions."""
+    """Insurer pools (ETH or an ERC-20)."""
 
 
 @pool.command(name="create", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.option("--token", help="ERC-20 address (default: ETH).")
+@click.option("--token", type=ADDRESS, help="ERC-20 address (default: ETH).")
 def pool_create(cli_ctx, account, token: str | None) -> None:
-    """Create a pool owned by the account (the insurer)."""
-    from prover.operations import create_pool
-
-    pool_id = _run(lambda d: create_pool(d, account, token))
-    cli_ctx.logger.success(f"pool {pool_id} created")
+    """Create a pool; the account becomes its insurer."""
+    view = _run(lambda d: ops.create_pool(d, account, token))
+    cli_ctx.logger.success(f"pool {view.id} created ({view.asset.symbol})")
 
 
-@pool.command(name="fund", cls=ConnectedProviderCommand)
+@pool.command(name="fund", cls=ConnectedProviderCommand, context_settings=_NUMERIC_ARGS)
 @ape_cli_context()
 @account_option()
-@click.argument("pool_id", type=click.IntRange(min=1))
-@click.argument("amount")
-def pool_fund(cli_ctx, account, pool_id: int, amount: str) -> None:
-    """Add AMOUNT (ether or token units) to POOL_ID."""
-    from prover.operations import fund_pool
+@click.argument("pool_id", type=ID)
+@click.argument("amount", type=AMOUNT)
+def pool_fund(cli_ctx, account, pool_id: int, amount: Decimal) -> None:
+    """Add AMOUNT (ether or token units; tokens are approved first) to POOL_ID."""
+    view = _run(lambda d: ops.fund_pool(d, account, pool_id, amount))
+    cli_ctx.logger.success(
+        f"pool {pool_id} funded with {amount} {view.asset.symbol}; "
+        f"balance {view.asset.format(view.balance)}"
+    )
 
-    raw = _run(lambda d: fund_pool(d, account, pool_id, amount))
-    cli_ctx.logger.success(f"pool {pool_id} funded with {raw} base units")
 
-
-@pool.command(name="withdraw", cls=ConnectedProviderCommand)
+@pool.command(name="withdraw", cls=ConnectedProviderCommand, context_settings=_NUMERIC_ARGS)
 @ape_cli_context()
 @account_option()
-@click.argument("pool_id", type=click.IntRange(min=1))
-@click.argument("amount")
-@click.option("--to", "to", help="Recipient (default: the account).")
-def pool_withdraw(cli_ctx, account, pool_id: int, amount: str, to: str | None) -> None:
-    """Withdraw unreserved AMOUNT from POOL_ID."""
-    from prover.operations import withdraw_pool
-
-    _run(lambda d: withdraw_pool(d, account, pool_id, amount, to or account.address))
-    cli_ctx.logger.success(f"withdrew {amount} from pool {pool_id}")
+@click.argument("pool_id", type=ID)
+@click.argument("amount", type=AMOUNT)
+@click.option("--to", "to", type=ADDRESS, help="Recipient (default: the account).")
+def pool_withdraw(cli_ctx, account, pool_id: int, amount: Decimal, to: str | None) -> None:
+    """Withdraw AMOUNT of POOL_ID's unreserved funds (insurer only)."""
+    view = _run(lambda d: ops.withdraw_pool(d, account, pool_id, amount, to))
+    cli_ctx.logger.success(
+        f"withdrew {amount} {view.asset.symbol} from pool {pool_id} to {to or account.address}; "
+        f"balance {view.asset.format(view.balance)}"
+    )
 
 
 # ------------------------------------------------------------------------------- hospitals
@@ -120,62 +206,87 @@ def hospital() -> None:
     """Hospitals whose attestations a pool accepts."""
 
 
-@hospital.command(cls=ConnectedProviderCommand)
+@hospital.command(name="trust", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.argument("pool_id", type=click.IntRange(min=1))
-@click.argument("address")
+@click.argument("pool_id", type=ID)
+@click.argument("address", type=ADDRESS)
 @click.option("--revoke", is_flag=True, help="Stop trusting the hospital.")
-def trust(cli_ctx, account, pool_id: int, address: str, revoke: bool) -> None:
-    """Register ADDRESS as a trusted hospital of POOL_ID."""
-    from prover.operations import trust_hospital
-
-    _run(lambda d: trust_hospital(d, account, pool_id, address, not revoke))
-    cli_ctx.logger.success(f"hospital {address} {'untrusted' if revoke else 'trusted'}")
+def hospital_trust(cli_ctx, account, pool_id: int, address: str, revoke: bool) -> None:
+    """Register ADDRESS as a trusted hospital of POOL_ID (insurer only)."""
+    _run(lambda d: ops.trust_hospital(d, account, pool_id, address, not revoke))
+    state = "no longer trusted" if revoke else "trusted"
+    cli_ctx.logger.success(f"hospital {address} {state} by pool {pool_id}")
 
 
 # ------------------------------------------------------------------------------- products
 @cli.group()
 def product() -> None:
-    """Products: model + payout rule + payout."""
+    """Products: model version + payout rule + payout."""
 
 
 @product.command(name="create", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.argument("pool_id", type=click.IntRange(min=1))
-@click.option("--model", "model_name", default="zkcare/breast_cancer_lr", show_default=True)
+@click.argument("pool_id", type=ID)
+@click.option("--model", "model_name", default=DIAGNOSTIC_MODEL_NAME, show_default=True)
+@click.option("--version", "version", type=VERSION, help="Default: the manifest's version.")
 @click.option(
     "--pay-if",
+    "pay_if",
     type=click.Choice(["malignant", "benign"]),
-    help="Shortcut for the diagnostic model: logit <= 0 (malignant) or > 0.",
+    help="Diagnostic model only: pay if the logit is <= 0 (malignant) or > 0 (benign).",
 )
-@click.option("--comparison", type=click.Choice(["at-least", "at-most"]))
-@click.option("--threshold", type=float, help="Output threshold (model units, e.g. a logit).")
-@click.option("--payout", required=True, help="Payout per claim (ether or token units).")
+@click.option(
+    "--comparison",
+    type=click.Choice(["at-least", "at-most"]),
+    help="Pay if the output is at least / at most --threshold.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    help="Output threshold in model units (e.g. a logit), converted with the model's scale.",
+)
+@click.option("--payout", type=AMOUNT, required=True, help="Payout per claim (asset units).")
 def product_create(
     cli_ctx,
     account,
     pool_id: int,
     model_name: str,
+    version: int | None,
     pay_if: str | None,
     comparison: str | None,
     threshold: float | None,
-    payout: str,
+    payout: Decimal,
 ) -> None:
-    """Define a product on POOL_ID."""
-    from prover.operations import AT_LEAST, AT_MOST, create_product
+    """Define a product on POOL_ID (insurer only)."""
+    cmp = None
+    if comparison is not None:
+        cmp = ops.Comparison.AT_LEAST if comparison == "at-least" else ops.Comparison.AT_MOST
+    view = _run(
+        lambda d: ops.create_product(
+            d,
+            account,
+            pool_id,
+            payout,
+            model=model_name,
+            version=version,
+            pay_if=pay_if,
+            comparison=cmp,
+            threshold=threshold,
+        )
+    )
+    cli_ctx.logger.success(f"created {view.describe()}")
 
-    if pay_if and (comparison or threshold is not None):
-        raise click.BadOptionUsage("pay_if", "use either --pay-if or --comparison/--threshold")
-    if pay_if:
-        cmp, thr = (AT_MOST, 0.0) if pay_if == "malignant" else (AT_LEAST, 2.0**-14)
-    elif comparison and threshold is not None:
-        cmp, thr = (AT_LEAST if comparison == "at-least" else AT_MOST), threshold
-    else:
-        raise click.BadOptionUsage("pay_if", "give --pay-if, or both --comparison and --threshold")
-    product_id = _run(lambda d: create_product(d, account, pool_id, model_name, cmp, thr, payout))
-    cli_ctx.logger.success(f"product {product_id} created")
+
+@product.command(name="retire", cls=ConnectedProviderCommand)
+@ape_cli_context()
+@account_option()
+@click.argument("product_id", type=ID)
+def product_retire(cli_ctx, account, product_id: int) -> None:
+    """Retire PRODUCT_ID: no new policies; issued ones stay claimable until they expire."""
+    _run(lambda d: ops.retire_product(d, account, product_id))
+    cli_ctx.logger.success(f"product {product_id} retired")
 
 
 # ------------------------------------------------------------------------------- policies
@@ -187,18 +298,31 @@ def policy() -> None:
 @policy.command(name="issue", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.argument("product_id", type=click.IntRange(min=1))
-@click.argument("holder")
-@click.option("--coverage", required=True, help="Coverage limit (ether or token units).")
-@click.option("--days", type=float, default=365.0, show_default=True)
+@click.argument("product_id", type=ID)
+@click.argument("holder", type=ADDRESS)
+@click.option("--coverage", type=AMOUNT, required=True, help="Coverage (asset units), reserved.")
+@click.option("--days", type=float, default=365.0, show_default=True, help="Term from now.")
 def policy_issue(
-    cli_ctx, account, product_id: int, holder: str, coverage: str, days: float
+    cli_ctx, account, product_id: int, holder: str, coverage: Decimal, days: float
 ) -> None:
-    """Issue a policy of PRODUCT_ID to HOLDER."""
-    from prover.operations import issue_policy
+    """Issue a policy of PRODUCT_ID to HOLDER (insurer only)."""
+    view = _run(lambda d: ops.issue_policy(d, account, product_id, holder, coverage, days))
+    cli_ctx.logger.success(
+        f"policy {view.id} issued to {holder}: coverage {view.asset.format(view.reserved)}, "
+        f"expires {ops.utc(view.expiry)}"
+    )
 
-    policy_id = _run(lambda d: issue_policy(d, account, product_id, holder, coverage, days))
-    cli_ctx.logger.success(f"policy {policy_id} issued to {holder}")
+
+@policy.command(name="release", cls=ConnectedProviderCommand)
+@ape_cli_context()
+@account_option()
+@click.argument("policy_id", type=ID)
+def policy_release(cli_ctx, account, policy_id: int) -> None:
+    """Return an expired POLICY_ID's unused coverage to its pool (anyone may)."""
+    view, released = _run(lambda d: ops.release_policy(d, account, policy_id))
+    cli_ctx.logger.success(
+        f"policy {policy_id} released: {view.asset.format(released)} back to its pool"
+    )
 
 
 # ------------------------------------------------------------------------------- bounties
@@ -210,32 +334,58 @@ def bounty() -> None:
 @bounty.command(name="create", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.option("--amount", required=True, help="Escrow (ether or token units).")
-@click.option("--min-accuracy", type=float, required=True, help="e.g. 0.875 (7 of 8).")
+@click.option("--amount", type=AMOUNT, required=True, help="Escrow (ether or token units).")
+@click.option("--min-accuracy", type=float, required=True, help="In [0, 1], e.g. 0.875 (7/8).")
 @click.option("--deadline-hours", type=float, default=72.0, show_default=True)
-@click.option("--token", help="ERC-20 address (default: ETH).")
+@click.option("--token", type=ADDRESS, help="ERC-20 address (default: ETH).")
 def bounty_create(
-    cli_ctx, account, amount: str, min_accuracy: float, deadline_hours: float, token: str | None
+    cli_ctx,
+    account,
+    amount: Decimal,
+    min_accuracy: float,
+    deadline_hours: float,
+    token: str | None,
 ) -> None:
-    """Escrow a bounty for the first private model reaching MIN_ACCURACY."""
-    from prover.operations import create_bounty
-
-    bounty_id = _run(
-        lambda d: create_bounty(d, account, amount, min_accuracy, deadline_hours, token)
+    """Escrow a bounty for the first private model reaching MIN_ACCURACY on the benchmark."""
+    view = _run(
+        lambda d: ops.create_bounty(d, account, amount, min_accuracy, deadline_hours, token)
     )
-    cli_ctx.logger.success(f"bounty {bounty_id} created")
+    cli_ctx.logger.success(
+        f"bounty {view.id} created: {view.asset.format(view.amount)} escrowed, min accuracy "
+        f"{ops.from_fixed(view.min_metric, view.output_scale):g}, "
+        f"deadline {ops.utc(view.deadline)}"
+    )
 
 
 @bounty.command(name="reclaim", cls=ConnectedProviderCommand)
 @ape_cli_context()
 @account_option()
-@click.argument("bounty_id", type=click.IntRange(min=1))
+@click.argument("bounty_id", type=ID)
 def bounty_reclaim(cli_ctx, account, bounty_id: int) -> None:
-    """Cancel/refund: return an unpaid bounty to its sponsor (from its deadline on).
+    """Refund BOUNTY_ID's escrow to its sponsor once its deadline has passed.
 
-    There is no cancel before the deadline on purpose: researchers rely on the escrow.
+    `bounty reclaim`, `bounty cancel` and `bounty refund` are the same command; anyone may
+    call it and the money only goes to the sponsor. There is no cancel before the deadline:
+    ResearchBounty does not offer one, because researchers rely on the escrow.
     """
-    from prover.operations import reclaim_bounty
+    view = _run(lambda d: ops.reclaim_bounty(d, account, bounty_id))
+    cli_ctx.logger.success(
+        f"bounty {bounty_id} reclaimed: {view.asset.format(view.amount)} back to {view.sponsor}"
+    )
 
-    _run(lambda d: reclaim_bounty(d, account, bounty_id))
-    cli_ctx.logger.success(f"bounty {bounty_id} reclaimed")
+
+bounty.add_command(bounty_reclaim, name="cancel")
+bounty.add_command(bounty_reclaim, name="refund")
+
+
+@bounty.command(name="show", cls=ConnectedProviderCommand)
+@ape_cli_context()
+@click.argument("bounty_id", type=ID, required=False)
+def bounty_show(cli_ctx, bounty_id: int | None) -> None:
+    """Print BOUNTY_ID (or every bounty)."""
+
+    def text(d: ops.Deployment) -> str:
+        views = [d.bounty_record(bounty_id)] if bounty_id else d.bounties()
+        return "\n".join(v.describe() for v in views) or "no bounties"
+
+    click.echo(_run(text))
