@@ -199,12 +199,8 @@ def diagnostic_weights(onnx_path: Path = DIAGNOSTIC_MODEL) -> tuple[np.ndarray, 
 
 def float_logits(onnx_path: Path, standardized: np.ndarray) -> np.ndarray:
     """The float model's logits for standardized rows (salt limbs have zero weight)."""
-    import onnx
-    from onnx import numpy_helper
-
-    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
-    w = init["W"].ravel()[: standardized.shape[1]].astype(np.float64)
-    return standardized @ w + float(init["b"][0])
+    weights, bias = diagnostic_weights(onnx_path)
+    return standardized @ weights[: standardized.shape[1]].astype(np.float64) + bias
 
 
 def sha256_file(path: Path) -> str:

@@ -232,12 +232,16 @@ class Submitter:
                 return attempt, receipt
         return None
 
-    def _track_signed(self, job: Job, chain_nonce: int, head: int) -> None:
+    def _mined_or_taken(self, job: Job, chain_nonce: int, head: int) -> bool:
+        """Confirm the job if one of its attempts was mined; True if nothing more to do now."""
         found = self._find_receipt(job)
         if found is not None:
             self._confirm(job, found[0], found[1], head)
-            return
-        if self._nonce_taken(job, chain_nonce):
+            return True
+        return self._nonce_taken(job, chain_nonce)
+
+    def _track_signed(self, job: Job, chain_nonce: int, head: int) -> None:
+        if self._mined_or_taken(job, chain_nonce, head):
             return
         self._broadcast_attempt(job, self.store.attempts(job.id)[-1])
 
@@ -262,11 +266,7 @@ class Submitter:
         return True
 
     def _track_submitted(self, job: Job, chain_nonce: int, head: int) -> None:
-        found = self._find_receipt(job)
-        if found is not None:
-            self._confirm(job, found[0], found[1], head)
-            return
-        if self._nonce_taken(job, chain_nonce):
+        if self._mined_or_taken(job, chain_nonce, head):
             return
         age = time.time() - (job.broadcast_at or job.updated_at)
         if age >= self.config.stuck_timeout_s:
