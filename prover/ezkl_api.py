@@ -3,12 +3,18 @@
 Every function takes :class:`~pathlib.Path` arguments, runs EZKL's async calls to completion,
 checks every ``bool`` EZKL returns and turns EZKL's ``RuntimeError``/``IOError`` and Rust
 panics (``pyo3_runtime.PanicException``, a ``BaseException``) into :class:`EzklError`.
+
+EZKL's Rust logging reaches Python's :mod:`logging` (through pyo3-log) under the ``ezkl`` and
+``halo2_proofs`` loggers, and at DEBUG it prints whole witnesses: a patient's quantized features
+and salt. Importing this module caps both loggers at WARNING, whatever the application's root
+level, so turning on debug logging can never write patient data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +24,11 @@ import ezkl
 from prover.exceptions import EzklError
 
 T = TypeVar("T")
+
+#: Loggers of EZKL's Rust code; capped at WARNING (their DEBUG output holds witnesses).
+RUST_LOGGERS = ("ezkl", "halo2_proofs", "halo2_solidity_verifier", "tract_onnx", "tract_core")
+for _name in RUST_LOGGERS:
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 #: The EZKL release this project is pinned to (and records in every manifest).
 EZKL_VERSION: str = str(getattr(ezkl, "__version__", "unknown"))

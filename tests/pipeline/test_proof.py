@@ -1,4 +1,5 @@
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,18 @@ def test_raw_inputs_do_not_outlive_proving(diagnostic_bundle, dataset, tmp_path)
     prove_diagnosis(diagnostic_bundle, list(dataset.x_test[2]), tmp_path)
     leftovers = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
     assert leftovers == ["proof"]
+
+
+def test_debug_logging_never_reaches_ezkls_witness_dumps(
+    diagnostic_bundle, dataset, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)  # an operator turns on debug logging for everything
+    result = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[3]), tmp_path)
+    assert proofs.verify(diagnostic_bundle, result.proof)
+    rust = [r for r in caplog.records if r.name.split(".")[0] in ezkl_api.RUST_LOGGERS]
+    assert [r for r in rust if r.levelno < logging.WARNING] == []
+    assert "witness" not in caplog.text
+    assert format(result.commitment, "064x") not in caplog.text.replace("0x", "")
 
 
 def test_bad_record_is_rejected_before_proving(diagnostic_bundle, tmp_path) -> None:
