@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -113,14 +113,19 @@ class CircuitSpec:
 
 @dataclass(frozen=True)
 class Bundle:
-    """A built circuit bundle on disk."""
+    """A built circuit bundle on disk.
+
+    ``pinned`` maps file names to other paths holding the same bytes: a prover process pins the
+    files each proof reads into sealed in-memory files (:func:`prover.relay.worker.pin_bundle`).
+    """
 
     path: Path
     manifest: dict[str, Any]
+    pinned: Mapping[str, Path] = field(default_factory=dict, compare=False)
 
     def file(self, name: str) -> Path:
         """A file of the bundle, checked to exist."""
-        path = self.path / name
+        path = self.pinned.get(name) or self.path / name
         if not path.is_file():
             raise BundleIncomplete(self.path, name)
         return path

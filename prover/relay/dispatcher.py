@@ -1,10 +1,11 @@
 """Feeds queued jobs to the prover worker and stores what comes back.
 
-The dispatcher keeps at most ``worker.capacity`` jobs in ``proving``: it moves the oldest queued
-job to ``proving`` (compare-and-set), opens its sealed input, hands a :class:`ProveTask` to the
-worker and waits. A proof is stored in the same transaction that drops the sealed input and
-moves the job to ``proved``. A permanent failure fails the job; a transient one re-queues it up
-to ``max_attempts``; a broken pool is restarted and its jobs re-queued.
+The dispatcher keeps at most ``worker.capacity`` jobs in ``proving`` (running, or queued at the
+backend right behind a running proof): it moves the oldest queued job to ``proving``
+(compare-and-set), opens its sealed input, hands a :class:`ProveTask` to the worker and waits.
+A proof is stored in the same transaction that drops the sealed input and moves the job to
+``proved``. A permanent failure fails the job; a transient one re-queues it up to
+``max_attempts``; a broken pool is restarted and its jobs re-queued.
 """
 
 from __future__ import annotations
@@ -169,10 +170,10 @@ class Dispatcher:
             log.warning("job %s: proof discarded: %s", job_id, exc)
             return
         log.info(
-            "job %s: proved in %.2f s (queue wait %.2f s)",
+            "job %s: proved in %.2f s (waited %.2f s at the prover)",
             job_id,
             result.seconds,
-            max(0.0, time.time() - started - result.seconds),
+            max(0.0, result.started_at - started),
         )
         if self.on_proved is not None:
             self.on_proved.set()
