@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 
 import requests
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils.abi import collapse_if_tuple
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
@@ -42,6 +44,27 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
+def _web3(url: str, timeout: float) -> Web3:
+    """A lean client for one endpoint.
+
+    The session resolves proxy settings from the environment once, here, instead of on every
+    request (``requests`` rescans ``os.environ`` per call: a third of the relay's RPC CPU).
+    No middleware: the relay sends only raw signed transactions (no gas or fee filling), uses no
+    ENS names, and its ``eth_call``s carry no ``chainId`` for web3's validator to check, which
+    would otherwise cost an ``eth_chainId`` round trip per call.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    proxies = requests.utils.get_environ_proxies(url)
+    provider = Web3.HTTPProvider(
+        url,
+        request_kwargs={"timeout": timeout, "proxies": proxies},
+        session=session,
+        exception_retry_configuration=None,
+    )
+    return Web3(provider, middleware=[])
+
+
 class RpcPool:
     """Several endpoints of one chain, used one at a time, failing over in order."""
 
@@ -54,14 +77,7 @@ class RpcPool:
         if not urls:
             raise ValueError("at least one RPC URL is required")
         self.urls = list(urls)
-        self._w3s = [
-            Web3(
-                Web3.HTTPProvider(
-                    url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-                )
-            )
-            for url in urls
-        ]
+        self._w3s = [_web3(url, timeout) for url in urls]
         self._lock = threading.Lock()
         self.index = 0
         self.on_failover = on_failover
@@ -261,6 +277,11 @@ class SettlementClient:
             address=self.address, abi=CLAIM_SETTLEMENT_ABI
         )
         self.decoder = RevertDecoder(CLAIM_SETTLEMENT_ABI)
+        submit = next(e for e in CLAIM_SETTLEMENT_ABI if e.get("name") == "submitClaim")
+        self._submit_types = [collapse_if_tuple(dict(i)) for i in submit["inputs"]]
+        self._submit_selector = function_signature_to_4byte_selector(
+            f"submitClaim({','.join(self._submit_types)})"
+        )
         self._bound: dict[int, Contract] = {}
         paid = self._offline.events.ClaimPaid()
         denied = self._offline.events.ClaimDenied()
@@ -277,7 +298,7 @@ class SettlementClient:
 
     def encode_submit(self, claim: tuple[Any, ...]) -> bytes:
         """Calldata of ``submitClaim(claim)``."""
-        return bytes.fromhex(self._offline.encode_abi("submitClaim", [claim])[2:])
+        return self._submit_selector + abi_encode(self._submit_types, [claim])
 
     def policy(self, policy_id: int) -> PolicyInfo:
         """The policy record (holder is the zero address if there is none)."""
@@ -299,9 +320,12 @@ class SettlementClient:
             int(payout),
         )
 
-    def simulate(self, sender: str, data: bytes) -> tuple[int, int]:
-        """``eth_call`` the claim; ``(claimId, amount)`` or :class:`SimulationReverted`."""
-        tx = {"from": sender, "to": self.address, "data": "0x" + data.hex()}
+    def simulate(self, sender: str, data: bytes, gas: int | None = None) -> tuple[int, int]:
+        """``eth_call`` the claim (with at most ``gas``, if given); ``(claimId, amount)`` or
+        :class:`SimulationReverted`."""
+        tx: dict[str, Any] = {"from": sender, "to": self.address, "data": "0x" + data.hex()}
+        if gas is not None:
+            tx["gas"] = gas
         try:
             raw = self.rpc.call(lambda w3: w3.eth.call(tx, "latest"))  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:

@@ -25,7 +25,7 @@ from prover.exceptions import (
     ZkcareError,
 )
 from prover.model import MAX_ABS_STANDARDIZED, Preprocessor
-from prover.relay.chain import ZERO_ADDRESS, RpcPool, SettlementClient
+from prover.relay.chain import ZERO_ADDRESS, ProductInfo, RpcPool, SettlementClient
 from prover.relay.dispatcher import Dispatcher
 from prover.relay.keys import RelayKeys, load_keys
 from prover.relay.metrics import RelayMetrics
@@ -163,6 +163,7 @@ class Relay:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._policy_cache: dict[int, float] = {}
+        self._product_cache: dict[int, tuple[float, ProductInfo]] = {}
         self._lock_file: IO[str] | None = None
         self.started = False
 
@@ -265,8 +266,8 @@ class Relay:
         """Seconds until the queue has room, estimated from recent proving times."""
         stats = self.dispatcher
         per_proof = stats.busy_seconds / stats.proved if stats and stats.proved else 1.0
-        capacity = self._worker.capacity if self._worker is not None else self.settings.workers
-        return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / capacity)))
+        provers = self._worker.parallelism if self._worker is not None else self.settings.workers
+        return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / provers)))
 
     def check_policy(self, policy_id: int, model: LoadedModel) -> None:
         """Refuse a policy the chain says cannot be claimed with ``model``.
@@ -286,7 +287,7 @@ class Relay:
                 raise PolicyRejected(policy_id, "its coverage is exhausted or released")
             if policy.expiry < time.time():
                 raise PolicyRejected(policy_id, f"expired at {policy.expiry} (unix time)")
-            product = self.settlement.product(policy.product_id)
+            product = self._product(policy.product_id)
         except ChainUnavailable:
             log.warning("policy %d not checked: chain unreachable", policy_id)
             return
@@ -298,6 +299,18 @@ class Relay:
                 f"(0x{model.model_id.hex()}) version {model.config.version}",
             )
         self._policy_cache[policy_id] = time.monotonic() + self.settings.policy_cache_s
+
+    def _product(self, product_id: int) -> ProductInfo:
+        """A product record, cached like policies (many policies share one product)."""
+        cached = self._product_cache.get(product_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        product = self.settlement.product(product_id)
+        self._product_cache[product_id] = (
+            time.monotonic() + self.settings.policy_cache_s,
+            product,
+        )
+        return product
 
     def submit(self, req: JobRequest) -> tuple[Job, bool]:
         """Validate and queue a claim job; ``(job, created)``.
@@ -355,7 +368,7 @@ class Relay:
             submitter=self.keys.submitter.address,
             hospital=self.keys.hospital.address,
             paused=sub.paused_reason,
-            workers=self._worker.capacity if self._worker is not None else self.settings.workers,
+            workers=self._worker.parallelism if self._worker is not None else self.settings.workers,
             queue_limit=self.settings.max_queue,
             jobs={state.value: n for state, n in counts.items()},
         )
