@@ -16,7 +16,9 @@ One thread runs :meth:`Submitter.step` in a loop. Each step:
      ``confirmations`` blocks → ``paid`` / ``denied`` from the contract's event (``failed`` if
      the transaction reverted).
 3. **Submits** proved jobs: attestation signed by the hospital key, ``eth_call`` simulation (a
-   revert is final: ``failed`` with the decoded error, no retry), gas estimate, balance check
+   revert is final: ``failed`` with the decoded error, no retry), gas limit (the model
+   version's known limit, confirmed by running the simulation with exactly that gas; else
+   measured with ``eth_createAccessList``, see :meth:`Submitter._simulate`), balance check
    (short of funds → pause, no nonce is taken), nonce, EIP-1559 fees, sign, **persist** (job
    ``signed`` + attempt row in one transaction), broadcast. A new nonce is only signed when no
    job is left in ``signed`` (every earlier nonce reached a node), so there is never a gap.
@@ -39,7 +41,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
-from web3.types import TxReceipt
+from web3.types import BlockData, TxReceipt
 
 from prover.attestation import Attestation, sign_attestation
 from prover.exceptions import ChainError, ChainUnavailable, InvalidTransition
@@ -113,6 +115,10 @@ class Submitter:
         self._suspect: dict[str, float] = {}
         self._access_list_gas = True
         self._last_head: Any = None
+        self._head: BlockData | None = None
+        self._mined_nonce: int | None = None
+        self._funds: int | None = None
+        self._gas_limits: dict[tuple[str, int], int] = {}
         self.wake = threading.Event()
 
     # ------------------------------------------------------------------ loop
@@ -153,6 +159,9 @@ class Submitter:
 
     def step(self) -> None:
         """One pass: reconcile if needed, track in-flight jobs, submit proved ones."""
+        self._head = None
+        self._mined_nonce = None
+        self._funds = None
         if self._needs_reconcile:
             self.reconcile()
         self._track()
@@ -184,6 +193,18 @@ class Submitter:
         self._rebroadcast_all = True
         self._needs_reconcile = False
 
+    def _latest(self) -> BlockData:
+        """The latest block, fetched once per pass (tracking, expiry and fees share it)."""
+        if self._head is None:
+            self._head = self.rpc.call(lambda w3: w3.eth.get_block("latest"))
+        return self._head
+
+    def _nonce_mined(self) -> int:
+        """The submitter's nonce at the latest block, fetched at most once per pass."""
+        if self._mined_nonce is None:
+            self._mined_nonce = self._nonce_at("latest")
+        return self._mined_nonce
+
     def _nonce_at(self, block: str) -> int:
         address = self.account.address
         return int(self.rpc.call(lambda w3: w3.eth.get_transaction_count(address, block)))  # type: ignore[arg-type]
@@ -195,7 +216,7 @@ class Submitter:
         if not jobs:
             self._rebroadcast_all = False
             return
-        head = self.rpc.call(lambda w3: w3.eth.get_block("latest"))
+        head = self._latest()
         new_head = head["hash"] != self._last_head
         if not (new_head or self._rebroadcast_all):
             # Nothing was mined (or reorged) since the last pass, so no receipt can have
@@ -214,12 +235,11 @@ class Submitter:
             if not jobs:
                 return
         head_number = int(head["number"])
-        chain_nonce = self._nonce_at("latest")
         for job in jobs:
             if job.state == JobState.SIGNED:
-                self._track_signed(job, chain_nonce, head_number)
+                self._track_signed(job, head_number)
             elif job.state == JobState.SUBMITTED:
-                self._track_submitted(job, chain_nonce, head_number)
+                self._track_submitted(job, head_number)
             elif job.state == JobState.CONFIRMED:
                 self._track_confirmed(job, head_number)
         self._last_head = head["hash"]
@@ -232,20 +252,20 @@ class Submitter:
                 return attempt, receipt
         return None
 
-    def _mined_or_taken(self, job: Job, chain_nonce: int, head: int) -> bool:
+    def _mined_or_taken(self, job: Job, head: int) -> bool:
         """Confirm the job if one of its attempts was mined; True if nothing more to do now."""
         found = self._find_receipt(job)
         if found is not None:
             self._confirm(job, found[0], found[1], head)
             return True
-        return self._nonce_taken(job, chain_nonce)
+        return self._nonce_taken(job)
 
-    def _track_signed(self, job: Job, chain_nonce: int, head: int) -> None:
-        if self._mined_or_taken(job, chain_nonce, head):
+    def _track_signed(self, job: Job, head: int) -> None:
+        if self._mined_or_taken(job, head):
             return
         self._broadcast_attempt(job, self.store.attempts(job.id)[-1])
 
-    def _nonce_taken(self, job: Job, chain_nonce: int) -> bool:
+    def _nonce_taken(self, job: Job) -> bool:
         """True while the chain says the job's nonce is used but no attempt has a receipt.
 
         A node can report the new nonce a moment before it serves the receipt (or, behind a
@@ -253,7 +273,7 @@ class Submitter:
         none of its transactions is known and the condition persisted for a while.
         """
         assert job.nonce is not None
-        if chain_nonce <= job.nonce:
+        if self._nonce_mined() <= job.nonce:
             self._suspect.pop(job.id, None)
             return False
         attempts = self.store.attempts(job.id)
@@ -265,8 +285,8 @@ class Submitter:
             self._release_nonce(job)
         return True
 
-    def _track_submitted(self, job: Job, chain_nonce: int, head: int) -> None:
-        if self._mined_or_taken(job, chain_nonce, head):
+    def _track_submitted(self, job: Job, head: int) -> None:
+        if self._mined_or_taken(job, head):
             return
         age = time.time() - (job.broadcast_at or job.updated_at)
         if age >= self.config.stuck_timeout_s:
@@ -340,11 +360,9 @@ class Submitter:
             return
         if head - job.block_number + 1 < self.config.confirmations:
             return
-        # final only if the receipt is still there now that the head is deep enough
-        again = get_receipt(self.rpc, job.tx_hash)
-        if again is None or again["blockHash"].to_0x_hex() != job.block_hash:
-            return  # handled on the next pass
-        self._finalize(job, again, head)
+        # The receipt was fetched in this pass, after ``head``: it is still in the same block
+        # with ``head`` deep enough, so the job is final.
+        self._finalize(job, receipt, head)
 
     def _reorged(self, job: Job) -> None:
         log.warning(
@@ -416,7 +434,7 @@ class Submitter:
 
     def _fees(self) -> tuple[int, int]:
         """``(maxFeePerGas, maxPriorityFeePerGas)`` for the next block, capped."""
-        block = self.rpc.call(lambda w3: w3.eth.get_block("latest"))
+        block = self._latest()
         base = int(block.get("baseFeePerGas", 0))
         prio = min(self.config.priority_fee_wei, self.config.max_fee_wei)
         return min(2 * base + prio, self.config.max_fee_wei), prio
@@ -449,6 +467,32 @@ class Submitter:
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": prio,
         }
+
+    def _simulate(self, job: Job, data: bytes) -> tuple[int, int, int]:
+        """``eth_call`` the claim: ``(claimId, amount, gas limit)``, or :class:`SimulationReverted`
+        (final).
+
+        Claims of one model version cost nearly the same gas, dominated by the proof verifier.
+        Once a limit is known for the model version, the simulation runs with exactly that gas:
+        if it succeeds, the transaction with that limit executes the same way, and no separate
+        gas measurement is needed (it would run the verifier twice more on the node). If it
+        reverts (perhaps only for want of gas: the registry reports a verifier that ran out of
+        gas as a rejected proof), the claim is simulated again without a cap, where a revert is
+        final, and its gas is measured.
+        """
+        key = (job.model, job.model_version)
+        known = self._gas_limits.get(key)
+        if known is not None:
+            try:
+                claim_id, amount = self.settlement.simulate(self.account.address, data, gas=known)
+            except SimulationReverted:
+                log.info("job %s: simulation with %d gas reverted; simulating again", job.id, known)
+            else:
+                return claim_id, amount, known
+        claim_id, amount = self.settlement.simulate(self.account.address, data)
+        gas = math.ceil(self._gas_used(data) * self.config.gas_limit_multiplier)
+        self._gas_limits[key] = max(gas, known or 0)
+        return claim_id, amount, gas
 
     def _gas_used(self, data: bytes) -> int:
         """Gas the claim uses: one execution via ``eth_createAccessList`` (``eth_estimateGas``
@@ -590,7 +634,7 @@ class Submitter:
             return
         if not self.nonces.synced:
             self.nonces.sync(self._nonce_at("pending"))
-        block = self.rpc.call(lambda w3: w3.eth.get_block("latest"))
+        block = self._latest()
         expiry = int(block["timestamp"]) + self.config.attestation_ttl_s
         for job in jobs:
             if not self._submit_one(job, expiry):
@@ -611,18 +655,18 @@ class Submitter:
         job = dataclasses.replace(job, attestation_expiry=expiry, signature=signature)
         data = self.settlement.encode_submit(self._claim(job))
         try:
-            claim_id, amount = self.settlement.simulate(self.account.address, data)
+            claim_id, amount, gas = self._simulate(job, data)
         except SimulationReverted as exc:
             log.warning("job %s: %s; failing it (final)", job.id, exc)
             self.store.transition(job.id, JobState.PROVED, JobState.FAILED, reason=str(exc))
             return True
-        gas = math.ceil(self._gas_used(data) * self.config.gas_limit_multiplier)
         max_fee, prio = self._fees()
         address = self.account.address
-        balance = int(self.rpc.call(lambda w3: w3.eth.get_balance(address)))
-        if balance < gas * max_fee:
+        if self._funds is None:  # once per pass, less what this pass has committed since
+            self._funds = int(self.rpc.call(lambda w3: w3.eth.get_balance(address)))
+        if self._funds < gas * max_fee:
             self._pause(
-                f"submitter {address} out of funds: balance {balance} wei, "
+                f"submitter {address} out of funds: balance {self._funds} wei, "
                 f"{gas * max_fee} wei needed for one claim"
             )
             return False
@@ -643,6 +687,7 @@ class Submitter:
         except InvalidTransition:
             return True  # another pass took it; the nonce was not consumed
         self.nonces.consume(nonce)
+        self._funds -= gas * max_fee
         log.info(
             "job %s: signed nonce %d %s (simulated claim %d, %d wei)",
             job.id,

@@ -131,3 +131,43 @@ def test_same_record_twice_fails_at_simulation_without_a_transaction(
     time.sleep(1.0)
     assert relay.store.get(job.id).state == JobState.FAILED
     assert dev_chain.w3.eth.get_transaction_count(relay.keys.submitter.address) == 1
+
+
+def test_gas_limit_is_confirmed_by_the_simulation_and_measured_again_when_short(
+    make_relay, client_for, dev_chain, ledger
+):
+    records = make_records(3, seed=14)
+    ledger.add_records(records)
+    relay = make_relay(confirmations=1)
+    client = client_for(relay)
+    measured: list[int] = []
+    measure = relay.submitter._gas_used
+
+    def spy(data: bytes) -> int:
+        measured.append(measure(data))
+        return measured[-1]
+
+    relay.submitter._gas_used = spy
+    policies = dev_chain.issue_policies(len(records))
+
+    def settle(i: int):
+        body = job_body(records[i], policies[i], f"gas-limit-{i:04d}")
+        job_id = client.post("/v1/jobs", json=body).json()["job_id"]
+        wait_until(lambda: relay.store.get(job_id).state.final, 60, f"claim {i}")
+        job = relay.store.get(job_id)
+        assert job.state == (JobState.PAID if records[i].pays else JobState.DENIED), job.reason
+        return job, relay.store.attempts(job_id)[-1].gas_limit
+
+    # first claim of the model version: simulated, then its gas measured (x 1.25)
+    first, limit = settle(0)
+    assert len(measured) == 1 and limit == -(-measured[0] * 125 // 100)
+    assert first.gas_used <= limit
+    # next claim: the simulation runs with exactly that limit and succeeds; nothing measured
+    second, again = settle(1)
+    assert len(measured) == 1 and again == limit and second.gas_used <= limit
+    # a limit too small for the verifier: the capped simulation reverts (the registry reports
+    # "proof rejected"), yet the claim is simulated again, measured and settled, not failed
+    relay.submitter._gas_limits[("breast_cancer_lr", 1)] = 150_000
+    third, fresh = settle(2)
+    assert len(measured) == 2 and fresh > 150_000 and third.gas_used <= fresh
+    assert relay.submitter._gas_limits[("breast_cancer_lr", 1)] == fresh
