@@ -44,7 +44,15 @@ PLAN = [
 ]
 
 
-def _config(tmp: Path, node, dev_chain, bundle, hospital_store: Path, submitter_store: Path):
+def _config(
+    tmp: Path,
+    node,
+    dev_chain,
+    bundle,
+    hospital_store: Path,
+    submitter_store: Path,
+    stuck_timeout_s: float = 10,
+):
     data = tmp / "relay-data"
     path = tmp / "relay.toml"
     path.write_text(
@@ -56,7 +64,7 @@ def _config(tmp: Path, node, dev_chain, bundle, hospital_store: Path, submitter_
                 "workers = 2",
                 "confirmations = 2",
                 "poll_interval_s = 0.05",
-                "stuck_timeout_s = 10",
+                f"stuck_timeout_s = {stuck_timeout_s}",
                 "max_queue = 200",
                 "[hospital_key]",
                 f'keystore = "{hospital_store}"',
@@ -189,3 +197,88 @@ def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
         db, "SELECT COUNT(*) AS n FROM transitions WHERE detail = 'relay restarted while proving'"
     )
     assert requeued[0]["n"] >= 1
+
+
+def test_kill_right_after_a_replacement_is_persisted(
+    tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger
+):
+    """The replacement of a stuck transaction is on disk but was never broadcast: after the
+    restart one of the job's two transactions (same nonce) is mined, and the job pays once."""
+    records = make_records(2, seed=83)
+    ledger.add_records(records)
+    policies = dev_chain.issue_policies(2)
+    submitter = Account.create()
+    dev_chain.set_balance(submitter.address, 10**19)
+    pw, secret = secrets.token_hex(12), secrets.token_hex(32)
+    for label, value in [
+        ("passphrase", pw),
+        ("submitter key", submitter.key.hex()),
+        ("nullifier secret", secret),
+    ]:
+        ledger.add_secret(label, value)
+    config, data_dir = _config(
+        tmp_path,
+        node,
+        dev_chain,
+        diagnostic_bundle,
+        encrypt_key(hospital.key, pw, tmp_path / "hospital.json"),
+        encrypt_key(submitter.key, pw, tmp_path / "submitter.json"),
+        stuck_timeout_s=1.5,
+    )
+    env = {
+        "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw,
+        "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw,
+        "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
+    }
+    relay = RelayProcess(config, env, free_port(), tmp_path / "relay.log")
+    ledger.add_path("subprocess relay log (replacement crash)", relay.log_path)
+    ledger.add_path("subprocess job store (replacement crash)", data_dir)
+    db = data_dir / "jobs.sqlite3"
+    bodies = [
+        job_body(r, p, f"replace-crash-{i:04d}")
+        for i, (r, p) in enumerate(zip(records, policies, strict=True))
+    ]
+    w3 = dev_chain.w3
+    assert "error" not in w3.provider.make_request("evm_setIntervalMining", [0])
+    try:
+        relay.start(crash_at="after_replace:1")
+        relay.wait_ready()
+        ids = []
+        for body in bodies:
+            response = requests.post(relay.url + "/v1/jobs", json=body, timeout=10)
+            ledger.add_response(response)
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["job_id"])
+        assert relay.wait_exit(timeout=90) == -9, relay.tail()
+        attempts = store_rows(db, "SELECT job_id, nonce, tx_hash FROM attempts")
+        replaced = [j for j in ids if sum(a["job_id"] == j for a in attempts) == 2]
+        assert len(replaced) == 1, attempts  # persisted, then the relay died
+        pending = w3.provider.make_request("txpool_content", [])["result"]["pending"]
+        known = {tx["hash"] for txs in pending.values() for tx in txs.values()}
+        newest = [a["tx_hash"] for a in attempts if a["job_id"] == replaced[0]][-1]
+        assert newest not in known  # the replacement never reached the node
+    finally:
+        assert "error" not in w3.provider.make_request("evm_setIntervalMining", [1])
+    try:
+        relay.start()
+        relay.wait_ready()
+        wait_until(
+            lambda: all(r["state"] in FINAL for r in store_rows(db, "SELECT state FROM jobs")),
+            120,
+            "both jobs final",
+        )
+    finally:
+        relay.terminate()
+    assert "crash point after_replace reached" in relay.log_path.read_text()
+    jobs = {r["id"]: r for r in store_rows(db, "SELECT * FROM jobs")}
+    events = [e for e in dev_chain.claim_events() if e[1]["policyId"] in policies]
+    assert sorted(e[1]["policyId"] for e in events) == sorted(policies)  # one claim each
+    for job_id, record in zip(ids, records, strict=True):
+        job = jobs[job_id]
+        assert job["state"] == ("paid" if record.pays else "denied"), job["reason"]
+        hashes = {
+            a["tx_hash"] for a in store_rows(db, "SELECT * FROM attempts") if a["job_id"] == job_id
+        }
+        assert job["tx_hash"] in hashes
+    assert sorted(j["nonce"] for j in jobs.values()) == [0, 1]
+    assert w3.eth.get_transaction_count(submitter.address) == 2
