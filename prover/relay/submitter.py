@@ -565,6 +565,12 @@ class Submitter:
             log.info("job %s: nonce %d already used; checking receipts", job.id, attempt.nonce)
         else:
             log.warning("job %s: broadcast of %s: %s", job.id, attempt.tx_hash, outcome.value)
+            if job.state == JobState.SIGNED:  # nonces are ordered: every later claim waits
+                self.paused_reason = (
+                    f"node rejects the transaction with nonce {attempt.nonce} "
+                    f"({outcome.value}); later claims wait behind it"
+                )
+                self.metrics.submitter_paused.set(1)
         return outcome
 
     def _pause(self, reason: str) -> None:

@@ -193,6 +193,37 @@ def test_submitter_out_of_funds_pauses_without_losing_jobs_or_nonces(
     assert "zkcare_relay_submitter_paused 0.0" in client.get("/metrics").text
 
 
+def test_a_transaction_the_node_rejects_holds_later_claims_visibly(
+    make_relay, client_for, dev_chain, ledger, monkeypatch
+):
+    from prover.relay import submitter as submitter_module
+
+    rejecting = True
+    real_send_raw = submitter_module.send_raw
+
+    def send_raw_or_reject(rpc, raw):
+        return Broadcast.REJECTED if rejecting else real_send_raw(rpc, raw)
+
+    monkeypatch.setattr(submitter_module, "send_raw", send_raw_or_reject)
+    relay = make_relay(confirmations=1)
+    client = client_for(relay)
+    ids, records = _submit(client, dev_chain, ledger, 2, seed=65, prefix="rejected")
+    wait_until(lambda: relay.submitter.paused_reason, 60, "the submitter to report the rejection")
+    time.sleep(1.0)
+    states = _states(relay, ids)
+    assert states.count(JobState.SIGNED) == 1  # re-broadcast every pass, never abandoned
+    assert JobState.SUBMITTED not in states  # the second claim was not signed past it
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded"
+    assert health["paused"] == (
+        "node rejects the transaction with nonce 0 (rejected); later claims wait behind it"
+    )
+    rejecting = False  # e.g. the node's policy was fixed
+    assert relay.wait_idle(60), relay.store.counts()
+    _assert_settled(relay, dev_chain, ids, records)
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
 def test_receipt_lost_to_a_reorg_goes_back_to_submitted(make_relay, client_for, dev_chain, ledger):
     relay = make_relay(confirmations=6, stuck_timeout_s=3.0)
     client = client_for(relay)
