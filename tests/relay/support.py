@@ -341,8 +341,11 @@ def record_needles(record: Record, pre: Preprocessor, input_scale: int = 7) -> N
         if q < 0:  # small positive felts are mostly zero bytes: not identifying
             blobs.update(_felt_bytes(q))
     for limb in record.salt or []:
+        # As text only. As a field element a limb is < 2^31: 28 zero bytes and 4 others, like a
+        # small positive felt above, and such patterns occur by chance in binary files (a
+        # SQLite interior page's zeroed free space followed by a child page number and a rowid
+        # varint once matched one). Witness dumps are still caught by the features' felts.
         texts.add(str(limb))
-        blobs.update(_felt_bytes(limb << input_scale))  # EZKL's quantized input
     texts = {t for t in texts if len(t.lstrip("-")) >= 6}
     return Needles(f"patient #{record.index}", texts, blobs)
 

@@ -2,8 +2,8 @@
 
 Every patient record any relay test used is looked for, in every encoding the system uses
 (decimal text of raw and standardized values as float64 and float32, IEEE-754 bytes either
-endianness, EZKL's quantized field elements, client salt limbs as text and as felts, and the
-hex of all binary forms), in: every log line (in-process and subprocess relays), every HTTP
+endianness, EZKL's quantized field elements of negative standardized values, client salt
+limbs as text, and the hex of all binary forms), in: every log line (in-process and subprocess relays), every HTTP
 response (headers and body), every job store (SQLite file, WAL, key file, prover scratch space)
 after its relay stopped, and the calldata and event logs of every transaction on every test
 chain. Key material and passphrases are looked for in the same places.
