@@ -151,17 +151,16 @@ def pin_bundle(bundle: Bundle) -> Bundle:
         return bundle  # pragma: no cover - not Linux
     pinned = {}
     for name in PINNED_FILES:
-        data = bundle.file(name).read_bytes()
-        if name == "pk.key":
-            expected = bundle.manifest.get("sizes", {}).get("pk_bytes")
-            if expected is not None and expected != len(data):
-                raise CircuitError(
-                    f"{bundle.path / name} has {len(data)} bytes, the manifest says {expected}"
-                )
         fd = os.memfd_create(f"zkcare-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        with bundle.file(name).open("rb") as src, open(fd, "wb", closefd=False) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)  # streamed: keys can be gigabytes
+        size = os.fstat(fd).st_size
+        expected = bundle.manifest.get("sizes", {}).get("pk_bytes") if name == "pk.key" else None
+        if expected is not None and expected != size:
+            os.close(fd)
+            raise CircuitError(
+                f"{bundle.path / name} has {size} bytes, the manifest says {expected}"
+            )
         seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
         fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
         pinned[name] = Path(f"/proc/self/fd/{fd}")
