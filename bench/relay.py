@@ -39,9 +39,9 @@ BUSY_TARGET = 0.90
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, stat: str = "stat") -> float:
+    """utime + stime of a process (or of a thread: ``stat="task/<tid>/stat"``), from /proc."""
+    fields = Path(f"/proc/{pid}/{stat}").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK
 
 
@@ -178,14 +178,11 @@ def _proving_alone(pool: LocalProverPool, model_key: str) -> dict[str, float]:
 def _thread_cpu() -> dict[str, float]:
     """CPU seconds of the relay's dispatcher and submitter threads (Linux); the rest of the
     process is the HTTP API, the benchmark's client and short-lived threads."""
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    out: dict[str, float] = {}
-    for task in Path("/proc/self/task").iterdir():
-        name = names.get(int(task.name), "")
-        if name in ("dispatcher", "submitter"):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / _CLK
-    return out
+    return {
+        t.name: _cpu_seconds(os.getpid(), f"task/{t.native_id}/stat")
+        for t in threading.enumerate()
+        if t.name in ("dispatcher", "submitter")
+    }
 
 
 def run() -> dict[str, Any]:

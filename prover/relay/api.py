@@ -35,6 +35,7 @@ from prover.relay.schemas import (
     JobStatus,
 )
 from prover.relay.service import Relay
+from prover.relay.settings import dotted
 from prover.relay.states import JobState
 
 log = logging.getLogger("zkcare.relay.api")
@@ -117,11 +118,7 @@ async def _no_receive() -> Message:  # pragma: no cover - responses do not read
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
-    parts = [p for p in loc if p != "body"]
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
+    return dotted(tuple(p for p in loc if p != "body")) or "body"
 
 
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
@@ -212,7 +209,7 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
     )
     def get_job(job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)]) -> JobStatus:
         job = relay.store.get(job_id)
-        return JobStatus.of(job, len(relay.store.attempts(job.id)))
+        return JobStatus.of(job, relay.store.attempt_counts([job.id]).get(job.id, 0))
 
     @app.get(
         "/v1/jobs",
@@ -226,7 +223,8 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     ) -> JobList:
         jobs = relay.store.list_jobs(None if state is None else [state], limit, offset)
-        return JobList(jobs=[JobStatus.of(j, len(relay.store.attempts(j.id))) for j in jobs])
+        counts = relay.store.attempt_counts(j.id for j in jobs)
+        return JobList(jobs=[JobStatus.of(j, counts.get(j.id, 0)) for j in jobs])
 
     @app.get("/healthz", response_model=Health, summary="Health")
     def health() -> Health:

@@ -73,6 +73,7 @@ class RpcPool:
         urls: list[str],
         timeout: float = 10.0,
         on_failover: Callable[[int, int], None] | None = None,
+        expected_chain_id: int | None = None,
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is required")
@@ -81,7 +82,8 @@ class RpcPool:
         self._lock = threading.Lock()
         self.index = 0
         self.on_failover = on_failover
-        self.expected_chain_id: int | None = None
+        #: The chain every endpoint must serve: from settings, else the first one seen.
+        self.expected_chain_id = expected_chain_id
 
     @property
     def current(self) -> str:

@@ -23,12 +23,11 @@ from web3.types import TxReceipt
 
 from prover.anvil import DEV_PRIVATE_KEY
 from prover.circuit import Bundle
+from prover.deploy import model_id as registry_model_id
 from prover.exceptions import TransactionFailed
 
 AT_LEAST, AT_MOST = 0, 1
 ETH = "0x0000000000000000000000000000000000000000"
-#: Diagnostic model instances: [inputCommitment, logit]; logit has 14 fractional bits.
-DIAGNOSTIC_LAYOUT = (2, 0, 1, 14)
 
 
 def compiled(name: str) -> tuple[list[dict[str, Any]], bytes]:
@@ -106,6 +105,8 @@ class DevChain:
     verifier_code_hash: bytes
     onnx_sha256: bytes
     vk_sha256: bytes
+    #: Registry instance layout: (count, input-commitment index, output index, output scale).
+    layout: tuple[int, int, int, int]
 
     @property
     def chain_id(self) -> int:
@@ -121,7 +122,7 @@ class DevChain:
             self.verifier_code_hash,
             self.onnx_sha256,
             self.vk_sha256,
-            DIAGNOSTIC_LAYOUT,
+            self.layout,
         ]
         self.sender.send(
             {"to": self.registry.address, "data": self.registry.encode_abi("registerModel", args)}
@@ -219,7 +220,8 @@ def deploy_dev_chain(
     code_hash = keccak(bytes(w3.eth.get_code(verifier)))  # type: ignore[arg-type]
     reg_abi, reg_code = compiled("ModelRegistry")
     registry = sender.deploy(reg_code, reg_abi, deployer.address)
-    model_id = keccak(text=f"zkcare/{model_name}")
+    model_id = registry_model_id(f"zkcare/{model_name}")
+    layout = (2, 0, 1, bundle.output_scale)  # instances: [inputCommitment, logit]
     sha = bundle.manifest["sha256"]
     onnx_sha, vk_sha = bytes.fromhex(sha["onnx"]), bytes.fromhex(sha["vk"])
     registrar = registry.functions.REGISTRAR_ROLE().call()
@@ -241,7 +243,7 @@ def deploy_dev_chain(
                     code_hash,
                     onnx_sha,
                     vk_sha,
-                    DIAGNOSTIC_LAYOUT,
+                    layout,
                 ],
             ),
         }
@@ -282,6 +284,7 @@ def deploy_dev_chain(
         bytes(code_hash),
         onnx_sha,
         vk_sha,
+        layout,
     )
     chain.trust(hospital)
     return chain

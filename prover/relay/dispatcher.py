@@ -55,11 +55,6 @@ class Dispatcher:
         self._last_sweep = time.monotonic()
         self.proved = 0
 
-    @property
-    def inflight(self) -> int:
-        """Jobs being proved right now."""
-        return len(self._inflight)
-
     def run(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set."""
         while not stop.is_set():

@@ -134,7 +134,11 @@ class Relay:
         else:
             self.sealer = Sealer.from_key_file(settings.data_dir / "input.key")
         self.metrics = RelayMetrics(self.store)
-        self.rpc = RpcPool(settings.rpc_url_strings, timeout=settings.rpc_timeout_s)
+        self.rpc = RpcPool(
+            settings.rpc_url_strings,
+            timeout=settings.rpc_timeout_s,
+            expected_chain_id=settings.chain_id,
+        )
         self.settlement = SettlementClient(self.rpc, settings.settlement)
         self.submitter = Submitter(
             self.store,
@@ -154,7 +158,6 @@ class Relay:
                 poll_interval_s=settings.poll_interval_s,
             ),
             self.metrics,
-            expected_chain_id=settings.chain_id,
         )
         self.rpc.on_failover = self.submitter.mark_failover
         self._worker = worker
@@ -262,12 +265,16 @@ class Relay:
             raise UnknownModel(name, version, known)
         return found
 
+    @property
+    def provers(self) -> int:
+        """Proofs that run at once (the configured count until the backend exists)."""
+        return self._worker.parallelism if self._worker is not None else self.settings.workers
+
     def retry_after(self) -> int:
         """Seconds until the queue has room, estimated from recent proving times."""
         stats = self.dispatcher
         per_proof = stats.busy_seconds / stats.proved if stats and stats.proved else 1.0
-        provers = self._worker.parallelism if self._worker is not None else self.settings.workers
-        return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / provers)))
+        return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / self.provers)))
 
     def check_policy(self, policy_id: int, model: LoadedModel) -> None:
         """Refuse a policy the chain says cannot be claimed with ``model``.
@@ -368,7 +375,7 @@ class Relay:
             submitter=self.keys.submitter.address,
             hospital=self.keys.hospital.address,
             paused=sub.paused_reason,
-            workers=self._worker.parallelism if self._worker is not None else self.settings.workers,
+            workers=self.provers,
             queue_limit=self.settings.max_queue,
             jobs={state.value: n for state, n in counts.items()},
         )

@@ -229,7 +229,8 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(parts).upper()
 
 
-def _dotted(loc: tuple[int | str, ...]) -> str:
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as ``a.b[0].c``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -272,7 +273,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> RelaySet
     except ValidationError as exc:
         for err in exc.errors(include_input=False, include_url=False):
             loc = tuple(err["loc"])
-            where = _dotted(loc) or "settings"
+            where = dotted(loc) or "settings"
             hint = f" (env {env_name(loc)})" if loc else ""
             msg = "required" if err["type"] == "missing" else err["msg"]
             problems.append(f"{where}{hint}: {msg}")

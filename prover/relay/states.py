@@ -61,8 +61,6 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
 }
 
-#: States whose job holds sealed (encrypted) patient input.
-SEALED_STATES = frozenset({JobState.QUEUED, JobState.PROVING})
 #: States whose job holds a nonce that a node may know about.
 IN_FLIGHT_STATES = frozenset({JobState.SIGNED, JobState.SUBMITTED, JobState.CONFIRMED})
 

@@ -354,6 +354,18 @@ class JobStore:
         )
         return [Attempt(**dict(r)) for r in rows]
 
+    def attempt_counts(self, job_ids: Iterable[str]) -> dict[str, int]:
+        """How many transactions each of ``job_ids`` has signed (one query; absent = 0)."""
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._conn().execute(
+            f"SELECT job_id, COUNT(*) FROM attempts WHERE job_id IN ({marks}) GROUP BY job_id",
+            ids,
+        )
+        return {job_id: int(n) for job_id, n in rows}
+
     def max_nonce(self) -> int | None:
         """The highest nonce ever assigned to a transaction (None before the first)."""
         (value,) = self._conn().execute("SELECT MAX(nonce) FROM attempts").fetchone()

@@ -44,7 +44,7 @@ from web3 import Web3
 from web3.types import BlockData, TxReceipt
 
 from prover.attestation import Attestation, sign_attestation
-from prover.exceptions import ChainError, ChainUnavailable, InvalidTransition
+from prover.exceptions import ChainUnavailable, InvalidTransition
 from prover.relay import crash
 from prover.relay.chain import (
     Broadcast,
@@ -94,7 +94,6 @@ class Submitter:
         account: LocalAccount,
         config: SubmitterConfig,
         metrics: RelayMetrics,
-        expected_chain_id: int | None = None,
     ) -> None:
         self.store = store
         self.rpc = rpc
@@ -103,7 +102,6 @@ class Submitter:
         self.account = account
         self.config = config
         self.metrics = metrics
-        self.expected_chain_id = expected_chain_id
         self.nonces = NonceManager(store, account.address)
         self.chain_id: int | None = None
         self.chain_ok = False
@@ -120,6 +118,8 @@ class Submitter:
         self._funds: int | None = None
         self._gas_limits: dict[tuple[str, int], int] = {}
         self.wake = threading.Event()
+        metrics.chain_up.set_function(lambda: float(self.chain_ok))
+        metrics.submitter_paused.set_function(lambda: float(self.paused_reason is not None))
 
     # ------------------------------------------------------------------ loop
 
@@ -152,7 +152,6 @@ class Submitter:
         if self.chain_ok or self.last_error is None:
             log.warning("chain unreachable, jobs wait: %s", exc)
         self.chain_ok = False
-        self.metrics.chain_up.set(0)
         self.last_error = str(exc)[:300]
         self._needs_reconcile = True
         self.metrics.retries.labels("rpc_error").inc()
@@ -169,17 +168,12 @@ class Submitter:
         if not self.chain_ok:
             log.info("chain reachable via %s", self.rpc.current)
         self.chain_ok = True
-        self.metrics.chain_up.set(1)
         self.last_error = None
 
     def reconcile(self) -> None:
-        """Check the chain, resync nonces, re-broadcast what is in flight."""
+        """Check the chain (:meth:`RpcPool.chain_id` refuses another chain), resync nonces,
+        re-broadcast what is in flight."""
         chain_id = self.rpc.chain_id()
-        if self.expected_chain_id is not None and chain_id != self.expected_chain_id:
-            raise ChainError(
-                f"RPC endpoint {self.rpc.current} serves chain {chain_id}, "
-                f"settings say {self.expected_chain_id}"
-            )
         self.chain_id = chain_id
         pending = self._nonce_at("pending")
         nxt = self.nonces.sync(pending)
@@ -237,35 +231,35 @@ class Submitter:
         head_number = int(head["number"])
         for job in jobs:
             if job.state == JobState.SIGNED:
-                self._track_signed(job, head_number)
+                self._track_signed(job, self.store.attempts(job.id), head_number)
             elif job.state == JobState.SUBMITTED:
-                self._track_submitted(job, head_number)
+                self._track_submitted(job, self.store.attempts(job.id), head_number)
             elif job.state == JobState.CONFIRMED:
                 self._track_confirmed(job, head_number)
         self._last_head = head["hash"]
         self._rebroadcast_all = False
 
-    def _find_receipt(self, job: Job) -> tuple[Attempt, TxReceipt] | None:
-        for attempt in reversed(self.store.attempts(job.id)):
+    def _find_receipt(self, attempts: list[Attempt]) -> tuple[Attempt, TxReceipt] | None:
+        for attempt in reversed(attempts):
             receipt = get_receipt(self.rpc, attempt.tx_hash)
             if receipt is not None:
                 return attempt, receipt
         return None
 
-    def _mined_or_taken(self, job: Job, head: int) -> bool:
+    def _mined_or_taken(self, job: Job, attempts: list[Attempt], head: int) -> bool:
         """Confirm the job if one of its attempts was mined; True if nothing more to do now."""
-        found = self._find_receipt(job)
+        found = self._find_receipt(attempts)
         if found is not None:
             self._confirm(job, found[0], found[1], head)
             return True
-        return self._nonce_taken(job)
+        return self._nonce_taken(job, attempts)
 
-    def _track_signed(self, job: Job, head: int) -> None:
-        if self._mined_or_taken(job, head):
+    def _track_signed(self, job: Job, attempts: list[Attempt], head: int) -> None:
+        if self._mined_or_taken(job, attempts, head):
             return
-        self._broadcast_attempt(job, self.store.attempts(job.id)[-1])
+        self._broadcast_attempt(job, attempts[-1])
 
-    def _nonce_taken(self, job: Job) -> bool:
+    def _nonce_taken(self, job: Job, attempts: list[Attempt]) -> bool:
         """True while the chain says the job's nonce is used but no attempt has a receipt.
 
         A node can report the new nonce a moment before it serves the receipt (or, behind a
@@ -276,7 +270,6 @@ class Submitter:
         if self._nonce_mined() <= job.nonce:
             self._suspect.pop(job.id, None)
             return False
-        attempts = self.store.attempts(job.id)
         if any(is_known(self.rpc, a.tx_hash) for a in attempts):
             return True  # ours; its receipt will show up
         first = self._suspect.setdefault(job.id, time.monotonic())
@@ -285,14 +278,14 @@ class Submitter:
             self._release_nonce(job)
         return True
 
-    def _track_submitted(self, job: Job, head: int) -> None:
-        if self._mined_or_taken(job, head):
+    def _track_submitted(self, job: Job, attempts: list[Attempt], head: int) -> None:
+        if self._mined_or_taken(job, attempts, head):
             return
         age = time.time() - (job.broadcast_at or job.updated_at)
         if age >= self.config.stuck_timeout_s:
             self._replace(job, f"no receipt after {age:.0f} s")
         elif self._rebroadcast_all:
-            outcome = send_raw(self.rpc, self.store.attempts(job.id)[-1].raw_tx)
+            outcome = send_raw(self.rpc, attempts[-1].raw_tx)
             self.metrics.retries.labels("rebroadcast").inc()
             log.info("job %s: re-broadcast nonce %d: %s", job.id, job.nonce, outcome.value)
 
@@ -455,14 +448,16 @@ class Submitter:
             list(job.instances),
         )
 
-    def _build_tx(self, job: Job, nonce: int, gas: int, max_fee: int, prio: int) -> dict[str, Any]:
+    def _build_tx(
+        self, data: bytes, nonce: int, gas: int, max_fee: int, prio: int
+    ) -> dict[str, Any]:
         return {
             "type": 2,
             "chainId": self._chain_id(),
             "nonce": nonce,
             "to": self.settlement.address,
             "value": 0,
-            "data": "0x" + self.settlement.encode_submit(self._claim(job)).hex(),
+            "data": "0x" + data.hex(),
             "gas": gas,
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": prio,
@@ -553,7 +548,6 @@ class Submitter:
                 self.store.transition(job.id, job.state, job.state, broadcast_at=now)
             if self.paused_reason is not None:
                 self.paused_reason = None
-                self.metrics.submitter_paused.set(0)
             return outcome
         if job.state == JobState.SUBMITTED:  # wait a full timeout before trying again
             self.store.transition(job.id, job.state, job.state, broadcast_at=time.time())
@@ -570,7 +564,6 @@ class Submitter:
                     f"node rejects the transaction with nonce {attempt.nonce} "
                     f"({outcome.value}); later claims wait behind it"
                 )
-                self.metrics.submitter_paused.set(1)
         return outcome
 
     def _pause(self, reason: str) -> None:
@@ -578,7 +571,6 @@ class Submitter:
             log.warning("submissions paused: %s", reason)
             self.metrics.retries.labels("out_of_funds").inc()
         self.paused_reason = reason
-        self.metrics.submitter_paused.set(1)
         self._pause_until = time.time() + max(1.0, self.config.poll_interval_s)
 
     def _replace(self, job: Job, why: str) -> None:
@@ -604,7 +596,9 @@ class Submitter:
             self.metrics.retries.labels("rebroadcast").inc()
             self._broadcast_attempt(job, last, may_replace=False)
             return
-        attempt = self._sign(self._build_tx(job, last.nonce, last.gas_limit, max_fee, prio), job.id)
+        data = self.settlement.encode_submit(self._claim(job))
+        tx = self._build_tx(data, last.nonce, last.gas_limit, max_fee, prio)
+        attempt = self._sign(tx, job.id)
         job = self.store.transition(
             job.id,
             job.state,
@@ -636,7 +630,6 @@ class Submitter:
         if not jobs:
             if self.paused_reason is not None:
                 self.paused_reason = None
-                self.metrics.submitter_paused.set(0)
             return
         if not self.nonces.synced:
             self.nonces.sync(self._nonce_at("pending"))
@@ -649,8 +642,9 @@ class Submitter:
     def _submit_one(self, job: Job, expiry: int) -> bool:
         """Sign, persist and broadcast one proved job; False stops this pass."""
         assert job.input_commitment is not None and job.proof is not None
-        if self.store.attempts(job.id):  # released earlier: make sure none of them was mined
-            found = self._find_receipt(job)
+        attempts = self.store.attempts(job.id)
+        if attempts:  # released earlier: make sure none of them was mined
+            found = self._find_receipt(attempts)
             if found is not None:
                 self._confirm(job, found[0], found[1], int(found[1]["blockNumber"]))
                 return True
@@ -677,7 +671,7 @@ class Submitter:
             )
             return False
         nonce = self.nonces.peek()
-        attempt = self._sign(self._build_tx(job, nonce, gas, max_fee, prio), job.id)
+        attempt = self._sign(self._build_tx(data, nonce, gas, max_fee, prio), job.id)
         try:
             job = self.store.transition(
                 job.id,
