@@ -13,9 +13,13 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-#: BN254 scalar field modulus r.
-FIELD_MODULUS = 21888242871839275222246405745257275088548364400416034343698204186575808495617
+from prover.fields import BN254_R, from_signed, to_signed
+
+#: BN254 scalar field modulus r, and the prover's signed fixed-point encoding.
+FIELD_MODULUS = BN254_R
 HALF_MODULUS = (FIELD_MODULUS - 1) // 2
+encode_signed = from_signed
+decode_signed = to_signed
 #: EZKL fixed-point scale of the diagnostic model's output (fractional bits).
 OUTPUT_SCALE = 14
 ONE = 1 << OUTPUT_SCALE
@@ -32,23 +36,11 @@ VK_SHA = keccak(text="vk")
 AT_LEAST, AT_MOST = 0, 1
 # ModelStatus
 UNREGISTERED, ACTIVE, REVOKED = 0, 1, 2
-# MockVerifier.Mode
-PATTERN, ACCEPT_ALL, REJECT_ALL, RETURN_FALSE = 0, 1, 2, 3
-# ResearchBounty.BountyStatus
-B_NONE, B_OPEN, B_AWARDED, B_RECLAIMED = 0, 1, 2, 3
+# MockVerifier.Mode (Pattern = 0 and AcceptAll = 1 are not set by any test)
+REJECT_ALL, RETURN_FALSE = 2, 3
+# ResearchBounty.BountyStatus (None = 0)
+B_OPEN, B_AWARDED, B_RECLAIMED = 1, 2, 3
 NO_INDEX = 2**16 - 1
-
-
-def encode_signed(v: int) -> int:
-    """Signed fixed-point integer -> field element (negatives as r - |v|)."""
-    if abs(v) > HALF_MODULUS:
-        raise ValueError(v)
-    return v % FIELD_MODULUS
-
-
-def decode_signed(x: int) -> int:
-    """Field element -> signed integer (x > (r-1)/2 is negative)."""
-    return x - FIELD_MODULUS if x > HALF_MODULUS else x
 
 
 def mock_proof(instances: list[int]) -> bytes:

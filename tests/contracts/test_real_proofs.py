@@ -7,7 +7,6 @@ end to end: EZKL proof -> ModelRegistry -> ClaimSettlement / ResearchBounty -> p
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,20 +75,16 @@ def real(project, chain, deployer, guardian, diagnostic_bundle, eval_bundle, oth
 
 
 @pytest.fixture(scope="module")
-def proofs_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("real-proofs")
+def malignant(diagnosis, dataset) -> DiagnosisProof:
+    """The session's real proof: held-out patient 0, the first malignant one."""
+    assert next(i for i, y in enumerate(dataset.y_test) if y == 0) == 0
+    return diagnosis
 
 
 @pytest.fixture(scope="module")
-def malignant(diagnostic_bundle, dataset, proofs_dir) -> DiagnosisProof:
-    index = next(i for i, y in enumerate(dataset.y_test) if y == 0)
-    return prove_diagnosis(diagnostic_bundle, list(dataset.x_test[index]), proofs_dir)
-
-
-@pytest.fixture(scope="module")
-def benign(diagnostic_bundle, dataset, proofs_dir) -> DiagnosisProof:
+def benign(diagnostic_bundle, dataset, proof_dir) -> DiagnosisProof:
     index = next(i for i, y in enumerate(dataset.y_test) if y == 1)
-    return prove_diagnosis(diagnostic_bundle, list(dataset.x_test[index]), proofs_dir)
+    return prove_diagnosis(diagnostic_bundle, list(dataset.x_test[index]), proof_dir)
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +177,13 @@ def test_benign_diagnosis_is_recorded_as_denied(insurance, benign, chain, hospit
 
 
 def test_threshold_is_the_proven_output_plus_minus_one_unit(
-    insurance, malignant, chain, hospital, relayer, diagnostic_bundle, dataset, proofs_dir
+    insurance, malignant, chain, hospital, relayer, diagnostic_bundle, dataset, proof_dir
 ):
     """AtMost threshold t pays iff output <= t: at t = output it pays, at output - 1 it denies."""
     settlement, _, product, policy = insurance
     output = malignant.proof.instances[1] - BN254_R  # negative logit, fixed-point
     fresh = [
-        prove_diagnosis(diagnostic_bundle, list(dataset.x_test[0]), proofs_dir, salt=s)
+        prove_diagnosis(diagnostic_bundle, list(dataset.x_test[0]), proof_dir, salt=s)
         for s in [(1, 2, 3, 4, 5, 6), (6, 5, 4, 3, 2, 1)]
     ]
     assert all(f.proof.instances[1] - BN254_R == output for f in fresh)
@@ -242,10 +237,10 @@ def test_same_proof_at_a_second_pool(insurance, malignant, chain, hospital, rela
 
 
 def test_tampered_output_is_rejected_by_the_real_verifier(
-    insurance, diagnostic_bundle, dataset, proofs_dir, chain, hospital, relayer
+    insurance, diagnostic_bundle, dataset, proof_dir, chain, hospital, relayer
 ):
     settlement, _, product, policy = insurance
-    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[5]), proofs_dir)
+    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[5]), proof_dir)
     policy_id = policy(product())
     forged = list(diag.proof.instances)
     forged[1] = BN254_R - 100_000  # "very malignant"
@@ -267,11 +262,11 @@ def test_tampered_output_is_rejected_by_the_real_verifier(
 
 
 def test_proof_of_another_model_is_rejected(
-    insurance, other_bundle, dataset, proofs_dir, chain, hospital, relayer
+    insurance, other_bundle, dataset, proof_dir, chain, hospital, relayer
 ):
     """A valid proof from another (registered) model cannot settle this model's product."""
     settlement, _, product, policy = insurance
-    other = prove_diagnosis(other_bundle, list(dataset.x_test[0]), proofs_dir)
+    other = prove_diagnosis(other_bundle, list(dataset.x_test[0]), proof_dir)
     policy_id = policy(product())
     with reverts(settlement.ModelRegistryProofRejected, modelId=REAL_DIAG, version=1):
         settlement.submitClaim(claim(settlement, chain, hospital, policy_id, other), sender=relayer)
@@ -284,10 +279,10 @@ def test_proof_of_another_model_is_rejected(
 
 
 def test_attestation_for_another_chain_is_rejected(
-    insurance, diagnostic_bundle, dataset, proofs_dir, chain, hospital, relayer
+    insurance, diagnostic_bundle, dataset, proof_dir, chain, hospital, relayer
 ):
     settlement, _, product, policy = insurance
-    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[7]), proofs_dir)
+    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[7]), proof_dir)
     policy_id = policy(product())
     with reverts(settlement.ClaimSettlementInvalidAttestation, hospital=hospital.address):
         settlement.submitClaim(
@@ -297,12 +292,12 @@ def test_attestation_for_another_chain_is_rejected(
 
 
 def test_batch_of_real_claims(
-    insurance, diagnostic_bundle, dataset, proofs_dir, chain, hospital, relayer
+    insurance, diagnostic_bundle, dataset, proof_dir, chain, hospital, relayer
 ):
     settlement, _, product, policy = insurance
     product_id = product()
     diags = [
-        prove_diagnosis(diagnostic_bundle, list(dataset.x_test[i]), proofs_dir)
+        prove_diagnosis(diagnostic_bundle, list(dataset.x_test[i]), proof_dir)
         for i in range(10, 14)
     ]
     claims = [claim(settlement, chain, hospital, policy(product_id), d) for d in diags]
@@ -313,11 +308,11 @@ def test_batch_of_real_claims(
 
 
 def test_revoked_model_stops_real_claims(
-    insurance, real, diagnostic_bundle, dataset, proofs_dir, chain, hospital, relayer, guardian
+    insurance, real, diagnostic_bundle, dataset, proof_dir, chain, hospital, relayer, guardian
 ):
     registry, settlement, _ = real
     _, _, product, policy = insurance
-    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[20]), proofs_dir)
+    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[20]), proof_dir)
     policy_id = policy(product(model=OTHER_DIAG))
     registry.revokeModel(OTHER_DIAG, 1, sender=guardian)
     with reverts(settlement.ModelRegistryVersionRevoked, modelId=OTHER_DIAG, version=1):
@@ -328,8 +323,8 @@ def test_revoked_model_stops_real_claims(
 
 
 @pytest.fixture(scope="module")
-def researcher_proof(eval_bundle, benchmark, researcher_onnx, proofs_dir):
-    return prove_evaluation(eval_bundle, benchmark, proofs_dir, model=researcher_onnx)
+def researcher_proof(eval_bundle, benchmark, researcher_onnx, proof_dir):
+    return prove_evaluation(eval_bundle, benchmark, proof_dir, model=researcher_onnx)
 
 
 @pytest.fixture(scope="module")
@@ -389,12 +384,12 @@ def test_private_model_meeting_the_metric_is_paid(
 
 
 def test_model_below_the_metric_is_refused(
-    real, make_real_bounty, eval_bundle, benchmark, researcher, proofs_dir, chain
+    real, make_real_bounty, eval_bundle, benchmark, researcher, proof_dir, chain
 ):
     _, _, bounty = real
     w, b = diagnostic_weights()
-    worse = export_eval_onnx(-np.asarray(w), -b, benchmark.size, proofs_dir / "inverted.onnx")
-    result = prove_evaluation(eval_bundle, benchmark, proofs_dir, model=worse)
+    worse = export_eval_onnx(-np.asarray(w), -b, benchmark.size, proof_dir / "inverted.onnx")
+    result = prove_evaluation(eval_bundle, benchmark, proof_dir, model=worse)
     assert result.metric_raw < 7
     bounty_id = make_real_bounty()
     salt = b32("inverted")

@@ -100,7 +100,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: fl
 
 
 @contextmanager
-def served(relay: Any, ledger: Any = None) -> Iterator[str]:
+def served(relay: Any) -> Iterator[str]:
     """The relay's app behind a real uvicorn server (threads, chunked bodies)."""
     port = free_port()
     config = uvicorn.Config(

@@ -274,7 +274,7 @@ def test_chunked_oversized_body_is_refused(relay, ledger, policy):
             yield chunk
         yield b"}"
 
-    with served(relay, ledger) as url:
+    with served(relay) as url:
         response = requests.post(
             url + "/v1/jobs", data=body(), headers={"Content-Type": "application/json"}
         )
@@ -308,7 +308,7 @@ def test_full_queue_answers_429_with_retry_after(client, relay, dev_chain, ledge
 
 def test_parallel_duplicates_make_one_job(relay, dev_chain, ledger, policy):
     same = job_body(RECORD, policy, "dup-key-000001")
-    with served(relay, ledger) as url:
+    with served(relay) as url:
         with ThreadPoolExecutor(16) as pool:
             responses = list(
                 pool.map(lambda _: requests.post(url + "/v1/jobs", json=same), range(32))
@@ -324,7 +324,7 @@ def test_parallel_duplicates_make_one_job(relay, dev_chain, ledger, policy):
 def test_parallel_conflicting_requests_with_one_key(relay, dev_chain, ledger, policy):
     a = job_body(RECORD, policy, "dup-key-000002", record_id="MRN-A")
     b = job_body(RECORD, policy, "dup-key-000002", record_id="MRN-B")
-    with served(relay, ledger) as url:
+    with served(relay) as url:
         with ThreadPoolExecutor(16) as pool:
             responses = list(
                 pool.map(lambda i: requests.post(url + "/v1/jobs", json=(a, b)[i % 2]), range(32))

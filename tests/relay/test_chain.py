@@ -3,24 +3,17 @@ contract layer."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from web3 import Web3
 
+from prover.anvil import free_port
 from prover.exceptions import ChainUnavailable
 from prover.relay.abi import CLAIM_SETTLEMENT_ABI
 from prover.relay.chain import RpcPool, SettlementClient
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_rpc_pool_still_honours_the_proxy_environment(node, monkeypatch) -> None:
-    dead_proxy = f"http://127.0.0.1:{_closed_port()}"
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", dead_proxy)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 
 from prover.anvil import free_port
 
@@ -44,18 +45,24 @@ PLAN = [
 ]
 
 
-def _config(
-    tmp: Path,
-    node,
-    dev_chain,
-    bundle,
-    hospital_store: Path,
-    submitter_store: Path,
-    stuck_timeout_s: float = 10,
-):
+def _relay_process(
+    tmp: Path, node, dev_chain, bundle, hospital, ledger, label: str, stuck_timeout_s: float = 10
+) -> tuple[RelayProcess, Path, LocalAccount]:
+    """A ``serve`` subprocess with encrypted keystores, a fresh funded submitter and its
+    secrets in the environment; ``(relay, job store path, submitter)``."""
+    submitter: LocalAccount = Account.create()
+    dev_chain.set_balance(submitter.address, 10**19)
+    pw_h, pw_s, secret = secrets.token_hex(12), secrets.token_hex(12), secrets.token_hex(32)
+    for name, value in [
+        ("hospital passphrase", pw_h),
+        ("submitter passphrase", pw_s),
+        ("submitter key", submitter.key.hex()),
+        ("nullifier secret", secret),
+    ]:
+        ledger.add_secret(name, value)
     data = tmp / "relay-data"
-    path = tmp / "relay.toml"
-    path.write_text(
+    config = tmp / "relay.toml"
+    config.write_text(
         "\n".join(
             [
                 f'rpc_urls = ["{node.url}"]',
@@ -67,9 +74,9 @@ def _config(
                 f"stuck_timeout_s = {stuck_timeout_s}",
                 "max_queue = 200",
                 "[hospital_key]",
-                f'keystore = "{hospital_store}"',
+                f'keystore = "{encrypt_key(hospital.key, pw_h, tmp / "hospital.json")}"',
                 "[submitter_key]",
-                f'keystore = "{submitter_store}"',
+                f'keystore = "{encrypt_key(submitter.key, pw_s, tmp / "submitter.json")}"',
                 "[[models]]",
                 'name = "breast_cancer_lr"',
                 "version = 1",
@@ -78,7 +85,15 @@ def _config(
             ]
         )
     )
-    return path, data
+    env = {
+        "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw_h,
+        "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw_s,
+        "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
+    }
+    relay = RelayProcess(config, env, free_port(), tmp / "relay.log")
+    ledger.add_path(f"subprocess relay log ({label})", relay.log_path)
+    ledger.add_path(f"subprocess job store ({label})", data)
+    return relay, data / "jobs.sqlite3", submitter
 
 
 def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
@@ -88,33 +103,9 @@ def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
     records = make_records(N_JOBS, seed=81)
     ledger.add_records(records)
     policies = dev_chain.issue_policies(N_JOBS)
-    submitter = Account.create()
-    dev_chain.set_balance(submitter.address, 10**19)
-    pw_h, pw_s, secret = secrets.token_hex(12), secrets.token_hex(12), secrets.token_hex(32)
-    for label, value in [
-        ("hospital passphrase", pw_h),
-        ("submitter passphrase", pw_s),
-        ("submitter key", submitter.key.hex()),
-        ("nullifier secret", secret),
-    ]:
-        ledger.add_secret(label, value)
-    config, data_dir = _config(
-        tmp_path,
-        node,
-        dev_chain,
-        diagnostic_bundle,
-        encrypt_key(hospital.key, pw_h, tmp_path / "hospital.json"),
-        encrypt_key(submitter.key, pw_s, tmp_path / "submitter.json"),
+    relay, db, submitter = _relay_process(
+        tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger, "kill -9 run"
     )
-    env = {
-        "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw_h,
-        "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw_s,
-        "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
-    }
-    relay = RelayProcess(config, env, free_port(), tmp_path / "relay.log")
-    ledger.add_path("subprocess relay log", relay.log_path)
-    ledger.add_path("subprocess job store", data_dir)
-    db = data_dir / "jobs.sqlite3"
     bodies = [
         job_body(r, p, f"crash-{i:04d}")
         for i, (r, p) in enumerate(zip(records, policies, strict=True))
@@ -207,33 +198,16 @@ def test_kill_right_after_a_replacement_is_persisted(
     records = make_records(2, seed=83)
     ledger.add_records(records)
     policies = dev_chain.issue_policies(2)
-    submitter = Account.create()
-    dev_chain.set_balance(submitter.address, 10**19)
-    pw, secret = secrets.token_hex(12), secrets.token_hex(32)
-    for label, value in [
-        ("passphrase", pw),
-        ("submitter key", submitter.key.hex()),
-        ("nullifier secret", secret),
-    ]:
-        ledger.add_secret(label, value)
-    config, data_dir = _config(
+    relay, db, submitter = _relay_process(
         tmp_path,
         node,
         dev_chain,
         diagnostic_bundle,
-        encrypt_key(hospital.key, pw, tmp_path / "hospital.json"),
-        encrypt_key(submitter.key, pw, tmp_path / "submitter.json"),
+        hospital,
+        ledger,
+        "replacement crash",
         stuck_timeout_s=1.5,
     )
-    env = {
-        "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw,
-        "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw,
-        "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
-    }
-    relay = RelayProcess(config, env, free_port(), tmp_path / "relay.log")
-    ledger.add_path("subprocess relay log (replacement crash)", relay.log_path)
-    ledger.add_path("subprocess job store (replacement crash)", data_dir)
-    db = data_dir / "jobs.sqlite3"
     bodies = [
         job_body(r, p, f"replace-crash-{i:04d}")
         for i, (r, p) in enumerate(zip(records, policies, strict=True))
