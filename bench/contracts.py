@@ -15,11 +15,10 @@ from eth_utils import keccak
 
 from prover import proof as proofs
 from prover.attestation import Attestation, sign_attestation
-from prover.deploy import eval_reference_onnx, verifier_container
+from prover.deploy import eval_reference_onnx, instance_layout, verifier_container
 from prover.diagnosis import build_diagnostic_bundle, prove_diagnosis
 from prover.evaluation import (
     LABELS_INDEX,
-    METRIC_INDEX,
     WEIGHTS_INDEX,
     benchmark_commitments,
     build_eval_bundle,
@@ -64,8 +63,8 @@ def run() -> dict[str, Any]:
         bounty = deploy("ResearchBounty", project.ResearchBounty, registry, 1)
         registry.grantRole(registry.REGISTRAR_ROLE(), owner, sender=owner)
         for mid, v, b, layout in [
-            (DIAG, diag_v, diag, (2, 0, 1, diag.output_scale)),
-            (EVAL, eval_v, evaluation, (4, 0, METRIC_INDEX, evaluation.output_scale)),
+            (DIAG, diag_v, diag, instance_layout(diag)),
+            (EVAL, eval_v, evaluation, instance_layout(evaluation)),
         ]:
             code = bytes(chain.provider.get_code(v.address))
             registry.registerModel(

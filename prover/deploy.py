@@ -38,6 +38,17 @@ def model_id(name: str) -> bytes:
     return keccak(text=name)
 
 
+def instance_layout(bundle: Bundle) -> tuple[int, int, int, int]:
+    """The registry's ``(count, input-commitment index, output index, output scale)``.
+
+    Instance 0 is the input commitment and the last one the model's output; the count is the
+    number of names in the manifest's ``instance_layout`` (2 without one: commitment, output).
+    """
+    names = bundle.manifest.get("instance_layout")
+    count = len(names) if isinstance(names, list) and len(names) >= 2 else 2
+    return (count, 0, count - 1, bundle.output_scale)
+
+
 @dataclass
 class Deployer:
     """Deploys and records contracts for one chain with one ape account."""
@@ -203,7 +214,6 @@ def deploy_all(
     from prover.diagnosis import build_diagnostic_bundle
     from prover.evaluation import (
         LABELS_INDEX,
-        METRIC_INDEX,
         build_eval_bundle,
         held_out_benchmark,
     )
@@ -224,16 +234,9 @@ def deploy_all(
     for role in (REGISTRAR_ROLE, GUARDIAN_ROLE):
         if not registry.hasRole(role, account.address):
             registry.grantRole(role, account.address, sender=account)
+    d.register_model(registry, DIAGNOSTIC_MODEL_NAME, 1, diag_verifier, diag, instance_layout(diag))
     d.register_model(
-        registry, DIAGNOSTIC_MODEL_NAME, 1, diag_verifier, diag, (2, 0, 1, diag.output_scale)
-    )
-    d.register_model(
-        registry,
-        EVAL_MODEL_NAME,
-        1,
-        eval_verifier,
-        evaluation,
-        (4, 0, METRIC_INDEX, evaluation.output_scale),
+        registry, EVAL_MODEL_NAME, 1, eval_verifier, evaluation, instance_layout(evaluation)
     )
     d.data["evaluation"] = {"labelsIndex": LABELS_INDEX, "benchmarkSize": 8}
     d.save()

@@ -32,6 +32,7 @@ from prover.deploy import (
     EVAL_MODEL_NAME,
     GUARDIAN_ROLE,
     REGISTRAR_ROLE,
+    instance_layout,
     model_id,
 )
 from prover.exceptions import InvalidInput, ZkcareError
@@ -725,26 +726,28 @@ def resolve_bundle(
     """``diagnostic`` / ``eval`` / a bundle directory -> (bundle, model name, manifest key, layout).
 
     Built-in bundles are built (or reused from the cache) exactly as ``ape run deploy all``
-    does, so their verifiers are the deployed ones. A bundle directory's layout comes from its
-    manifest's ``instance_layout`` (first = input commitment, last = output), else the
-    diagnostic layout ``[inputCommitment, output]``.
+    does, so their verifiers are the deployed ones. The layout is
+    :func:`prover.deploy.instance_layout`.
     """
     from prover.circuit import load_bundle
     from prover.exceptions import CircuitError
 
     if source in BUILTIN_BUNDLES:
         from prover.deploy import eval_reference_onnx
-        from prover.evaluation import METRIC_INDEX, build_eval_bundle, held_out_benchmark
+        from prover.evaluation import build_eval_bundle, held_out_benchmark
 
         if source == "diagnostic":
             from prover.diagnosis import build_diagnostic_bundle
 
             bundle = build_diagnostic_bundle()
-            layout = (2, 0, 1, bundle.output_scale)
         else:
             bundle = build_eval_bundle(eval_reference_onnx(), held_out_benchmark())
-            layout = (4, 0, METRIC_INDEX, bundle.output_scale)
-        return bundle, name or BUILTIN_BUNDLES[source], bundle.contract_name, layout
+        return (
+            bundle,
+            name or BUILTIN_BUNDLES[source],
+            bundle.contract_name,
+            instance_layout(bundle),
+        )
     path = Path(source)
     if not path.is_dir():
         raise InvalidArgument(
@@ -756,9 +759,7 @@ def resolve_bundle(
     try:
         bundle = load_bundle(path)
         bundle.verifier_artifact  # noqa: B018 - checks Verifier.json is there
-        names = bundle.manifest.get("instance_layout")
-        count = len(names) if isinstance(names, list) and len(names) >= 2 else 2
-        layout = (count, 0, count - 1, bundle.output_scale)
+        layout = instance_layout(bundle)
     except (CircuitError, KeyError, ValueError) as exc:
         raise InvalidArgument(f"{source} is not a usable circuit bundle: {exc}", "source") from exc
     key = f"{bundle.contract_name}-{bundle.manifest['sha256']['vk'][:12]}"

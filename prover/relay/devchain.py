@@ -23,6 +23,7 @@ from web3.types import TxReceipt
 
 from prover.anvil import DEV_PRIVATE_KEY
 from prover.circuit import Bundle
+from prover.deploy import instance_layout
 from prover.deploy import model_id as registry_model_id
 from prover.exceptions import TransactionFailed
 
@@ -221,7 +222,7 @@ def deploy_dev_chain(
     reg_abi, reg_code = compiled("ModelRegistry")
     registry = sender.deploy(reg_code, reg_abi, deployer.address)
     model_id = registry_model_id(f"zkcare/{model_name}")
-    layout = (2, 0, 1, bundle.output_scale)  # instances: [inputCommitment, logit]
+    layout = instance_layout(bundle)
     sha = bundle.manifest["sha256"]
     onnx_sha, vk_sha = bytes.fromhex(sha["onnx"]), bytes.fromhex(sha["vk"])
     registrar = registry.functions.REGISTRAR_ROLE().call()
