@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from prover import proof as proofs
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
-from prover.circuit import Bundle, CircuitSpec
-from prover.commitment import input_row
 from prover.diagnosis import DIAGNOSTIC_SPEC, build_diagnostic_bundle, calibration_rows
-from prover.fields import fixed_to_float
-from prover.model import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
+from prover.models.breast_cancer import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
+from prover.zk import proof as proofs
+from prover.zk.circuit import Bundle, CircuitSpec
+from prover.zk.commitment import input_row
+from prover.zk.fields import fixed_to_float
 
 #: EZKL's defaults: gen_settings + calibrate(target="resources"), no tuning; hashed inputs.
 BASELINE = CircuitSpec(name="ezkl_defaults", use_ezkl_defaults=True, calibrate="resources")

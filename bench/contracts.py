@@ -13,11 +13,10 @@ from typing import Any
 from eth_account import Account
 from eth_utils import keccak
 
-from prover import proof as proofs
 from prover.attestation import Attestation, sign_attestation
 from prover.deploy import eval_reference_onnx, instance_layout, verifier_container
 from prover.diagnosis import build_diagnostic_bundle, prove_diagnosis
-from prover.evaluation import (
+from prover.models.bounty_eval import (
     LABELS_INDEX,
     WEIGHTS_INDEX,
     benchmark_commitments,
@@ -25,7 +24,8 @@ from prover.evaluation import (
     held_out_benchmark,
     prove_evaluation,
 )
-from prover.model import load_dataset
+from prover.models.breast_cancer import load_dataset
+from prover.zk import proof as proofs
 
 TARGETS = {"claim_gas": 450_000, "batch10_gas_per_claim": 400_000}
 E18 = 10**18

@@ -21,7 +21,7 @@ from eth_account import Account
 
 from prover.anvil import Anvil
 from prover.diagnosis import build_diagnostic_bundle
-from prover.model import load_dataset
+from prover.models.breast_cancer import load_dataset
 from prover.relay.devchain import deploy_dev_chain
 from prover.relay.keys import RelayKeys
 from prover.relay.service import Relay, resolve_models
@@ -157,7 +157,7 @@ def _busy_fraction(
 
 def _proving_alone(pool: LocalProverPool, model_key: str) -> dict[str, float]:
     """Baseline: the same pool proving ``BASELINE_PROOFS`` records back to back, no relay."""
-    from prover.commitment import new_salt
+    from prover.zk.commitment import new_salt
 
     ds = load_dataset()
     tasks = [

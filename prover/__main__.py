@@ -61,7 +61,7 @@ def build(srs_file: Path | None) -> None:
 @cli.command()
 def train() -> None:
     """Retrain the diagnostic model (deterministic) and rewrite prover/models/."""
-    from prover.model import sha256_file, train_diagnostic_model
+    from prover.models.breast_cancer import sha256_file, train_diagnostic_model
 
     trained = train_diagnostic_model()
     click.echo(f"held-out accuracy {trained.accuracy:.4f}")

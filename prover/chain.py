@@ -13,7 +13,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
 from prover.exceptions import ChainUnavailable, ProofRejected, TransactionFailed
-from prover.proof import Proof, evm_calldata
+from prover.zk.proof import Proof, evm_calldata
 
 
 @dataclass(frozen=True)

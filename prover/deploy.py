@@ -18,9 +18,9 @@ from typing import Any
 
 from eth_utils import keccak
 
-from prover.circuit import Bundle
 from prover.exceptions import ZkcareError
 from prover.paths import ARTIFACTS, ROOT
+from prover.zk.circuit import Bundle
 
 DEPLOYMENTS_DIR = Path(os.environ.get("ZKCARE_DEPLOYMENTS", ROOT / "deployments"))
 DIAGNOSTIC_MODEL_NAME = "zkcare/breast_cancer_lr"
@@ -193,8 +193,8 @@ def verifier_container(bundle: Bundle) -> Any:
 
 def eval_reference_onnx() -> Path:
     """The DAO's reference model for the evaluation circuit (diagnostic weights)."""
-    from prover.evaluation import BENCHMARK_SIZE, export_eval_onnx
-    from prover.model import diagnostic_weights
+    from prover.models.bounty_eval import BENCHMARK_SIZE, export_eval_onnx
+    from prover.models.breast_cancer import diagnostic_weights
 
     weights, bias = diagnostic_weights()
     return export_eval_onnx(weights, bias, BENCHMARK_SIZE, ARTIFACTS / "eval" / "reference.onnx")
@@ -212,7 +212,7 @@ def deploy_all(
     from ape import project
 
     from prover.diagnosis import build_diagnostic_bundle
-    from prover.evaluation import (
+    from prover.models.bounty_eval import (
         LABELS_INDEX,
         build_eval_bundle,
         held_out_benchmark,

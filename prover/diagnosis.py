@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prover import proof as proofs
-from prover.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
-from prover.commitment import check_salt, commit, input_row, new_salt
 from prover.exceptions import ProofError
-from prover.model import (
+from prover.models.breast_cancer import (
     DIAGNOSTIC_MODEL,
     DIAGNOSTIC_PREPROCESS,
     Preprocessor,
     load_dataset,
     sha256_file,
 )
+from prover.zk import proof as proofs
+from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
+from prover.zk.commitment import check_salt, commit, input_row, new_salt
 
 #: zkcare's tuned circuit for the diagnostic model (see bench/ for the numbers).
 DIAGNOSTIC_SPEC = CircuitSpec(name="breast_cancer_lr")

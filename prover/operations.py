@@ -729,12 +729,12 @@ def resolve_bundle(
     does, so their verifiers are the deployed ones. The layout is
     :func:`prover.deploy.instance_layout`.
     """
-    from prover.circuit import load_bundle
     from prover.exceptions import CircuitError
+    from prover.zk.circuit import load_bundle
 
     if source in BUILTIN_BUNDLES:
         from prover.deploy import eval_reference_onnx
-        from prover.evaluation import build_eval_bundle, held_out_benchmark
+        from prover.models.bounty_eval import build_eval_bundle, held_out_benchmark
 
         if source == "diagnostic":
             from prover.diagnosis import build_diagnostic_bundle
@@ -971,7 +971,7 @@ def create_bounty(
 ) -> BountyView:
     """Escrow a bounty for the evaluation circuit on the committed held-out benchmark."""
     from prover.deploy import eval_reference_onnx
-    from prover.evaluation import (
+    from prover.models.bounty_eval import (
         LABELS_INDEX,
         WEIGHTS_INDEX,
         benchmark_commitments,

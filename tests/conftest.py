@@ -9,16 +9,21 @@ import pytest
 
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
-from prover.circuit import Bundle
 from prover.diagnosis import DiagnosisProof, build_diagnostic_bundle, prove_diagnosis
-from prover.evaluation import (
+from prover.models.bounty_eval import (
     BENCHMARK_SIZE,
     Benchmark,
     build_eval_bundle,
     export_eval_onnx,
     held_out_benchmark,
 )
-from prover.model import Dataset, diagnostic_weights, load_dataset, train_diagnostic_model
+from prover.models.breast_cancer import (
+    Dataset,
+    diagnostic_weights,
+    load_dataset,
+    train_diagnostic_model,
+)
+from prover.zk.circuit import Bundle
 
 
 @pytest.fixture(scope="session")

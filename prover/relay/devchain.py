@@ -22,10 +22,10 @@ from web3.contract import Contract
 from web3.types import TxReceipt
 
 from prover.anvil import DEV_PRIVATE_KEY
-from prover.circuit import Bundle
 from prover.deploy import instance_layout
 from prover.deploy import model_id as registry_model_id
 from prover.exceptions import TransactionFailed
+from prover.zk.circuit import Bundle
 
 AT_LEAST, AT_MOST = 0, 1
 ETH = "0x0000000000000000000000000000000000000000"

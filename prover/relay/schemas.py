@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from prover.model import NUM_FEATURES, SALT_LIMB_BITS, SALT_LIMBS
+from prover.models.breast_cancer import NUM_FEATURES, SALT_LIMB_BITS, SALT_LIMBS
 from prover.relay.states import JobState
 from prover.relay.store import Job
 

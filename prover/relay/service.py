@@ -24,7 +24,7 @@ from prover.exceptions import (
     UnknownModel,
     ZkcareError,
 )
-from prover.model import MAX_ABS_STANDARDIZED, Preprocessor
+from prover.models.breast_cancer import MAX_ABS_STANDARDIZED, Preprocessor
 from prover.relay.chain import ZERO_ADDRESS, ProductInfo, RpcPool, SettlementClient
 from prover.relay.dispatcher import Dispatcher
 from prover.relay.keys import RelayKeys, load_keys
@@ -56,9 +56,9 @@ class LoadedModel:
 
 def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], LoadedModel]:
     """Find (or build, for the default diagnostic model) every configured bundle."""
-    from prover.circuit import load_bundle
     from prover.diagnosis import build_diagnostic_bundle
-    from prover.model import DIAGNOSTIC_PREPROCESS, sha256_file
+    from prover.models.breast_cancer import DIAGNOSTIC_PREPROCESS, sha256_file
+    from prover.zk.circuit import load_bundle
 
     out: dict[tuple[str, int], LoadedModel] = {}
     problems: list[str] = []
@@ -325,7 +325,7 @@ class Relay:
         Raises UnknownModel, InvalidPatientRecord, PolicyRejected (all 4xx),
         IdempotencyConflict (409) or QueueFull (429).
         """
-        from prover.commitment import new_salt
+        from prover.zk.commitment import new_salt
 
         mac = request_mac(self.settings.nullifier_key, req)
         existing = self.store.find_by_key(req.idempotency_key)

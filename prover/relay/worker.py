@@ -50,8 +50,8 @@ from prover.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from prover.circuit import Bundle
-    from prover.model import Preprocessor
+    from prover.models.breast_cancer import Preprocessor
+    from prover.zk.circuit import Bundle
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ def init_worker(models: Mapping[str, ModelRef], work_root: str, threads: int) ->
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    from prover.circuit import load_bundle
-    from prover.model import Preprocessor
+    from prover.models.breast_cancer import Preprocessor
+    from prover.zk.circuit import load_bundle
 
     loaded = {}
     for key, ref in models.items():

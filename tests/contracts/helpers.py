@@ -13,7 +13,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from prover.fields import BN254_R, from_signed, to_signed
+from prover.zk.fields import BN254_R, from_signed, to_signed
 
 #: BN254 scalar field modulus r, and the prover's signed fixed-point encoding.
 FIELD_MODULUS = BN254_R

@@ -14,7 +14,7 @@ from eth_utils import keccak
 
 from prover.deploy import verifier_container
 from prover.diagnosis import DiagnosisProof, prove_diagnosis
-from prover.evaluation import (
+from prover.models.bounty_eval import (
     LABELS_INDEX,
     METRIC_INDEX,
     WEIGHTS_INDEX,
@@ -22,8 +22,8 @@ from prover.evaluation import (
     export_eval_onnx,
     prove_evaluation,
 )
-from prover.fields import BN254_R
-from prover.model import diagnostic_weights
+from prover.models.breast_cancer import diagnostic_weights
+from prover.zk.fields import BN254_R
 
 from .conftest import code_hash
 from .eip712 import sign_attestation

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prover import proof as proofs
-from prover.circuit import CircuitSpec, build_bundle, load_bundle
 from prover.diagnosis import DIAGNOSTIC_SPEC, build_diagnostic_bundle, calibration_rows
 from prover.exceptions import BundleIncomplete, UnsafeVisibility
-from prover.model import DIAGNOSTIC_MODEL, Preprocessor, float_logits, sha256_file
+from prover.models.breast_cancer import DIAGNOSTIC_MODEL, Preprocessor, float_logits, sha256_file
+from prover.zk import proof as proofs
+from prover.zk.circuit import CircuitSpec, build_bundle, load_bundle
 
 
 def test_public_patient_inputs_are_refused(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_manifest_records_hashes_and_parameters(diagnostic_bundle) -> None:
     assert m["visibility"]["output"] == "Public"
     assert m["srs"]["dev"] is True and "NOT FOR PRODUCTION" in m["srs"]["label"]
     assert m["preprocessing"]["sha256"] == sha256_file(
-        Path(__file__).parents[2] / "prover/models/breast_cancer_lr.preprocess.json"
+        Path(__file__).parents[2] / "prover/models/breast_cancer/breast_cancer_lr.preprocess.json"
     )
     source = diagnostic_bundle.verifier_source.read_text()
     assert "GENERATED FILE - DO NOT EDIT" in source and "EZKL 23.0.5" in source
@@ -109,7 +109,7 @@ def test_no_held_out_diagnosis_flips_under_quantization(diagnostic_bundle, datas
         path = proofs.write_input(tmp_path / "in.json", [z + [float((1 << 24) - 1)] * 6])
         witness = proofs.gen_witness(diagnostic_bundle, path, tmp_path / "w.json")
         quantized = witness.outputs[0]
-        from prover.fields import fixed_to_float
+        from prover.zk.fields import fixed_to_float
 
         q = fixed_to_float(quantized, diagnostic_bundle.output_scale)
         assert abs(q - floats[i]) < 0.1

@@ -1,10 +1,10 @@
 import pytest
 
-from prover import ezkl_api
-from prover.commitment import check_salt, commit, new_salt, quantize_row, salt_entropy_bits
 from prover.exceptions import InvalidSalt
-from prover.fields import felt_from_hex
-from prover.model import Preprocessor
+from prover.models.breast_cancer import Preprocessor
+from prover.zk import ezkl_api
+from prover.zk.commitment import check_salt, commit, new_salt, quantize_row, salt_entropy_bits
+from prover.zk.fields import felt_from_hex
 
 TOP = (1 << 24) - 1
 

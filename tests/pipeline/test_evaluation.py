@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from prover import proof as proofs
-from prover.evaluation import (
+from prover.exceptions import InvalidInput
+from prover.models.bounty_eval import (
     EVAL_SPEC,
     benchmark_commitments,
     export_eval_onnx,
     prove_evaluation,
 )
-from prover.exceptions import InvalidInput
-from prover.model import DIAGNOSTIC_MODEL, diagnostic_weights
+from prover.models.breast_cancer import DIAGNOSTIC_MODEL, diagnostic_weights
+from prover.zk import proof as proofs
 
 
 def _float_correct(onnx_path, benchmark) -> int:

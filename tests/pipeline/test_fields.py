@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prover.exceptions import FieldElementOutOfRange
-from prover.fields import (
+from prover.zk.fields import (
     BN254_R,
     felt_from_hex,
     felt_to_hex,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from prover.exceptions import InvalidPatientRecord
-from prover.model import (
+from prover.models.breast_cancer import (
     DIAGNOSTIC_MODEL,
     DIAGNOSTIC_PREPROCESS,
     Preprocessor,

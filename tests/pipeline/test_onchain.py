@@ -7,8 +7,8 @@ import pytest
 from prover.chain import ChainClient
 from prover.diagnosis import prove_diagnosis
 from prover.exceptions import ProofRejected, VerifierTooLarge
-from prover.fields import BN254_R
-from prover.verifier import EIP170_LIMIT, CompiledContract, check_eip170
+from prover.zk.fields import BN254_R
+from prover.zk.verifier import EIP170_LIMIT, CompiledContract, check_eip170
 
 
 def _with(proof, *, proof_bytes=None, instances=None):

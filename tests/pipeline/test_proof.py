@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from prover import ezkl_api
-from prover import proof as proofs
 from prover.diagnosis import prove_diagnosis
 from prover.exceptions import InvalidPatientRecord, ProofError
-from prover.fields import felt_to_hex
+from prover.zk import ezkl_api
+from prover.zk import proof as proofs
+from prover.zk.fields import felt_to_hex
 
 
 def _tampered(

@@ -12,7 +12,7 @@ from prover import toolchain
 from prover.diagnosis import build_diagnostic_bundle
 from prover.exceptions import ToolMissing
 from prover.paths import ROOT
-from prover.verifier import compile_source
+from prover.zk.verifier import compile_source
 
 LAUNCHER = ROOT / "prover" / "toolchain" / "solc"
 

@@ -22,13 +22,13 @@ from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
 from prover.anvil import Anvil
-from prover.circuit import Bundle
 from prover.relay.api import create_app
 from prover.relay.devchain import DevChain, deploy_dev_chain
 from prover.relay.keys import RelayKeys
 from prover.relay.service import LoadedModel, Relay, resolve_models
 from prover.relay.settings import KeyConfig, ModelConfig, RelaySettings
 from prover.relay.worker import LocalProverPool
+from prover.zk.circuit import Bundle
 
 from .support import PrivacyLedger
 

@@ -25,9 +25,9 @@ import requests
 import uvicorn
 
 from prover.anvil import free_port
-from prover.fields import BN254_R
-from prover.model import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
+from prover.models.breast_cancer import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
 from prover.relay.api import create_app
+from prover.zk.fields import BN254_R
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "breast_cancer_lr"

@@ -17,7 +17,7 @@ import struct
 
 import pytest
 
-from prover.model import Preprocessor
+from prover.models.breast_cancer import Preprocessor
 from prover.relay.states import JobState
 
 from .support import PrivacyLedger, job_body, make_records

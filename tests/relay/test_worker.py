@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from prover import proof as proofs
-from prover.circuit import Bundle, load_bundle
-from prover.commitment import new_salt
 from prover.diagnosis import prove_diagnosis
 from prover.exceptions import CircuitError
 from prover.relay.worker import PINNED_FILES, LocalProverPool, ModelRef, ProveTask, pin_bundle
+from prover.zk import proof as proofs
+from prover.zk.circuit import Bundle, load_bundle
+from prover.zk.commitment import new_salt
 
 from .support import make_records
 

@@ -380,7 +380,11 @@ def test_token_pool_is_approved_and_funded(token_pool, c, acct) -> None:
 
 def test_bounty_create_cancel_refund_show(bounty_flow, acct) -> None:
     from prover.deploy import eval_reference_onnx
-    from prover.evaluation import benchmark_commitments, build_eval_bundle, held_out_benchmark
+    from prover.models.bounty_eval import (
+        benchmark_commitments,
+        build_eval_bundle,
+        held_out_benchmark,
+    )
 
     i = bounty_flow["id"]
     assert f"bounty {i} created: 0.5 ETH escrowed, min accuracy 0.875" in bounty_flow["created"]

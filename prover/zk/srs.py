@@ -11,10 +11,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from prover import ezkl_api
 from prover.exceptions import SrsError
-from prover.model import sha256_file
+from prover.models.breast_cancer import sha256_file
 from prover.paths import ARTIFACTS
+from prover.zk import ezkl_api
 
 DEV_WARNING = "DEV SRS from ezkl.gen_srs - NOT FOR PRODUCTION (its toxic waste is known)"
 

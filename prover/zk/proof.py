@@ -10,10 +10,10 @@ from pathlib import Path
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector
 
-from prover import ezkl_api
-from prover.circuit import Bundle
 from prover.exceptions import ProofError
-from prover.fields import felt_from_hex, fixed_to_float
+from prover.zk import ezkl_api
+from prover.zk.circuit import Bundle
+from prover.zk.fields import felt_from_hex, fixed_to_float
 
 VERIFY_SELECTOR = function_signature_to_4byte_selector("verifyProof(bytes,uint256[])")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from prover import ezkl_api
 from prover.exceptions import InvalidSalt
-from prover.fields import felt_from_hex
-from prover.model import SALT_LIMB_BITS, SALT_LIMBS
+from prover.models.breast_cancer import SALT_LIMB_BITS, SALT_LIMBS
+from prover.zk import ezkl_api
+from prover.zk.fields import felt_from_hex
 
 Salt = tuple[int, ...]
 

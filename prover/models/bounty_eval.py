@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from prover import ezkl_api
-from prover import proof as proofs
-from prover.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
 from prover.exceptions import EzklError, InvalidInput, ProofError
-from prover.fields import felt_from_hex
-from prover.model import NUM_FEATURES, Preprocessor, load_dataset
+from prover.models.breast_cancer import NUM_FEATURES, Preprocessor, load_dataset
+from prover.zk import ezkl_api
+from prover.zk import proof as proofs
+from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
+from prover.zk.fields import felt_from_hex
 
 #: Patients in the committed benchmark batch (the first N held-out patients).
 BENCHMARK_SIZE = 8

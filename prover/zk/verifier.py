@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prover import ezkl_api
 from prover.exceptions import CompilationFailed, VerifierGenerationError, VerifierTooLarge
 from prover.toolchain import solc_binary, solc_version
+from prover.zk import ezkl_api
 
 #: EIP-170: maximum deployed bytecode size.
 EIP170_LIMIT = 24_576

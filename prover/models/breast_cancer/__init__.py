@@ -33,7 +33,7 @@ SALT_LIMB_BITS = 24
 #: Standardized features beyond this magnitude are rejected as implausible (data errors).
 MAX_ABS_STANDARDIZED = 64.0
 
-MODELS_DIR = Path(__file__).parent / "models"
+MODELS_DIR = Path(__file__).parent
 DIAGNOSTIC_MODEL = MODELS_DIR / "breast_cancer_lr.onnx"
 DIAGNOSTIC_PREPROCESS = MODELS_DIR / "breast_cancer_lr.preprocess.json"
 

@@ -20,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from prover import ezkl_api
 from prover.exceptions import BundleIncomplete, CircuitError, UnsafeVisibility
-from prover.model import sha256_file
+from prover.models.breast_cancer import sha256_file
 from prover.paths import ARTIFACTS, VERIFIERS_DIR
-from prover.srs import DEV_WARNING, Srs, ceremony_srs, dev_srs
 from prover.toolchain import solc_version
-from prover.verifier import check_eip170, compile_source, generate_verifier
+from prover.zk import ezkl_api
+from prover.zk.srs import DEV_WARNING, Srs, ceremony_srs, dev_srs
+from prover.zk.verifier import check_eip170, compile_source, generate_verifier
 
 Visibility = Literal["public", "private", "hashed", "polycommit", "fixed"]
 _INPUT_OK = ("hashed", "polycommit")
