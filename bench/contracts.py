@@ -15,7 +15,6 @@ from eth_utils import keccak
 
 from prover.attestation import Attestation, sign_attestation
 from prover.deploy import eval_reference_onnx, instance_layout, verifier_container
-from prover.diagnosis import build_diagnostic_bundle, prove_diagnosis
 from prover.models.bounty_eval import (
     LABELS_INDEX,
     WEIGHTS_INDEX,
@@ -24,7 +23,7 @@ from prover.models.bounty_eval import (
     held_out_benchmark,
     prove_evaluation,
 )
-from prover.models.breast_cancer import load_dataset
+from prover.models.breast_cancer import build_diagnostic_bundle, load_dataset, prove_diagnosis
 from prover.zk import proof as proofs
 
 TARGETS = {"claim_gas": 450_000, "batch10_gas_per_claim": 400_000}

@@ -20,8 +20,7 @@ from typing import Any
 from eth_account import Account
 
 from prover.anvil import Anvil
-from prover.diagnosis import build_diagnostic_bundle
-from prover.models.breast_cancer import load_dataset
+from prover.models.breast_cancer import build_diagnostic_bundle, load_dataset
 from prover.relay.devchain import deploy_dev_chain
 from prover.relay.keys import RelayKeys
 from prover.relay.service import Relay, resolve_models

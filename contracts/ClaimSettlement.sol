@@ -13,7 +13,7 @@ import {Payouts} from "./Payouts.sol";
 /// @notice Parametric health insurance paid on zero-knowledge proofs of a diagnostic model's inference.
 ///
 /// Flow: an insurer creates a pool (ETH or any ERC-20) and funds it; defines products (model version + payout rule on
-/// the model's signed fixed-point output + payout amount); trusts hospitals; issues policies to holders. A claim is
+/// the model's signed fixed-point outputs + payout amount); trusts hospitals; issues policies to holders. A claim is
 /// policy + hospital attestation (EIP-712) + proof. Anyone (holder, relayer) may submit it; money only ever goes to the
 /// policy holder.
 ///
@@ -22,8 +22,19 @@ import {Payouts} from "./Payouts.sol";
 /// claims consume the policy's reservation; after expiry anyone can release what is left (`releasePolicy`). The
 /// insurer can withdraw only `balance - reserved`.
 ///
-/// A claim pays `min(product.payout, remaining coverage)`. A valid proof whose output misses the threshold is recorded
-/// as denied (`ClaimDenied`) and consumes its nullifiers like a paid claim.
+/// A claim pays `min(product.payout, remaining coverage)`. A valid proof whose outputs miss the product's rule is
+/// recorded as denied (`ClaimDenied`) and consumes its nullifiers like a paid claim.
+///
+/// Payout rules (`PayoutRule`) name the output they read, so one model version with several outputs (e.g. a
+/// classifier's logits) can back many products: `AtLeast`/`AtMost` compare output `rule.output` with
+/// `rule.threshold` (in the model's fixed-point units); `ArgMaxIs` pays iff output `rule.output` is the largest (the
+/// lowest index wins a tie), and takes no threshold (0). A rule is checked against the version's `outputCount` when
+/// the product is created.
+///
+/// The rule is designed so that it can be compiled into the circuit instead: append a decision head to the model's
+/// graph whose single public output is 1 when the rule holds and 0 otherwise, and register that version with
+/// `outputCount = 1`; a product `AtLeast 1` on output 0 then reads only the decision, and no score reaches the chain.
+/// (Today both forms are accepted; a later version will require the compiled form.)
 ///
 /// Nullifiers: (policyId, recordNullifier) - the hospital's hash of the patient record - can be claimed once per
 /// policy, even with a fresh salt; and an input commitment (which is what a proof is bound to) can be claimed once in
@@ -38,10 +49,19 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     bytes32 public constant ATTESTATION_TYPEHASH =
         keccak256("Attestation(uint256 policyId,uint256 inputCommitment,bytes32 recordNullifier,uint64 expiry)");
 
-    /// @notice How a product compares the model's decoded output with its threshold.
+    /// @notice How a product's rule reads the model's decoded outputs.
     enum Comparison {
-        AtLeast, // pay if output >= threshold
-        AtMost // pay if output <= threshold
+        AtLeast, // pay if outputs[rule.output] >= rule.threshold
+        AtMost, // pay if outputs[rule.output] <= rule.threshold
+        ArgMaxIs // pay if the arg-max of outputs (lowest index on ties) is rule.output; rule.threshold must be 0
+    }
+
+    /// @notice A product's payout rule: which output it reads (`output` < the version's `outputCount`), how, and the
+    /// threshold in the model's fixed-point units (0 for `ArgMaxIs`).
+    struct PayoutRule {
+        Comparison comparison;
+        uint16 output;
+        int128 threshold;
     }
 
     /// @notice A funded pool. `reserved <= balance` always; `balance` is what the contract holds for the pool.
@@ -52,15 +72,17 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         uint128 reserved;
     }
 
-    /// @notice A product: model version + payout rule. `threshold` is in the model's fixed-point units.
+    /// @notice A product: model version + payout rule + payout per claim (3 storage slots).
     struct Product {
+        // slot 0
         bytes32 modelId;
+        // slot 1
         uint64 poolId;
         uint32 version;
-        Comparison comparison;
         bool retired;
-        int128 threshold;
         uint128 payout;
+        // slot 2
+        PayoutRule rule;
     }
 
     /// @notice A policy. `reserved` is the coverage still available (0 once exhausted or released).
@@ -108,13 +130,14 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     event PoolWithdrawn(uint256 indexed poolId, address indexed to, uint256 amount);
     /// @notice Emitted after the insurer changed whether it trusts `hospital`'s attestations for pool `poolId`.
     event HospitalTrustUpdated(uint256 indexed poolId, address indexed hospital, bool trusted);
-    /// @notice Emitted after a product was created.
+    /// @notice Emitted after a product was created; `comparison`, `output` and `threshold` are its `PayoutRule`.
     event ProductCreated(
         uint256 indexed productId,
         uint256 indexed poolId,
         bytes32 indexed modelId,
         uint32 version,
         Comparison comparison,
+        uint16 output,
         int128 threshold,
         uint128 payout
     );
@@ -127,10 +150,13 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// @notice Emitted after the unused reservation of an expired policy was released back to its pool.
     event PolicyReleased(uint256 indexed policyId, uint256 amount);
     /// @notice Emitted after a claim was accepted and `amount` was paid (pushed, or credited if the push failed).
+    /// `output` is the value the product's rule read: output `rule.output` (`AtLeast`/`AtMost`) or the arg-max
+    /// class index (`ArgMaxIs`).
     event ClaimPaid(
         uint256 indexed claimId, uint256 indexed policyId, address indexed holder, uint256 amount, int256 output
     );
-    /// @notice Emitted after a claim with a valid proof was recorded as denied: its output missed the threshold.
+    /// @notice Emitted after a claim with a valid proof was recorded as denied: its outputs missed the rule. `output`
+    /// is the value the rule read (as in `ClaimPaid`), `threshold` the rule's threshold (0 for `ArgMaxIs`).
     event ClaimDenied(uint256 indexed claimId, uint256 indexed policyId, int256 output, int256 threshold);
     /// @notice Emitted by `submitClaims` for a claim that was skipped; `reason` is its revert data.
     event ClaimRejected(uint256 indexed index, uint256 indexed policyId, bytes reason);
@@ -153,6 +179,9 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     error ClaimSettlementInvalidPolicy(address holder, uint256 coverage, uint64 expiry);
     /// @dev Invalid product parameters (zero payout).
     error ClaimSettlementInvalidProduct(uint128 payout);
+    /// @dev The payout rule reads an output the model version does not have (`output >= outputCount`), or is an
+    /// `ArgMaxIs` with a nonzero threshold. `comparison` is the `Comparison` as a number.
+    error ClaimSettlementInvalidRule(uint8 comparison, uint16 output, int128 threshold);
     /// @dev The pool's unreserved funds (`available`) do not cover `requested`.
     error ClaimSettlementInsufficientFunds(uint256 poolId, uint256 requested, uint256 available);
     /// @dev The policy expired at `expiry`.
@@ -229,29 +258,34 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         emit HospitalTrustUpdated(poolId, hospital, trusted);
     }
 
-    /// @notice Creates a product on the caller's pool: pay `payout` when the model's decoded output compares to
-    /// `threshold` (same fixed-point units as the output) as `comparison` says.
-    function createProduct(
-        uint256 poolId,
-        bytes32 modelId,
-        uint32 version,
-        Comparison comparison,
-        int128 threshold,
-        uint128 payout
-    ) external onlyInsurer(poolId) returns (uint256 productId) {
+    /// @notice Creates a product on the caller's pool: pay `payout` when the model's decoded outputs satisfy `rule`
+    /// (see `Comparison`; thresholds are in the outputs' fixed-point units).
+    /// @dev Reverts with `ClaimSettlementModelNotActive` unless the version is active, `ClaimSettlementInvalidProduct`
+    /// on a zero payout, and `ClaimSettlementInvalidRule` if `rule.output` is not below the version's `outputCount`
+    /// or an `ArgMaxIs` rule has a nonzero threshold.
+    function createProduct(uint256 poolId, bytes32 modelId, uint32 version, PayoutRule calldata rule, uint128 payout)
+        external
+        onlyInsurer(poolId)
+        returns (uint256 productId)
+    {
         if (!_registry.isActive(modelId, version)) revert ClaimSettlementModelNotActive(modelId, version);
         if (payout == 0) revert ClaimSettlementInvalidProduct(payout);
+        uint256 outputCount = _registry.getModelVersion(modelId, version).outputCount;
+        if (rule.output >= outputCount || (rule.comparison == Comparison.ArgMaxIs && rule.threshold != 0)) {
+            revert ClaimSettlementInvalidRule(uint8(rule.comparison), rule.output, rule.threshold);
+        }
         productId = ++_counters.products;
         _products[productId] = Product({
             modelId: modelId,
             poolId: uint64(poolId),
             version: version,
-            comparison: comparison,
             retired: false,
-            threshold: threshold,
-            payout: payout
+            payout: payout,
+            rule: rule
         });
-        emit ProductCreated(productId, poolId, modelId, version, comparison, threshold, payout);
+        emit ProductCreated(
+            productId, poolId, modelId, version, rule.comparison, rule.output, rule.threshold, payout
+        );
     }
 
     /// @notice Retires a product: no new policies; existing policies remain claimable until they expire.
@@ -363,7 +397,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         (claimId,) = _settle(claim);
     }
 
-    // The payout rule needs the verified output, so claim effects necessarily follow the registry call. Safe because
+    // The payout rule needs the verified outputs, so claim effects necessarily follow the registry call. Safe because
     // the registry is an immutable, trusted contract (set at deployment) whose `verify` only reads state and calls the
     // registered verifier, and every path into `_settle` holds the nonReentrant lock (`settleFromBatch` is self-only).
     // slither-disable-next-line reentrancy-no-eth
@@ -377,20 +411,40 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
 
         _checkAttestation(claim, product.poolId);
         _checkNullifiers(claim);
-        int256 output = _verifyProof(claim, product);
+        int256[] memory outputs = _verifyProof(claim, product);
 
         // Effects: the claim consumes its nullifiers whether it is paid or denied.
         claimId = ++_counters.claims;
         _recordClaims[policyId][claim.recordNullifier] = claimId;
         _commitmentClaims[claim.inputCommitment] = claimId;
 
-        bool eligible =
-            product.comparison == Comparison.AtLeast ? output >= product.threshold : output <= product.threshold;
+        (bool eligible, int256 value) = _applyRule(product.rule, outputs);
         if (!eligible) {
-            emit ClaimDenied(claimId, policyId, output, product.threshold);
+            emit ClaimDenied(claimId, policyId, value, product.rule.threshold);
             return (claimId, 0);
         }
-        amount = _payClaim(policy, product, claimId, policyId, output);
+        amount = _payClaim(policy, product, claimId, policyId, value);
+    }
+
+    /// @dev Applies a product's rule to the verified outputs. `value` is what the rule read: output `rule.output`, or
+    /// for `ArgMaxIs` the arg-max index (lowest on ties). `rule.output < outputs.length` was checked at creation
+    /// against the version's `outputCount`, which the registry never changes.
+    function _applyRule(PayoutRule memory rule, int256[] memory outputs)
+        private
+        pure
+        returns (bool eligible, int256 value)
+    {
+        if (rule.comparison == Comparison.ArgMaxIs) {
+            uint256 best = 0;
+            int256 bestValue = outputs[0];
+            uint256 n = outputs.length;
+            for (uint256 k = 1; k < n; ++k) {
+                if (outputs[k] > bestValue) (best, bestValue) = (k, outputs[k]);
+            }
+            return (best == rule.output, int256(best)); // best < 2^16
+        }
+        value = outputs[rule.output];
+        eligible = rule.comparison == Comparison.AtLeast ? value >= rule.threshold : value <= rule.threshold;
     }
 
     function _checkNullifiers(Claim calldata claim) private view {
@@ -401,10 +455,10 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     }
 
     /// @dev Verifies the proof through the registry (which reverts with its own named errors) and binds it to the
-    /// attested input commitment. Returns the decoded signed output.
-    function _verifyProof(Claim calldata claim, Product memory product) private returns (int256 output) {
+    /// attested input commitment. Returns the decoded signed outputs.
+    function _verifyProof(Claim calldata claim, Product memory product) private returns (int256[] memory outputs) {
         uint256 provenCommitment;
-        (provenCommitment, output) = _registry.verify(product.modelId, product.version, claim.proof, claim.instances);
+        (provenCommitment, outputs) = _registry.verify(product.modelId, product.version, claim.proof, claim.instances);
         if (provenCommitment != claim.inputCommitment) {
             revert ClaimSettlementCommitmentMismatch(claim.inputCommitment, provenCommitment);
         }
@@ -412,7 +466,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
 
     /// @dev Effects then interaction: consumes the policy's and the pool's reservation (one write per packed slot),
     /// then pushes the payout, or credits it to the holder if the push fails.
-    function _payClaim(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId, int256 output)
+    function _payClaim(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId, int256 value)
         private
         returns (uint128 pay)
     {
@@ -422,7 +476,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         Pool storage pool = _pools[product.poolId];
         (uint128 balance, uint128 reserved) = (pool.balance, pool.reserved);
         (pool.balance, pool.reserved) = (balance - pay, reserved - pay);
-        emit ClaimPaid(claimId, policyId, policy.holder, pay, output);
+        emit ClaimPaid(claimId, policyId, policy.holder, pay, value);
         _pushOrCredit(pool.asset, policy.holder, pay);
     }
 

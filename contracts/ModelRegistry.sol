@@ -49,8 +49,11 @@ contract ModelRegistry is AccessControl, IModelRegistry {
     error ModelRegistryVerifierHasNoCode(address verifier);
     /// @dev At registration, the verifier's code hash differs from the one the registrar audited.
     error ModelRegistryVerifierCodeHashMismatch(address verifier, bytes32 expected, bytes32 actual);
-    /// @dev The layout is empty, an index is out of range, the two indices coincide or the scale is too large.
-    error ModelRegistryInvalidLayout(uint16 instanceCount, uint16 inputIndex, uint16 outputIndex, uint8 outputScale);
+    /// @dev The layout is empty, has no output, the input index or the output range does not fit the instances, the
+    /// input index lies inside the output range, or the scale is too large.
+    error ModelRegistryInvalidLayout(
+        uint16 instanceCount, uint16 inputIndex, uint16 outputIndex, uint16 outputCount, uint8 outputScale
+    );
 
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` (e.g. a TimelockController). Other roles are granted by the admin.
     constructor(address admin) {
@@ -65,7 +68,10 @@ contract ModelRegistry is AccessControl, IModelRegistry {
     /// @param verifierCodeHash The `extcodehash` the registrar audited; must equal the verifier's current code hash.
     /// @param onnxSha256 sha256 of the ONNX model file.
     /// @param vkSha256 sha256 of the circuit's verifying key.
-    /// @param layout Instance count, input-commitment and output indices, output scale (fractional bits).
+    /// @param layout Instance count, input-commitment index, output range (first index and count), output scale
+    /// (fractional bits). Requires `instanceCount > 0`, `inputIndex < instanceCount`, `outputCount >= 1`,
+    /// `outputIndex + outputCount <= instanceCount`, `inputIndex` outside the output range and
+    /// `outputScale <= MAX_OUTPUT_SCALE`.
     function registerModel(
         bytes32 modelId,
         uint32 version,
@@ -84,15 +90,7 @@ contract ModelRegistry is AccessControl, IModelRegistry {
         if (actualCodeHash != verifierCodeHash) {
             revert ModelRegistryVerifierCodeHashMismatch(verifier, verifierCodeHash, actualCodeHash);
         }
-        if (
-            layout.instanceCount == 0 || layout.inputIndex >= layout.instanceCount
-                || layout.outputIndex >= layout.instanceCount || layout.inputIndex == layout.outputIndex
-                || layout.outputScale > MAX_OUTPUT_SCALE
-        ) {
-            revert ModelRegistryInvalidLayout(
-                layout.instanceCount, layout.inputIndex, layout.outputIndex, layout.outputScale
-            );
-        }
+        _checkLayout(layout);
 
         _versions[modelId][version] = ModelVersion({
             verifier: verifier,
@@ -100,12 +98,28 @@ contract ModelRegistry is AccessControl, IModelRegistry {
             instanceCount: layout.instanceCount,
             inputIndex: layout.inputIndex,
             outputIndex: layout.outputIndex,
+            outputCount: layout.outputCount,
             outputScale: layout.outputScale,
             verifierCodeHash: verifierCodeHash,
             onnxSha256: onnxSha256,
             vkSha256: vkSha256
         });
         emit ModelRegistered(modelId, version, verifier, verifierCodeHash, onnxSha256, vkSha256, layout);
+    }
+
+    function _checkLayout(InstanceLayout calldata layout) private pure {
+        uint256 count = layout.instanceCount;
+        uint256 input = layout.inputIndex;
+        uint256 first = layout.outputIndex;
+        uint256 end = first + layout.outputCount; // uint256: no uint16 overflow
+        if (
+            count == 0 || input >= count || layout.outputCount == 0 || end > count || (input >= first && input < end)
+                || layout.outputScale > MAX_OUTPUT_SCALE
+        ) {
+            revert ModelRegistryInvalidLayout(
+                layout.instanceCount, layout.inputIndex, layout.outputIndex, layout.outputCount, layout.outputScale
+            );
+        }
     }
 
     /// @notice Revokes (tombstones) a version at once; it can never verify or be registered again.
@@ -132,7 +146,7 @@ contract ModelRegistry is AccessControl, IModelRegistry {
     /// `< r`; verifier code hash unchanged; then calls the verifier (revert or `false` -> `ModelRegistryProofRejected`).
     function verify(bytes32 modelId, uint32 version, bytes calldata proof, uint256[] calldata instances)
         external
-        returns (uint256 inputCommitment, int256 output)
+        returns (uint256 inputCommitment, int256[] memory outputs)
     {
         if (_stopped) revert ModelRegistryStopped();
         ModelVersion storage entry = _versions[modelId][version];
@@ -164,7 +178,12 @@ contract ModelRegistry is AccessControl, IModelRegistry {
         }
 
         inputCommitment = instances[entry.inputIndex];
-        output = Bn254Field.toSigned(instances[entry.outputIndex]);
+        uint256 first = entry.outputIndex;
+        uint256 outputCount = entry.outputCount;
+        outputs = new int256[](outputCount);
+        for (uint256 k; k < outputCount; ++k) {
+            outputs[k] = Bn254Field.toSigned(instances[first + k]);
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ views

@@ -8,7 +8,8 @@ import {Payouts} from "./Payouts.sol";
 /// @title ResearchBounty
 /// @notice Escrowed bounties (ETH or ERC-20) for a model that reaches a minimum metric on a committed benchmark,
 /// proven with an evaluation circuit (e.g. `instances = [benchmarkCommitment, weightsCommitment, metric]`) while the
-/// weights stay private. The first valid submission meeting the metric is paid; the sponsor (e.g. a DAO timelock)
+/// weights stay private. The metric is the version's first output (`outputs[0]`; evaluation circuits register
+/// `outputCount = 1`). The first valid submission meeting the metric is paid; the sponsor (e.g. a DAO timelock)
 /// gets unpaid funds back after the deadline.
 ///
 /// Front-running protection (commit-reveal): a researcher first calls `commit(h)` with
@@ -105,7 +106,8 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
     error ResearchBountyUnknown(uint256 bountyId);
     /// @dev The evaluation model version is not active.
     error ResearchBountyModelNotActive(bytes32 modelId, uint32 version);
-    /// @dev The weights/labels indices do not fit the model's instance layout.
+    /// @dev The weights/labels indices do not fit the model's instance layout (out of range, the input index, inside
+    /// the output range, or equal).
     error ResearchBountyInvalidLayout(uint16 weightsIndex, uint16 labelsIndex);
     /// @dev A commitment is not a field element.
     error ResearchBountyInvalidCommitment(uint256 commitment);
@@ -153,10 +155,9 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         }
         uint16 w = params.weightsIndex;
         uint16 l = params.labelsIndex;
-        if (
-            w >= model.instanceCount || w == model.inputIndex || w == model.outputIndex
-                || (l != NO_INDEX && (l >= model.instanceCount || l == model.inputIndex || l == model.outputIndex || l == w))
-        ) revert ResearchBountyInvalidLayout(w, l);
+        if (!_isCommitmentIndex(model, w) || (l != NO_INDEX && (!_isCommitmentIndex(model, l) || l == w))) {
+            revert ResearchBountyInvalidLayout(w, l);
+        }
         if (params.benchmarkCommitment >= Bn254Field.MODULUS) {
             revert ResearchBountyInvalidCommitment(params.benchmarkCommitment);
         }
@@ -262,14 +263,21 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         _pushOrCredit(bounty.asset, researcher, amount);
     }
 
+    /// @dev Whether `index` is a public instance of `model` other than its input commitment and its outputs.
+    function _isCommitmentIndex(ModelVersion memory model, uint16 index) private pure returns (bool) {
+        uint256 first = model.outputIndex;
+        return index < model.instanceCount && index != model.inputIndex
+            && (index < first || index >= first + model.outputCount);
+    }
+
     function _verifySubmission(
         Bounty storage bounty,
         uint256 weightsCommitment,
         bytes calldata proof,
         uint256[] calldata instances
     ) private returns (int256 metric) {
-        uint256 benchmark;
-        (benchmark, metric) = _registry.verify(bounty.modelId, bounty.version, proof, instances);
+        (uint256 benchmark, int256[] memory outputs) = _registry.verify(bounty.modelId, bounty.version, proof, instances);
+        metric = outputs[0]; // the registry returns outputCount >= 1 values
         // The registry checked the instance count against the layout the indices were validated with.
         if (benchmark != bounty.benchmarkCommitment) {
             revert ResearchBountyBenchmarkMismatch(bounty.benchmarkCommitment, benchmark);

@@ -12,8 +12,12 @@ from pathlib import Path
 
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
-from prover.diagnosis import DiagnosisProof, build_diagnostic_bundle, prove_diagnosis
-from prover.models.breast_cancer import load_dataset
+from prover.models.breast_cancer import (
+    DiagnosisProof,
+    build_diagnostic_bundle,
+    load_dataset,
+    prove_diagnosis,
+)
 
 
 @dataclass

@@ -38,15 +38,21 @@ def model_id(name: str) -> bytes:
     return keccak(text=name)
 
 
-def instance_layout(bundle: Bundle) -> tuple[int, int, int, int]:
-    """The registry's ``(count, input-commitment index, output index, output scale)``.
+def instance_layout(bundle: Bundle) -> tuple[int, int, int, int, int]:
+    """The registry's ``(count, input-commitment index, output index, output count, scale)``.
 
-    Instance 0 is the input commitment and the last one the model's output; the count is the
-    number of names in the manifest's ``instance_layout`` (2 without one: commitment, output).
+    A bundle built by :func:`prover.models.build.build_model` carries it in its model card,
+    read from a real proof at build time. The evaluation circuit (not yet a model package)
+    names its instances in the manifest: commitment first, its one metric last.
     """
+    card = bundle.card
+    if card is not None:
+        from prover.models.card import ModelCard
+
+        return ModelCard.of(bundle).instance_layout.registry_tuple()
     names = bundle.manifest.get("instance_layout")
     count = len(names) if isinstance(names, list) and len(names) >= 2 else 2
-    return (count, 0, count - 1, bundle.output_scale)
+    return (count, 0, count - 1, 1, bundle.output_scale)
 
 
 @dataclass
@@ -118,7 +124,7 @@ class Deployer:
         version: int,
         verifier: Any,
         bundle: Bundle,
-        layout: tuple[int, int, int, int],
+        layout: tuple[int, int, int, int, int],
         *,
         defer_to_newer: bool = True,
     ) -> bool:
@@ -211,12 +217,12 @@ def deploy_all(
     """Build bundles, deploy verifiers + registry + settlement + bounty, register models."""
     from ape import project
 
-    from prover.diagnosis import build_diagnostic_bundle
     from prover.models.bounty_eval import (
         LABELS_INDEX,
         build_eval_bundle,
         held_out_benchmark,
     )
+    from prover.models.breast_cancer import build_diagnostic_bundle
 
     diag = build_diagnostic_bundle(srs_file=srs_file)
     evaluation = build_eval_bundle(eval_reference_onnx(), held_out_benchmark(), srs_file=srs_file)

@@ -85,6 +85,39 @@ class UnsafeVisibility(CircuitError, ValueError):
         super().__init__(f"refusing {what} visibility {visibility!r}: {hint}")
 
 
+class UnsupportedModel(CircuitError, ValueError):
+    """An ONNX model cannot be turned into a circuit as it is."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path.name}: {reason}")
+
+
+class NoFittingSettings(CircuitError):
+    """No circuit setting tried is both small enough and faithful to the float model."""
+
+    def __init__(self, name: str, reason: str, hint: str) -> None:
+        self.reason = reason
+        super().__init__(f"model {name}: {reason}; {hint}")
+
+
+class InputShapeError(InvalidInput):
+    """A data file's rows do not fit the model's input."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        super().__init__(f"{source}: {reason}")
+
+
+class FidelityCheckFailed(CircuitError):
+    """A bundle's fidelity report is missing or failed, or its layout does not match its proof."""
+
+    def __init__(self, bundle: Path, reason: str, override: str) -> None:
+        self.reason = reason
+        super().__init__(f"bundle {bundle.name}: {reason} (override only with {override})")
+
+
 class BundleIncomplete(CircuitError, FileNotFoundError):
     """A circuit bundle directory lacks a file it must have."""
 

@@ -721,15 +721,18 @@ def _event(receipt: Any, contract: Any, name: str) -> Any:
 
 
 def resolve_bundle(
-    source: str, name: str | None
-) -> tuple[Any, str, str, tuple[int, int, int, int]]:
+    source: str, name: str | None, *, skip_checks: bool = False
+) -> tuple[Any, str, str, tuple[int, int, int, int, int]]:
     """``diagnostic`` / ``eval`` / a bundle directory -> (bundle, model name, manifest key, layout).
 
     Built-in bundles are built (or reused from the cache) exactly as ``ape run deploy all``
     does, so their verifiers are the deployed ones. The layout is
-    :func:`prover.deploy.instance_layout`.
+    :func:`prover.deploy.instance_layout`. A model bundle must pass
+    :func:`prover.models.build.check_bundle` (fidelity passed, layout matching its real sample
+    proof) unless ``skip_checks``.
     """
     from prover.exceptions import CircuitError
+    from prover.models.build import check_bundle
     from prover.zk.circuit import load_bundle
 
     if source in BUILTIN_BUNDLES:
@@ -737,9 +740,11 @@ def resolve_bundle(
         from prover.models.bounty_eval import build_eval_bundle, held_out_benchmark
 
         if source == "diagnostic":
-            from prover.diagnosis import build_diagnostic_bundle
+            from prover.models.breast_cancer import build_diagnostic_bundle
 
             bundle = build_diagnostic_bundle()
+            if not skip_checks:
+                check_bundle(bundle)
         else:
             bundle = build_eval_bundle(eval_reference_onnx(), held_out_benchmark())
         return (
@@ -759,6 +764,8 @@ def resolve_bundle(
     try:
         bundle = load_bundle(path)
         bundle.verifier_artifact  # noqa: B018 - checks Verifier.json is there
+        if not skip_checks:
+            check_bundle(bundle)
         layout = instance_layout(bundle)
     except (CircuitError, KeyError, ValueError) as exc:
         raise InvalidArgument(f"{source} is not a usable circuit bundle: {exc}", "source") from exc
@@ -773,6 +780,8 @@ def register_model(
     version: int,
     name: str | None = None,
     log: Callable[[str], None] = print,
+    *,
+    skip_checks: bool = False,
 ) -> tuple[ModelView, bool]:
     """Deploy ``source``'s verifier (unless current) and register it as ``name`` v``version``.
 
@@ -783,7 +792,10 @@ def register_model(
 
     if version < 1 or version > 2**32 - 1:
         raise InvalidArgument(f"version must be within [1, 2^32), got {version}", "version")
-    bundle, name, key, layout = resolve_bundle(source, name)
+    bundle, name, key, layout = resolve_bundle(source, name, skip_checks=skip_checks)
+    if skip_checks:
+        log("WARNING: bundle checks skipped (--unsafe-skip-bundle-checks): the layout and "
+            "fidelity of this bundle were NOT checked against a real proof")
     current = d.model(name, version)
     vk = bytes.fromhex(bundle.manifest["sha256"]["vk"])
     if current.status is ModelStatus.ACTIVE and current.vk_sha256 != vk:
@@ -809,7 +821,28 @@ def register_model(
         d.registry, name, version, verifier, bundle, layout, defer_to_newer=False
     )
     d.data = deployer.data
+    _check_on_chain(d, bundle, name, version, log)
     return d.model(name, version), sent
+
+
+def _check_on_chain(d: Deployment, bundle: Any, name: str, version: int, log: Any) -> None:
+    """Verify the bundle's real sample proof through the registry (``eth_call``)."""
+    from prover.models.card import ModelCard
+    from prover.zk.proof import Proof
+
+    if bundle.card is None:
+        return
+    card = ModelCard.of(bundle)
+    proof = Proof.load(bundle.path / card.instance_layout.checked_against)
+    try:
+        d.registry.verify.call(model_id(name), version, proof.proof, list(proof.instances))
+    except Exception as exc:  # ape raises ContractLogicError subclasses
+        raise OperationRefused(
+            f"model {name} v{version}: the registry rejects the bundle's own sample proof "
+            f"({describe_failure(exc)})"
+        ) from exc
+    log(f"model {name} v{version}: sample proof ({len(proof.instances)} instances) verified "
+        "through the registry")
 
 
 def revoke_model(d: Deployment, account: Any, name: str, version: int) -> ModelView:

@@ -122,15 +122,29 @@ def model() -> None:
     "name",
     help="Model name (default for built-ins: zkcare/breast_cancer_lr, zkcare/bounty_eval).",
 )
-def model_register(cli_ctx, account, source: str, version: int, name: str | None) -> None:
+@click.option(
+    "--unsafe-skip-bundle-checks",
+    "skip_checks",
+    is_flag=True,
+    help="UNSAFE: register without checking the bundle's fidelity report and its layout "
+    "against a real proof.",
+)
+def model_register(
+    cli_ctx, account, source: str, version: int, name: str | None, skip_checks: bool
+) -> None:
     """Register SOURCE's verifier as a model version (deploying the verifier if needed).
 
     SOURCE is `diagnostic` or `eval` (the built-in bundles, built or reused from the cache)
-    or a circuit bundle directory (then --name is required). Re-registering the same
-    verifying key under the same version changes nothing.
+    or a circuit bundle directory (then --name is required). The layout comes from the
+    bundle's model card; a bundle whose fidelity check is missing or failed, or whose layout
+    does not match its real sample proof, is refused. After registering, the sample proof is
+    verified through the registry on-chain. Re-registering the same verifying key under the
+    same version changes nothing.
     """
     view, sent = _run(
-        lambda d: ops.register_model(d, account, source, version, name, cli_ctx.logger.info)
+        lambda d: ops.register_model(
+            d, account, source, version, name, cli_ctx.logger.info, skip_checks=skip_checks
+        )
     )
     state = "registered" if sent else "already registered"
     cli_ctx.logger.success(f"model {view.name} v{view.version} {state} (verifier {view.verifier})")

@@ -9,7 +9,6 @@ import pytest
 
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
-from prover.diagnosis import DiagnosisProof, build_diagnostic_bundle, prove_diagnosis
 from prover.models.bounty_eval import (
     BENCHMARK_SIZE,
     Benchmark,
@@ -19,8 +18,11 @@ from prover.models.bounty_eval import (
 )
 from prover.models.breast_cancer import (
     Dataset,
+    DiagnosisProof,
+    build_diagnostic_bundle,
     diagnostic_weights,
     load_dataset,
+    prove_diagnosis,
     train_diagnostic_model,
 )
 from prover.zk.circuit import Bundle
@@ -56,7 +58,7 @@ def other_bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     return build_diagnostic_bundle(
         onnx=trained.onnx_path,
         preprocess=trained.preprocess_path,
-        contract_name="OtherModelVerifier",
+        name="other_model",
         export_verifier_to=models / "verifiers",
     )
 

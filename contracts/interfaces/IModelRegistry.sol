@@ -8,18 +8,23 @@ enum ModelStatus {
     Revoked
 }
 
-/// @notice Where a model version's values sit in its public instance vector, and the output's fixed-point scale.
-/// @dev Diagnostic model: `instances = [inputCommitment, output]` -> {instanceCount: 2, inputIndex: 0, outputIndex: 1}.
-/// Evaluation circuit: `[benchmarkCommitment, weightsCommitment, metric]` -> {3, 0, 2}; the bounty stores the
-/// weights-commitment index itself. `outputScale` is the number of fractional bits: value = signed(x) / 2^outputScale.
+/// @notice Where a model version's values sit in its public instance vector, and the outputs' fixed-point scale.
+/// @dev The model's outputs are `instances[outputIndex .. outputIndex + outputCount)`, all at the same scale; the
+/// input commitment is one instance outside that range.
+/// Diagnostic model: `instances = [inputCommitment, logit]` -> {instanceCount: 2, inputIndex: 0, outputIndex: 1,
+/// outputCount: 1}. A 10-class CNN: `[inputCommitment, logit0, ..., logit9]` -> {11, 0, 1, 10}. Evaluation circuit:
+/// `[benchmarkCommitment, labelsCommitment, weightsCommitment, metric]` -> {4, 0, 3, 1}; the bounty stores the
+/// weights- and labels-commitment indices itself. `outputScale` is the number of fractional bits:
+/// value = signed(x) / 2^outputScale.
 struct InstanceLayout {
     uint16 instanceCount;
     uint16 inputIndex;
     uint16 outputIndex;
+    uint16 outputCount;
     uint8 outputScale;
 }
 
-/// @notice A registered model version (4 storage slots; `verify` reads only the first two).
+/// @notice A registered model version (4 storage slots; `verify` reads only the first two). Slot 0 packs 30 bytes.
 struct ModelVersion {
     // slot 0
     address verifier;
@@ -27,6 +32,7 @@ struct ModelVersion {
     uint16 instanceCount;
     uint16 inputIndex;
     uint16 outputIndex;
+    uint16 outputCount;
     uint8 outputScale;
     // slot 1
     bytes32 verifierCodeHash;
@@ -60,10 +66,11 @@ interface IModelRegistryErrors {
 interface IModelRegistry is IModelRegistryErrors {
     /// @notice Verifies `proof` for a model version; reverts with a named error on any failure, never returns false.
     /// @return inputCommitment The instance at the version's `inputIndex` (e.g. the Poseidon commitment to the input).
-    /// @return output The instance at `outputIndex`, decoded from the field to a signed fixed-point integer.
+    /// @return outputs The `outputCount` instances from `outputIndex` on, in order, each decoded from the field to a
+    /// signed fixed-point integer (`outputs[k]` is output `k` of the model).
     function verify(bytes32 modelId, uint32 version, bytes calldata proof, uint256[] calldata instances)
         external
-        returns (uint256 inputCommitment, int256 output);
+        returns (uint256 inputCommitment, int256[] memory outputs);
 
     /// @notice Returns the full record of a model version (all zero when unregistered).
     function getModelVersion(bytes32 modelId, uint32 version) external view returns (ModelVersion memory);

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from prover.exceptions import EzklError, InvalidInput, ProofError
-from prover.models.breast_cancer import NUM_FEATURES, Preprocessor, load_dataset
+from prover.models.breast_cancer import NUM_FEATURES, load_dataset, load_preprocessor
 from prover.zk import ezkl_api
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
@@ -63,7 +63,7 @@ class Benchmark:
 def held_out_benchmark(size: int = BENCHMARK_SIZE) -> Benchmark:
     """The first ``size`` held-out patients of the deterministic split."""
     ds = load_dataset()
-    pre = Preprocessor.load()
+    pre = load_preprocessor()
     features = np.array([pre.transform(list(r)) for r in ds.x_test[:size]], dtype=np.float32)
     return Benchmark(features, (2 * ds.y_test[:size] - 1).astype(np.float32))
 

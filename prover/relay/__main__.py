@@ -104,7 +104,11 @@ def check(config_file: Path | None) -> None:
     click.echo(f"hospital    {keys.hospital.address}")
     click.echo(f"submitter   {keys.submitter.address}")
     for (name, version), model in sorted(models.items()):
-        click.echo(f"model       {name} v{version}: {model.ref.bundle_path}")
+        card = model.card
+        click.echo(
+            f"model       {name} v{version}: {model.ref.bundle_path} "
+            f"({card.width} features -> {card.output_count} outputs)"
+        )
 
 
 def _request(method: str, url: str, **kwargs: Any) -> Any:

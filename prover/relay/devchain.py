@@ -1,13 +1,16 @@
 """A dev chain for the relay: deploy verifier, registry and settlement on anvil; issue policies.
 
 Used by the relay's tests and benchmark (and handy for a local demo). Contract bytecode comes from
-ape's build of ``contracts/`` (compiled on first use); the verifier is the circuit bundle's own
-generated ``Verifier.json``. Transactions are mined at once with anvil's ``evm_mine``, so set-up
+ape's build of ``contracts/`` (compiled on first use); each model's verifier is its circuit
+bundle's own generated ``Verifier.json``, and its registry instance layout comes from the bundle's
+model card (:func:`prover.deploy.instance_layout`). More models can be added to the same chain
+(:meth:`DevChain.add_model`). Transactions are mined at once with anvil's ``evm_mine``, so set-up
 does not wait for interval mining. Not for production chains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from prover.deploy import model_id as registry_model_id
 from prover.exceptions import TransactionFailed
 from prover.zk.circuit import Bundle
 
-AT_LEAST, AT_MOST = 0, 1
+AT_LEAST, AT_MOST, ARG_MAX_IS = 0, 1, 2
 ETH = "0x0000000000000000000000000000000000000000"
 
 
@@ -90,9 +93,24 @@ class DevSender:
         return self.w3.eth.contract(address=receipt["contractAddress"], abi=abi)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class DevModel:
+    """A model registered on the dev chain: its registry entry and first product."""
+
+    model_id: bytes
+    version: int
+    verifier: str
+    verifier_code_hash: bytes
+    onnx_sha256: bytes
+    vk_sha256: bytes
+    #: Registry instance layout (:func:`prover.deploy.instance_layout`, from the model card).
+    layout: tuple[int, ...]
+    product_id: int
+
+
 @dataclass
 class DevChain:
-    """A deployed settlement with one funded ETH pool and one product."""
+    """A deployed settlement with one funded ETH pool and one product per model."""
 
     w3: Web3
     sender: DevSender
@@ -106,8 +124,8 @@ class DevChain:
     verifier_code_hash: bytes
     onnx_sha256: bytes
     vk_sha256: bytes
-    #: Registry instance layout: (count, input-commitment index, output index, output scale).
-    layout: tuple[int, int, int, int]
+    #: Registry instance layout (:func:`prover.deploy.instance_layout`, from the model card).
+    layout: tuple[int, ...]
 
     @property
     def chain_id(self) -> int:
@@ -130,10 +148,19 @@ class DevChain:
         )
 
     def create_product(
-        self, version: int, comparison: int = AT_MOST, threshold: int = 0, payout: int = 10**16
+        self,
+        version: int,
+        comparison: int = AT_MOST,
+        threshold: int = 0,
+        payout: int = 10**16,
+        *,
+        output: int = 0,
+        model_id: bytes | None = None,
     ) -> int:
-        """Another product on the pool; its id."""
-        args = [self.pool_id, self.model_id, version, comparison, threshold, payout]
+        """Another product on the pool (for this chain's first model unless ``model_id``): pay
+        ``payout`` when output ``output`` compares to ``threshold`` as ``comparison`` says."""
+        rule = (comparison, output, threshold)
+        args = [self.pool_id, model_id or self.model_id, version, rule, payout]
         receipt = self.sender.send(
             {
                 "to": self.settlement.address,
@@ -170,6 +197,25 @@ class DevChain:
             ids.append(int(event["args"]["policyId"]))
         return ids
 
+    def add_model(
+        self,
+        bundle: Bundle,
+        model_name: str,
+        *,
+        version: int = 1,
+        comparison: int = AT_MOST,
+        output: int = 0,
+        threshold: int = 0,
+        payout: int = 10**16,
+    ) -> DevModel:
+        """Deploy ``bundle``'s verifier, register it as ``zkcare/<model_name>`` ``version`` and
+        create a product for it on the pool (issue policies with ``product_id=``)."""
+        entry = _register(self.sender, self.registry, bundle, model_name, version)
+        product = self.create_product(
+            version, comparison, threshold, payout, output=output, model_id=entry.model_id
+        )
+        return dataclasses.replace(entry, product_id=product)
+
     def set_balance(self, address: str, wei: int) -> None:
         """Give ``address`` exactly ``wei`` (anvil_setBalance)."""
         self.w3.provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]
@@ -197,6 +243,22 @@ class DevChain:
         return [(name, args, tx) for _, name, args, tx in out]
 
 
+def _register(
+    sender: DevSender, registry: Contract, bundle: Bundle, model_name: str, version: int
+) -> DevModel:
+    """Deploy ``bundle``'s verifier and register it (``product_id`` is left 0)."""
+    verifier_receipt = sender.send({"data": bundle.verifier_artifact["bytecode"]})
+    verifier = str(verifier_receipt["contractAddress"])
+    code_hash = bytes(keccak(bytes(sender.w3.eth.get_code(verifier))))  # type: ignore[arg-type]
+    model_id = bytes(registry_model_id(f"zkcare/{model_name}"))
+    layout = tuple(instance_layout(bundle))
+    sha = bundle.manifest["sha256"]
+    onnx_sha, vk_sha = bytes.fromhex(sha["onnx"]), bytes.fromhex(sha["vk"])
+    args = [model_id, version, verifier, code_hash, onnx_sha, vk_sha, layout]
+    sender.send({"to": registry.address, "data": registry.encode_abi("registerModel", args)})
+    return DevModel(model_id, version, verifier, code_hash, onnx_sha, vk_sha, layout, 0)
+
+
 def deploy_dev_chain(
     url: str,
     bundle: Bundle,
@@ -210,21 +272,13 @@ def deploy_dev_chain(
     payout: int = 10**16,
     pool_funds: int = 10**21,
 ) -> DevChain:
-    """Deploy everything the relay needs; the product pays ``payout`` when the logit is
-    ``<= threshold`` (``AT_MOST``: malignant by default)."""
+    """Deploy everything the relay needs; the product pays ``payout`` when the (first) output is
+    ``<= threshold`` (``AT_MOST``: for the diagnostic model, malignant by default)."""
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
     deployer = Account.from_key(deployer_key)
     sender = DevSender(w3, deployer)
-    artifact = bundle.verifier_artifact
-    verifier_receipt = sender.send({"data": artifact["bytecode"]})
-    verifier = str(verifier_receipt["contractAddress"])
-    code_hash = keccak(bytes(w3.eth.get_code(verifier)))  # type: ignore[arg-type]
     reg_abi, reg_code = compiled("ModelRegistry")
     registry = sender.deploy(reg_code, reg_abi, deployer.address)
-    model_id = registry_model_id(f"zkcare/{model_name}")
-    layout = instance_layout(bundle)
-    sha = bundle.manifest["sha256"]
-    onnx_sha, vk_sha = bytes.fromhex(sha["onnx"]), bytes.fromhex(sha["vk"])
     registrar = registry.functions.REGISTRAR_ROLE().call()
     sender.send(
         {
@@ -232,23 +286,7 @@ def deploy_dev_chain(
             "data": registry.encode_abi("grantRole", [registrar, deployer.address]),
         }
     )
-    sender.send(
-        {
-            "to": registry.address,
-            "data": registry.encode_abi(
-                "registerModel",
-                [
-                    model_id,
-                    model_version,
-                    verifier,
-                    code_hash,
-                    onnx_sha,
-                    vk_sha,
-                    layout,
-                ],
-            ),
-        }
-    )
+    model = _register(sender, registry, bundle, model_name, model_version)
     cs_abi, cs_code = compiled("ClaimSettlement")
     settlement = sender.deploy(cs_code, cs_abi, registry.address, deployer.address)
     receipt = sender.send(
@@ -263,29 +301,21 @@ def deploy_dev_chain(
             "data": settlement.encode_abi("fundPool", [pool_id, pool_funds]),
         }
     )
-    receipt = sender.send(
-        {
-            "to": settlement.address,
-            "data": settlement.encode_abi(
-                "createProduct", [pool_id, model_id, model_version, comparison, threshold, payout]
-            ),
-        }
-    )
-    (product,) = settlement.events.ProductCreated().process_receipt(receipt)
     chain = DevChain(
         w3,
         sender,
         registry,
         settlement,
-        verifier,
-        bytes(model_id),
+        model.verifier,
+        model.model_id,
         model_version,
         pool_id,
-        int(product["args"]["productId"]),
-        bytes(code_hash),
-        onnx_sha,
-        vk_sha,
-        layout,
+        0,
+        model.verifier_code_hash,
+        model.onnx_sha256,
+        model.vk_sha256,
+        model.layout,
     )
+    chain.product_id = chain.create_product(model_version, comparison, threshold, payout)
     chain.trust(hospital)
     return chain

@@ -157,7 +157,8 @@ class Dispatcher:
                 proof=result.proof,
                 instances=result.instances,
                 input_commitment=result.commitment,
-                logit=result.logit,
+                outputs=result.outputs,
+                logit=result.outputs[0] if result.outputs else None,
                 prove_seconds=result.seconds,
                 proved_at=time.time(),
             )

@@ -10,14 +10,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from prover.models.breast_cancer import NUM_FEATURES, SALT_LIMB_BITS, SALT_LIMBS
 from prover.relay.states import JobState
 from prover.relay.store import Job
+from prover.zk.commitment import SALT_LIMB_BITS, SALT_LIMBS
 
 IdempotencyKey = Annotated[
     str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
-Feature = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+#: Any finite number here; the requested model's card says which values it allows.
+Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: The most raw values one record may have (the body limit, ``max_body_bytes``, comes first).
+MAX_FEATURES = 65_536
 SaltLimb = Annotated[int, Field(strict=True, ge=0, lt=1 << SALT_LIMB_BITS)]
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -39,9 +42,11 @@ class JobRequest(BaseModel):
         description="the hospital's record id; only its keyed hash (nullifier) is stored"
     )
     features: list[Feature] = Field(
-        min_length=NUM_FEATURES,
-        max_length=NUM_FEATURES,
-        description=f"the {NUM_FEATURES} raw measurements (never returned or logged)",
+        min_length=1,
+        max_length=MAX_FEATURES,
+        description="the raw record, as many values as the model's card says, each within its "
+        "range (checked against the card: 422 naming the model and the feature); never "
+        "returned or logged",
     )
     salt: list[SaltLimb] | None = Field(
         default=None,
@@ -70,7 +75,12 @@ class JobStatus(BaseModel):
     model: str
     model_version: int
     input_commitment: str | None = Field(default=None, description="hex field element")
-    logit: float | None = Field(default=None, description="the model's proved output")
+    outputs: list[float] | None = Field(
+        default=None, description="the model's proved outputs, in its card's order"
+    )
+    logit: float | None = Field(
+        default=None, description="the first proved output (the diagnostic model's logit)"
+    )
     nonce: int | None = None
     tx_hash: str | None = None
     transactions: int = Field(0, description="signed attempts (replacements included)")
@@ -96,6 +106,7 @@ class JobStatus(BaseModel):
             input_commitment=None
             if job.input_commitment is None
             else f"0x{job.input_commitment:064x}",
+            outputs=None if job.outputs is None else list(job.outputs),
             logit=job.logit,
             nonce=job.nonce,
             tx_hash=job.tx_hash,

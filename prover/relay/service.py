@@ -11,6 +11,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -24,7 +25,9 @@ from prover.exceptions import (
     UnknownModel,
     ZkcareError,
 )
-from prover.models.breast_cancer import MAX_ABS_STANDARDIZED, Preprocessor
+from prover.models.build import LoadedModel
+from prover.models.card import ModelCard
+from prover.models.preprocess import Preprocessor
 from prover.relay.chain import ZERO_ADDRESS, ProductInfo, RpcPool, SettlementClient
 from prover.relay.dispatcher import Dispatcher
 from prover.relay.keys import RelayKeys, load_keys
@@ -41,66 +44,82 @@ REQUEST_TAG = b"zkcare/relay-request/v1\x00"
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """A configured model version, resolved to its bundle and preprocessing."""
+class ServedModel:
+    """A configured model version, resolved to its bundle, model card and own preprocessing."""
 
     config: ModelConfig
     ref: ModelRef
-    preprocessor: Preprocessor
+    loaded: LoadedModel
 
     @property
     def model_id(self) -> bytes:
         """The registry's bytes32 id."""
         return self.config.model_id_bytes
 
+    @property
+    def card(self) -> ModelCard:
+        """The bundle's model card (input ranges, outputs, instance layout)."""
+        return self.loaded.card
 
-def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], LoadedModel]:
-    """Find (or build, for the default diagnostic model) every configured bundle."""
-    from prover.diagnosis import build_diagnostic_bundle
-    from prover.models.breast_cancer import DIAGNOSTIC_PREPROCESS, sha256_file
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The bundle's own preprocessing (hash-checked against the card)."""
+        return self.loaded.preprocessor
+
+    def check_record(self, features: Sequence[float]) -> None:
+        """Validate a raw record against the card; the message names the model and the
+        feature, never a value (:class:`InvalidPatientRecord`)."""
+        try:
+            self.card.check_record(features)
+        except InvalidPatientRecord as exc:
+            if self.card.name == self.config.name:
+                raise
+            raise InvalidPatientRecord(
+                f"{self.config.name} v{self.config.version} (card {exc.reason})"
+            ) from None
+
+
+def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], ServedModel]:
+    """Open (or build, for the default diagnostic model) every configured bundle.
+
+    Each model is proved with its own bundle and the preprocessing inside it; a bundle without
+    a model card, or whose ``preprocess.json`` is missing or altered, is refused. A configured
+    ``preprocess`` file is only checked against the bundle's own (never used instead of it).
+    """
+    from prover.models.breast_cancer import build_diagnostic_bundle
     from prover.zk.circuit import load_bundle
+    from prover.zk.hashing import sha256_file
 
-    out: dict[tuple[str, int], LoadedModel] = {}
+    out: dict[tuple[str, int], ServedModel] = {}
     problems: list[str] = []
     for i, cfg in enumerate(configs):
         try:
             bundle = build_diagnostic_bundle() if cfg.bundle is None else load_bundle(cfg.bundle)
+            loaded = LoadedModel.open(bundle)
         except ZkcareError as exc:
             problems.append(f"models[{i}].bundle: {exc}")
             continue
-        preprocess = cfg.preprocess or DIAGNOSTIC_PREPROCESS
-        if not preprocess.is_file():
-            problems.append(f"models[{i}].preprocess: {preprocess} does not exist")
-            continue
-        expected = bundle.manifest.get("preprocessing", {}).get("sha256")
-        if expected is not None and expected != sha256_file(preprocess):
+        card = loaded.card
+        if loaded.preprocessor.width != card.width:
             problems.append(
-                f"models[{i}].preprocess: {preprocess} is not the preprocessing "
-                f"the bundle {bundle.path.name} was built with"
+                f"models[{i}].bundle: {bundle.path.name}: its preprocessing takes "
+                f"{loaded.preprocessor.width} features, its model card {card.width}"
             )
             continue
-        ref = ModelRef(cfg.key, str(bundle.path), str(preprocess))
-        out[(cfg.name, cfg.version)] = LoadedModel(cfg, ref, Preprocessor.load(preprocess))
+        if cfg.preprocess is not None and (
+            not cfg.preprocess.is_file() or sha256_file(cfg.preprocess) != card.preprocessing.sha256
+        ):
+            problems.append(
+                f"models[{i}].preprocess: {cfg.preprocess} is not the preprocessing the bundle "
+                f"{bundle.path.name} was built with (models are proved with their bundle's own "
+                f"{card.preprocessing.file}; remove the setting)"
+            )
+            continue
+        ref = ModelRef(cfg.key, str(bundle.path))
+        out[(cfg.name, cfg.version)] = ServedModel(cfg, ref, loaded)
     if problems:
         raise RelayConfigError(problems)
     return out
-
-
-def check_features(pre: Preprocessor, features: list[float]) -> None:
-    """Range-check a record against the model's preprocessing (messages carry no values)."""
-    if len(features) != len(pre.mean):
-        raise InvalidPatientRecord(f"expected {len(pre.mean)} features, got {len(features)}")
-    for i, (value, mean, scale) in enumerate(zip(features, pre.mean, pre.scale, strict=True)):
-        name = pre.feature_names[i]
-        if not math.isfinite(value):
-            raise InvalidPatientRecord(f"features[{i}] ({name}) is not a finite number")
-        if value < 0:
-            raise InvalidPatientRecord(f"features[{i}] ({name}) is negative; measurements are >= 0")
-        if abs((value - mean) / scale) > MAX_ABS_STANDARDIZED:
-            raise InvalidPatientRecord(
-                f"features[{i}] ({name}) is out of range: more than "
-                f"{MAX_ABS_STANDARDIZED:g} standard deviations from the training mean"
-            )
 
 
 def request_mac(key: bytes, req: JobRequest) -> str:
@@ -121,7 +140,7 @@ class Relay:
         *,
         keys: RelayKeys | None = None,
         worker: ProverWorker | None = None,
-        models: dict[tuple[str, int], LoadedModel] | None = None,
+        models: dict[tuple[str, int], ServedModel] | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys or load_keys(settings)
@@ -257,7 +276,7 @@ class Relay:
 
     # ------------------------------------------------------------------ intake
 
-    def model(self, name: str, version: int) -> LoadedModel:
+    def model(self, name: str, version: int) -> ServedModel:
         """The configured model version, or :class:`UnknownModel`."""
         found = self.models.get((name, version))
         if found is None:
@@ -276,7 +295,7 @@ class Relay:
         per_proof = stats.busy_seconds / stats.proved if stats and stats.proved else 1.0
         return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / self.provers)))
 
-    def check_policy(self, policy_id: int, model: LoadedModel) -> None:
+    def check_policy(self, policy_id: int, model: ServedModel) -> None:
         """Refuse a policy the chain says cannot be claimed with ``model``.
 
         Skipped while the chain is unreachable: the submitter's simulation checks it again.
@@ -332,7 +351,7 @@ class Relay:
         if existing is not None and existing.request_mac == mac:
             return existing, False
         model = self.model(req.model, req.model_version)
-        check_features(model.preprocessor, req.features)
+        model.check_record(req.features)
         self.check_policy(req.policy_id, model)
         job_id = uuid.uuid4().hex
         salt = tuple(req.salt) if req.salt is not None else new_salt()

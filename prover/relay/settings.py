@@ -59,7 +59,8 @@ class KeyConfig(BaseModel):
 
 
 class ModelConfig(BaseModel):
-    """A model version the relay proves."""
+    """A model version the relay proves: a name and version registered on chain, and the
+    bundle it is proved with (its model card and its own ``preprocess.json`` included)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -69,9 +70,15 @@ class ModelConfig(BaseModel):
         default=None, description="bytes32 registry id; default keccak256('zkcare/<name>')"
     )
     bundle: Path | None = Field(
-        default=None, description="circuit bundle directory; default: build the diagnostic one"
+        default=None,
+        description=f"bundle directory (`model build`); required except for {DIAGNOSTIC_MODEL_NAME}"
+        ", whose default is the built-in bundle",
     )
-    preprocess: Path | None = Field(default=None, description="preprocessing spec JSON")
+    preprocess: Path | None = Field(
+        default=None,
+        description="optional check only: must be the bundle's own preprocess.json (a model is "
+        "always proved with its bundle's own preprocessing)",
+    )
 
     @field_validator("name")
     @classmethod

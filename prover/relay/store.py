@@ -7,6 +7,9 @@ crash at any instant leaves every job in exactly one well-defined state. ``synch
 makes each commit durable before the relay acts on it (for example: the signed transaction is on
 disk before it is broadcast). ``secure_delete`` overwrites freed pages, and patient input is only
 ever stored sealed (:mod:`prover.relay.sealing`) and dropped in the transition to ``proved``.
+
+The schema's version is SQLite's ``user_version``; opening an older store migrates it in one
+transaction (:data:`MIGRATIONS`), and a store from a newer relay is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prover.exceptions import IdempotencyConflict, InvalidTransition, JobNotFound, QueueFull
+from prover.exceptions import (
+    IdempotencyConflict,
+    InvalidTransition,
+    JobNotFound,
+    QueueFull,
+    RelayError,
+)
 from prover.relay.states import IN_FLIGHT_STATES, JobState, allowed
 
 SCHEMA = """
@@ -42,6 +51,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     input_commitment TEXT,
     instances TEXT,
     logit REAL,
+    outputs TEXT,
     proof BLOB,
     nonce INTEGER,
     tx_hash TEXT,
@@ -82,6 +92,17 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 """
 
+#: The schema this code writes (``PRAGMA user_version``; 0 is a store from before versioning).
+SCHEMA_VERSION = 2
+#: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``.
+MIGRATIONS = {
+    # 2: every output of a model (JSON list of floats); ``logit`` stays the first output.
+    2: """
+ALTER TABLE jobs ADD COLUMN outputs TEXT;
+UPDATE jobs SET outputs = json_array(logit) WHERE logit IS NOT NULL;
+""",
+}
+
 #: Columns a transition may set besides ``state``/``reason``.
 _SETTABLE = frozenset(
     {
@@ -91,6 +112,7 @@ _SETTABLE = frozenset(
         "input_commitment",
         "instances",
         "logit",
+        "outputs",
         "proof",
         "nonce",
         "tx_hash",
@@ -130,6 +152,7 @@ class Job:
     input_commitment: int | None
     instances: tuple[int, ...] | None
     logit: float | None
+    outputs: tuple[float, ...] | None
     proof: bytes | None
     nonce: int | None
     tx_hash: str | None
@@ -158,6 +181,8 @@ class Job:
                 data[name] = int(data[name])
         if data["instances"] is not None:
             data["instances"] = tuple(int(v) for v in json.loads(data["instances"]))
+        if data["outputs"] is not None:
+            data["outputs"] = tuple(float(v) for v in json.loads(data["outputs"]))
         return cls(**data)
 
 
@@ -196,9 +221,16 @@ def _encode(name: str, value: Any) -> Any:
         return str(int(value))
     if name == "instances":
         return json.dumps([str(int(v)) for v in value])
+    if name == "outputs":
+        return json.dumps([float(v) for v in value])
     if isinstance(value, JobState):
         return value.value
     return value
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a script (none of ours has a ``;`` inside a statement)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
 
 
 class JobStore:
@@ -210,8 +242,35 @@ class JobStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
-        conn = self._conn()
-        conn.executescript(SCHEMA)
+        self._migrate(self._conn())
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older store up to :data:`SCHEMA_VERSION`."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+            ).fetchone()
+            if version > SCHEMA_VERSION:
+                raise RelayError(
+                    f"job store {self.path} has schema version {version}; this relay "
+                    f"understands up to {SCHEMA_VERSION} (a newer relay wrote it)"
+                )
+            if not exists:
+                for statement in _statements(SCHEMA):
+                    conn.execute(statement)
+            else:
+                for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in _statements(MIGRATIONS[step]):
+                        conn.execute(statement)
+                for statement in _statements(SCHEMA):  # indexes and tables added later
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ connections
 

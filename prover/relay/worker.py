@@ -1,25 +1,28 @@
 """Provers: the :class:`ProverWorker` seam and its local process-pool implementation.
 
 A prover worker takes a :class:`ProveTask` (job id, model reference, the patient's raw features
-and salt) and returns a :class:`ProveResult` (proof bytes, public instances, commitment, logit)
-through a :class:`concurrent.futures.Future`. The relay depends only on that protocol, so a
-distributed implementation (a task queue whose workers hold the bundles) can replace
-:class:`LocalProverPool` without touching the job store or the submitter; see
-the top-level README (section "Prover relay").
+and salt) and returns a :class:`ProveResult` (proof bytes, public instances, commitment, the
+model's outputs) through a :class:`concurrent.futures.Future`. The relay depends only on that
+protocol, so a distributed implementation (a task queue whose workers hold the bundles) can
+replace :class:`LocalProverPool` without touching the job store or the submitter; see the
+top-level README (section "Prover relay").
 
-:class:`LocalProverPool` runs one spawned process per core. Each process loads its bundles and
-preprocessing once (in the pool initializer): the files a proof reads (proving key, compiled
-circuit, SRS) are read from disk once, checked, and pinned in sealed in-memory files
-(:func:`pin_bundle`), so no proof touches the bundle on disk and a bundle replaced or deleted
-under a running relay cannot change what its workers prove with. EZKL 23's Python ``prove``
-accepts the key only as a path, so EZKL still deserializes it (from memory) on every proof;
-measured ~35 ms of a ~0.85 s proof. Each process proves with one Rayon thread (measured: two
-single-threaded provers beat one two-threaded prover by ~40 % on two cores), writes EZKL's
-scratch files in a private directory and deletes them (input JSON and witness inside
-:func:`prove_diagnosis`, the proof file here). The pool holds one task queued behind each
-running one (``prefetch``), so a process that finishes starts its next proof at once instead of
-waiting for the relay to store the last result and hand out the next job. Workers die with the
-relay (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the relay leaves no orphan holding patient data.
+:class:`LocalProverPool` runs one spawned process per core. Each process loads every configured
+model once (in the pool initializer): its model card, its bundle's own ``preprocess.json``
+(hash-checked, :meth:`prover.models.build.LoadedModel.open`) and the files a proof reads
+(proving key, compiled circuit, SRS), read from disk once, checked, and pinned in sealed
+in-memory files (:func:`pin_bundle`), so no proof touches the bundle on disk and a bundle
+replaced or deleted under a running relay cannot change what its workers prove with. EZKL 23's
+Python ``prove`` accepts the key only as a path, so EZKL still deserializes it (from memory) on
+every proof; measured ~35 ms of a ~0.85 s proof. Each process proves with one Rayon thread
+(measured: two single-threaded provers beat one two-threaded prover by ~40 % on two cores),
+writes EZKL's scratch files in a private directory and deletes them (input JSON and witness
+inside :func:`prover.models.build.prove_record`, the proof file here). A failed proof's reason
+carries EZKL's cause (:class:`EzklLogCapture`), with numbers that could be patient-derived
+redacted. The pool holds one task queued behind each running one (``prefetch``), so a process
+that finishes starts its next proof at once instead of waiting for the relay to store the last
+result and hand out the next job. Workers die with the relay (``PR_SET_PDEATHSIG``), so a
+``kill -9`` of the relay leaves no orphan holding patient data.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import fcntl
+import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
@@ -50,17 +55,16 @@ from prover.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from prover.models.breast_cancer import Preprocessor
+    from prover.models.build import LoadedModel
     from prover.zk.circuit import Bundle
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Where a prover finds a model version: its circuit bundle and preprocessing spec."""
+    """Where a prover finds a model version: its circuit bundle (card and preprocessing inside)."""
 
     key: str
     bundle_path: str
-    preprocess_path: str
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,15 @@ class ProveResult:
     proof: bytes
     instances: tuple[int, ...]
     commitment: int
-    logit: float
+    outputs: tuple[float, ...]  # the model's outputs, in the card's order
     seconds: float
     worker: str
     started_at: float = 0.0  # wall clock (epoch seconds) when the worker began this proof
+
+    @property
+    def logit(self) -> float:
+        """The first output (the diagnostic model's only one: its logit)."""
+        return self.outputs[0]
 
 
 class ProverWorker(Protocol):
@@ -119,8 +128,66 @@ class ProverWorker(Protocol):
 
 @dataclass
 class _WorkerState:
-    models: dict[str, tuple[Bundle, Preprocessor]]
+    models: dict[str, LoadedModel]
     workdir: Path
+    ezkl_log: EzklLogCapture
+
+
+log = logging.getLogger("zkcare.relay.worker")
+#: Numbers that may be derived from a patient's values: negative, fractional, or 4+ digits.
+_VALUE = re.compile(r"-\d+(?:\.\d+)?|\d+\.\d+|\d{4,}")
+
+
+def redact_values(text: str) -> str:
+    """``text`` with every number that could be a (quantized) patient value replaced by ``…``.
+
+    EZKL's witness errors quote intermediate integers of the forward pass (``decomposition
+    error: integer -2207159 is too large …``); small circuit parameters (``base 256``, ``n 2``)
+    stay readable.
+    """
+    return _VALUE.sub("…", text)
+
+
+class EzklLogCapture(logging.Handler):
+    """Holds the last error EZKL's Rust code logged (its cause of a failed witness or proof).
+
+    EZKL raises ``General synthesis error`` and logs the cause (``[tensor] decomposition error:
+    …``) separately. In a prover process EZKL's loggers stop here instead of reaching the
+    process's stderr unredacted; each message is passed on, redacted, to the relay's log.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last_error: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep (and log, redacted) one EZKL message."""
+        lines = record.getMessage().strip().splitlines() or [""]
+        text = redact_values(lines[0][:300])
+        if record.levelno >= logging.ERROR:
+            self.last_error = text
+        log.warning("ezkl (%s): %s", record.name, text)
+
+    def install(self) -> EzklLogCapture:
+        """Route EZKL's loggers here (and nowhere else)."""
+        from prover.zk.ezkl_api import RUST_LOGGERS
+
+        for name in RUST_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self)
+            logger.propagate = False
+        return self
+
+
+def failure_reason(exc: ZkcareError, ezkl_cause: str | None = None) -> str:
+    """A job's one-line reason for ``exc``: EZKL's error with its logged cause, redacted."""
+    if isinstance(exc, EzklError):
+        text = str(exc)
+        if ezkl_cause and ezkl_cause not in text:
+            text = f"{text} ({ezkl_cause})"
+    else:
+        text = f"{type(exc).__name__}: {str(exc).strip()}"
+    return redact_values((text.splitlines() or [""])[0][:500])
 
 
 _STATE: _WorkerState | None = None
@@ -168,49 +235,47 @@ def pin_bundle(bundle: Bundle) -> Bundle:
 
 
 def init_worker(models: Mapping[str, ModelRef], work_root: str, threads: int) -> None:
-    """Pool initializer: load every bundle (pinned in memory) and preprocessor once."""
+    """Pool initializer: load every model once (card, own preprocessing, pinned bundle)."""
     global _STATE
     os.environ["RAYON_NUM_THREADS"] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    from prover.models.breast_cancer import Preprocessor
+    from prover.models.build import LoadedModel
     from prover.zk.circuit import load_bundle
 
     loaded = {}
     for key, ref in models.items():
-        bundle = pin_bundle(load_bundle(Path(ref.bundle_path)))
-        loaded[key] = (bundle, Preprocessor.load(Path(ref.preprocess_path)))
+        model = LoadedModel.open(load_bundle(Path(ref.bundle_path)))  # reads preprocess.json
+        loaded[key] = dataclasses.replace(model, bundle=pin_bundle(model.bundle))
     Path(work_root).mkdir(parents=True, exist_ok=True, mode=0o700)
     workdir = Path(tempfile.mkdtemp(prefix=f"prover-{os.getpid()}-", dir=work_root))
-    _STATE = _WorkerState(loaded, workdir)
+    _STATE = _WorkerState(loaded, workdir, EzklLogCapture().install())
 
 
 def prove_task(task: ProveTask) -> ProveResult:
     """Prove one task in this worker process (messages never carry patient values)."""
-    from prover.diagnosis import prove_diagnosis
+    from prover.models.build import prove_record
 
     if _STATE is None:
         raise ProverFailed(task.job_id, "worker was not initialized", permanent=False)
     try:
-        bundle, pre = _STATE.models[task.model_key]
+        model = _STATE.models[task.model_key]
     except KeyError:
         raise ProverFailed(task.job_id, f"model {task.model_key} not loaded", True) from None
     started_at = time.time()
     started = time.perf_counter()
+    _STATE.ezkl_log.last_error = None
     try:
-        result = prove_diagnosis(
-            bundle, list(task.features), _STATE.workdir, salt=task.salt, preprocessor=pre
-        )
-    except InvalidPatientRecord:
-        raise ProverFailed(
-            task.job_id, "invalid patient record (rejected by the model's preprocessing)", True
-        ) from None
+        result = prove_record(model, task.features, _STATE.workdir, salt=task.salt)
+    except InvalidPatientRecord as exc:  # its message names the feature, never a value
+        raise ProverFailed(task.job_id, str(exc), True) from None
     except InvalidSalt:
         raise ProverFailed(task.job_id, "invalid salt", True) from None
-    except EzklError as exc:
-        raise ProverFailed(task.job_id, f"ezkl {exc.operation} failed", False) from None
     except ZkcareError as exc:
-        raise ProverFailed(task.job_id, type(exc).__name__, False) from None
+        # A witness is a function of the record and the (pinned) bundle: retrying cannot help.
+        permanent = isinstance(exc, EzklError) and exc.operation == "gen_witness"
+        reason = failure_reason(exc, _STATE.ezkl_log.last_error)
+        raise ProverFailed(task.job_id, reason, permanent) from None
     finally:
         _scrub(_STATE.workdir)
     seconds = time.perf_counter() - started
@@ -219,7 +284,7 @@ def prove_task(task: ProveTask) -> ProveResult:
         proof=result.proof.proof,
         instances=tuple(result.proof.instances),
         commitment=result.commitment,
-        logit=result.logit,
+        outputs=result.outputs,
         seconds=seconds,
         worker=str(os.getpid()),
         started_at=started_at,

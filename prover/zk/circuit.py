@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prover.exceptions import BundleIncomplete, CircuitError, UnsafeVisibility
-from prover.models.breast_cancer import sha256_file
 from prover.paths import ARTIFACTS, VERIFIERS_DIR
 from prover.toolchain import solc_version
 from prover.zk import ezkl_api
+from prover.zk.hashing import sha256_file
 from prover.zk.srs import DEV_WARNING, Srs, ceremony_srs, dev_srs
 from prover.zk.verifier import check_eip170, compile_source, generate_verifier
 
@@ -176,11 +176,18 @@ class Bundle:
         return int(self.manifest["logrows"])
 
     @property
+    def card(self) -> dict[str, Any] | None:
+        """The model card (``prover.models.card.ModelCard``), if the bundle has one."""
+        card = self.manifest.get("card")
+        return card if isinstance(card, dict) else None
+
+    @property
     def contract_name(self) -> str:
         return str(self.manifest["verifier"]["contract"])
 
 
 ProgressFn = Callable[[str], None]
+FinishFn = Callable[["Bundle"], tuple[dict[str, Any], list[str]]]
 
 
 def _sha256_json(obj: Any) -> str:
@@ -188,10 +195,15 @@ def _sha256_json(obj: Any) -> str:
 
 
 def bundle_key(
-    onnx: Path, spec: CircuitSpec, calibration: Sequence[Sequence[float]], srs: str
+    onnx: Path,
+    spec: CircuitSpec,
+    calibration: Sequence[Sequence[float]],
+    srs: str,
+    extra: Any = None,
 ) -> str:
     """Content hash of everything a bundle depends on."""
     inputs = {
+        "extra": extra,
         "format": BUNDLE_FORMAT,
         "onnx": sha256_file(onnx),
         "spec": asdict(spec),
@@ -224,6 +236,8 @@ def build_bundle(
     contract_name: str | None = None,
     export_verifier_to: Path | None = VERIFIERS_DIR,
     extra_manifest: dict[str, Any] | None = None,
+    key_extra: Any = None,
+    finish: FinishFn | None = None,
     progress: ProgressFn | None = None,
 ) -> Bundle:
     """Build (or reuse) the bundle for ``onnx`` under ``spec``.
@@ -238,6 +252,9 @@ def build_bundle(
         contract_name: the verifier contract's name (default from ``spec.name``).
         export_verifier_to: directory for a copy of the verifier source (``contracts/verifiers``).
         extra_manifest: extra fields recorded in the manifest (e.g. preprocessing hash).
+        key_extra: anything else the bundle depends on (JSON-serializable), part of its key.
+        finish: called with the complete scratch bundle before it is renamed into place; may
+            write files into it and returns ``(extra manifest fields, extra file names)``.
         progress: called with a short message as each stage starts.
     """
     spec.check()
@@ -245,7 +262,7 @@ def build_bundle(
     root = out_root or ARTIFACTS / "bundles"
     root.mkdir(parents=True, exist_ok=True)
     srs_id = f"file:{sha256_file(srs_file)}" if srs_file else "dev"
-    key = bundle_key(onnx, spec, calibration, srs_id)
+    key = bundle_key(onnx, spec, calibration, srs_id, key_extra)
     final = root / f"{spec.name}-{key}"
     name = contract_name or "".join(p.capitalize() for p in spec.name.split("_")) + "Verifier"
     if final.is_dir():
@@ -260,6 +277,12 @@ def build_bundle(
     scratch = Path(tempfile.mkdtemp(prefix=f".building-{spec.name}-", dir=root))
     try:
         bundle = _build(onnx, spec, calibration, srs_file, scratch, name, extra_manifest, say)
+        if finish is not None:
+            fields, names = finish(bundle)
+            manifest = {**bundle.manifest, **fields, "files": [*bundle.manifest["files"], *names]}
+            (scratch / "manifest.json").write_text(
+                json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+            )
         try:
             os.rename(scratch, final)
         except OSError:

@@ -12,11 +12,17 @@ import secrets
 from collections.abc import Sequence
 
 from prover.exceptions import InvalidSalt
-from prover.models.breast_cancer import SALT_LIMB_BITS, SALT_LIMBS
 from prover.zk import ezkl_api
 from prover.zk.fields import felt_from_hex
 
 Salt = tuple[int, ...]
+
+#: Salt limbs appended to every committed input. EZKL feeds f32 inputs, whose 24-bit mantissa is
+#: exact only for integers < 2**24, so each limb carries 24 bits: 6 limbs = 144 bits of entropy.
+SALT_LIMBS = 6
+SALT_LIMB_BITS = 24
+#: The largest limb: calibration data uses it so the circuit is sized for any salt.
+MAX_SALT_LIMB = (1 << SALT_LIMB_BITS) - 1
 
 
 def new_salt() -> Salt:

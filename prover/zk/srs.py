@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prover.exceptions import SrsError
-from prover.models.breast_cancer import sha256_file
 from prover.paths import ARTIFACTS
 from prover.zk import ezkl_api
+from prover.zk.hashing import sha256_file
 
 DEV_WARNING = "DEV SRS from ezkl.gen_srs - NOT FOR PRODUCTION (its toxic waste is known)"
 

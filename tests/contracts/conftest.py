@@ -121,7 +121,7 @@ def registry(project, chain, deployer, guardian, verifier, eval_verifier):
     reg = deployer.deploy(project.ModelRegistry, deployer)
     reg.grantRole(reg.REGISTRAR_ROLE(), deployer, sender=deployer)
     reg.grantRole(reg.GUARDIAN_ROLE(), guardian, sender=deployer)
-    # Diagnostic model: instances = [inputCommitment, output]
+    # Diagnostic model: instances = [inputCommitment, output] (one output)
     reg.registerModel(
         DIAG_MODEL,
         1,
@@ -129,10 +129,10 @@ def registry(project, chain, deployer, guardian, verifier, eval_verifier):
         code_hash(chain, verifier),
         ONNX_SHA,
         VK_SHA,
-        (2, 0, 1, OUTPUT_SCALE),
+        (2, 0, 1, 1, OUTPUT_SCALE),
         sender=deployer,
     )
-    # Evaluation circuit: instances = [benchmarkCommitment, weightsCommitment, metric]
+    # Evaluation circuit: instances = [benchmarkCommitment, weightsCommitment, metric] (one output)
     reg.registerModel(
         EVAL_MODEL,
         1,
@@ -140,7 +140,7 @@ def registry(project, chain, deployer, guardian, verifier, eval_verifier):
         code_hash(chain, eval_verifier),
         ONNX_SHA,
         VK_SHA,
-        (3, 0, 2, OUTPUT_SCALE),
+        (3, 0, 2, 1, OUTPUT_SCALE),
         sender=deployer,
     )
     assert reg.getModelVersion(DIAG_MODEL, 1).status == ACTIVE
@@ -201,19 +201,20 @@ def make_pool(settlement, insurer, hospital):
 
 @pytest.fixture(scope="session")
 def make_product(settlement, insurer):
-    """Product paying ``payout`` if the output compares to ``threshold`` (default: >= 0.5)."""
+    """Product paying ``payout`` if output ``output`` compares to ``threshold`` (default: >= 0.5)."""
 
     def make(
         pool_id: int,
         *,
         threshold: int = ONE // 2,
         comparison: int = AT_LEAST,
+        output: int = 0,
         payout: int = 10**18,
         model: bytes = DIAG_MODEL,
         version: int = 1,
     ) -> int:
         receipt = settlement.createProduct(
-            pool_id, model, version, comparison, threshold, payout, sender=insurer
+            pool_id, model, version, (comparison, output, threshold), payout, sender=insurer
         )
         return receipt.decode_logs(settlement.ProductCreated)[0].productId
 

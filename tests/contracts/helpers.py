@@ -33,7 +33,7 @@ ONNX_SHA = keccak(text="onnx")
 VK_SHA = keccak(text="vk")
 
 # ClaimSettlement.Comparison
-AT_LEAST, AT_MOST = 0, 1
+AT_LEAST, AT_MOST, ARG_MAX_IS = 0, 1, 2
 # ModelStatus
 UNREGISTERED, ACTIVE, REVOKED = 0, 1, 2
 # MockVerifier.Mode (Pattern = 0 and AcceptAll = 1 are not set by any test)

@@ -260,7 +260,7 @@ def test_labels_commitment_instance(
         code_hash(chain, eval_verifier),
         ONNX_SHA,
         VK_SHA,
-        (4, 0, 3, OUTPUT_SCALE),
+        (4, 0, 3, 1, OUTPUT_SCALE),
         sender=deployer,
     )
     labels = 0x1ABE15
@@ -274,6 +274,42 @@ def test_labels_commitment_instance(
     right = [BENCH, WEIGHTS, labels, encode_signed(ONE)]
     bounty.reveal(bounty_id, researcher, WEIGHTS, salt, mock_proof(right), right, sender=researcher)
     assert bounty.getBounty(bounty_id).winner == researcher.address
+
+
+def test_metric_is_the_first_output_and_outputs_are_not_commitments(
+    bounty, registry, eval_verifier, make_bounty, researcher, deployer, chain
+):
+    """A v2 evaluation circuit with two outputs: [benchmark, weights, labels, metric, extra]."""
+    registry.registerModel(
+        EVAL_MODEL,
+        2,
+        eval_verifier,
+        code_hash(chain, eval_verifier),
+        ONNX_SHA,
+        VK_SHA,
+        (5, 0, 3, 2, OUTPUT_SCALE),
+        sender=deployer,
+    )
+    for w, labels in [(3, NO_INDEX), (4, NO_INDEX), (1, 3), (1, 4)]:
+        with reverts(bounty.ResearchBountyInvalidLayout, weightsIndex=w, labelsIndex=labels):
+            make_bounty(version=2, weights_index=w, labels_index=labels)
+    labels = 0x1ABE15
+    bounty_id = make_bounty(version=2, labels=labels, weights_index=1, labels_index=2)
+    salt = commit(bounty, bounty_id, researcher)
+    # The second output is high, the first (the metric) is one unit short.
+    low = [BENCH, WEIGHTS, labels, encode_signed(MIN_METRIC - 1), encode_signed(ONE)]
+    with reverts(
+        bounty.ResearchBountyMetricBelowMinimum,
+        bountyId=bounty_id,
+        metric=MIN_METRIC - 1,
+        minMetric=MIN_METRIC,
+    ):
+        bounty.reveal(bounty_id, researcher, WEIGHTS, salt, mock_proof(low), low, sender=researcher)
+    ok = [BENCH, WEIGHTS, labels, encode_signed(MIN_METRIC), encode_signed(-ONE)]
+    receipt = bounty.reveal(
+        bounty_id, researcher, WEIGHTS, salt, mock_proof(ok), ok, sender=researcher
+    )
+    assert events(receipt, bounty, "BountyAwarded")[0].metric == MIN_METRIC
 
 
 def test_create_bounty_validation(bounty, registry, deployer, guardian, chain):

@@ -379,12 +379,12 @@ def test_revoked_model(settlement, registry, eth_setup, make_claim, relayer, gua
 def test_product_needs_active_model(settlement, registry, make_pool, insurer, guardian):
     pool_id = make_pool()
     with reverts(settlement.ClaimSettlementModelNotActive, modelId=DIAG_MODEL, version=2):
-        settlement.createProduct(pool_id, DIAG_MODEL, 2, AT_LEAST, 0, E18, sender=insurer)
+        settlement.createProduct(pool_id, DIAG_MODEL, 2, (AT_LEAST, 0, 0), E18, sender=insurer)
     registry.revokeModel(EVAL_MODEL, 1, sender=guardian)
     with reverts(settlement.ClaimSettlementModelNotActive, modelId=EVAL_MODEL, version=1):
-        settlement.createProduct(pool_id, EVAL_MODEL, 1, AT_LEAST, 0, E18, sender=insurer)
+        settlement.createProduct(pool_id, EVAL_MODEL, 1, (AT_LEAST, 0, 0), E18, sender=insurer)
     with reverts(settlement.ClaimSettlementInvalidProduct, payout=0):
-        settlement.createProduct(pool_id, DIAG_MODEL, 1, AT_LEAST, 0, 0, sender=insurer)
+        settlement.createProduct(pool_id, DIAG_MODEL, 1, (AT_LEAST, 0, 0), 0, sender=insurer)
 
 
 # ------------------------------------------------------------------------------------------ policies and reserves
@@ -398,16 +398,17 @@ def test_pool_product_policy_events(settlement, insurer, patient, hospital, chai
     receipt = settlement.fundPool(pool_id, 3 * E18, value=3 * E18, sender=insurer)
     funded = events(receipt, settlement, "PoolFunded")[0]
     assert (funded.poolId, funded.funder, funded.amount) == (pool_id, insurer.address, 3 * E18)
-    receipt = settlement.createProduct(pool_id, DIAG_MODEL, 1, AT_MOST, -ONE, E18, sender=insurer)
+    receipt = settlement.createProduct(pool_id, DIAG_MODEL, 1, (AT_MOST, 0, -ONE), E18, sender=insurer)
     product = events(receipt, settlement, "ProductCreated")[0]
     assert (
         product.poolId,
         product.modelId,
         product.version,
         product.comparison,
+        product.output,
         product.threshold,
         product.payout,
-    ) == (pool_id, DIAG_MODEL, 1, AT_MOST, -ONE, E18)
+    ) == (pool_id, DIAG_MODEL, 1, AT_MOST, 0, -ONE, E18)
     expiry = chain.pending_timestamp + 1000
     receipt = settlement.issuePolicy(product.productId, patient, 2 * E18, expiry, sender=insurer)
     issued = events(receipt, settlement, "PolicyIssued")[0]
@@ -527,7 +528,7 @@ def test_only_the_insurer_manages_its_pool(settlement, eth_setup, stranger, pati
     with reverts(settlement.ClaimSettlementNotInsurer, **expect):
         settlement.setHospitalTrust(pool_id, stranger, True, sender=stranger)
     with reverts(settlement.ClaimSettlementNotInsurer, **expect):
-        settlement.createProduct(pool_id, DIAG_MODEL, 1, AT_LEAST, 0, E18, sender=stranger)
+        settlement.createProduct(pool_id, DIAG_MODEL, 1, (AT_LEAST, 0, 0), E18, sender=stranger)
     with reverts(settlement.ClaimSettlementNotInsurer, **expect):
         settlement.issuePolicy(
             product_id, patient, E18, chain.pending_timestamp + 100, sender=stranger

@@ -13,7 +13,6 @@ import pytest
 from eth_utils import keccak
 
 from prover.deploy import verifier_container
-from prover.diagnosis import DiagnosisProof, prove_diagnosis
 from prover.models.bounty_eval import (
     LABELS_INDEX,
     METRIC_INDEX,
@@ -22,7 +21,7 @@ from prover.models.bounty_eval import (
     export_eval_onnx,
     prove_evaluation,
 )
-from prover.models.breast_cancer import diagnostic_weights
+from prover.models.breast_cancer import DiagnosisProof, diagnostic_weights, prove_diagnosis
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash
@@ -55,9 +54,9 @@ def real(project, chain, deployer, guardian, diagnostic_bundle, eval_bundle, oth
     registry.grantRole(registry.REGISTRAR_ROLE(), deployer, sender=deployer)
     registry.grantRole(registry.GUARDIAN_ROLE(), guardian, sender=deployer)
     for mid, verifier, bundle, layout in [
-        (REAL_DIAG, diag_v, diagnostic_bundle, (2, 0, 1, diagnostic_bundle.output_scale)),
-        (OTHER_DIAG, other_v, other_bundle, (2, 0, 1, other_bundle.output_scale)),
-        (REAL_EVAL, eval_v, eval_bundle, (4, 0, METRIC_INDEX, eval_bundle.output_scale)),
+        (REAL_DIAG, diag_v, diagnostic_bundle, (2, 0, 1, 1, diagnostic_bundle.output_scale)),
+        (OTHER_DIAG, other_v, other_bundle, (2, 0, 1, 1, other_bundle.output_scale)),
+        (REAL_EVAL, eval_v, eval_bundle, (4, 0, METRIC_INDEX, 1, eval_bundle.output_scale)),
     ]:
         registry.registerModel(
             mid,
@@ -98,7 +97,7 @@ def insurance(real, insurer, hospital, patient, chain):
 
     def product(threshold: int = 0, model: bytes = REAL_DIAG) -> int:
         receipt = settlement.createProduct(
-            pool_id, model, 1, AT_MOST, threshold, E18, sender=insurer
+            pool_id, model, 1, (AT_MOST, 0, threshold), E18, sender=insurer
         )
         return receipt.decode_logs(settlement.ProductCreated)[0].productId
 
@@ -164,7 +163,9 @@ def test_malignant_diagnosis_pays_the_holder(
     assert malignant.logit < 0
 
 
-def test_benign_diagnosis_is_recorded_as_denied(insurance, benign, chain, hospital, relayer):
+def test_benign_diagnosis_is_recorded_as_denied(
+    insurance, benign, chain, hospital, relayer, diagnostic_bundle
+):
     settlement, _, product, policy = insurance
     policy_id = policy(product())
     receipt = settlement.submitClaim(
@@ -172,7 +173,8 @@ def test_benign_diagnosis_is_recorded_as_denied(insurance, benign, chain, hospit
     )
     [denied] = events(receipt, settlement, "ClaimDenied")
     assert denied.policyId == policy_id and denied.threshold == 0
-    assert denied.output == round(benign.logit * 2**14) and denied.output > 0
+    scale = diagnostic_bundle.output_scale
+    assert denied.output == round(benign.logit * 2**scale) and denied.output > 0
     assert not events(receipt, settlement, "ClaimPaid")
 
 
@@ -222,7 +224,7 @@ def test_same_proof_at_a_second_pool(insurance, malignant, chain, hospital, rela
     settlement.fundPool(pool2.poolId, 2 * E18, value=2 * E18, sender=insurer)
     settlement.setHospitalTrust(pool2.poolId, hospital.address, True, sender=insurer)
     product2 = settlement.createProduct(
-        pool2.poolId, REAL_DIAG, 1, AT_MOST, 0, E18, sender=insurer
+        pool2.poolId, REAL_DIAG, 1, (AT_MOST, 0, 0), E18, sender=insurer
     ).decode_logs(settlement.ProductCreated)[0]
     policy2 = settlement.issuePolicy(
         product2.productId, insurer, E18, chain.pending_timestamp + 86400, sender=insurer

@@ -28,7 +28,7 @@ from .helpers import (
     reverts,
 )
 
-LAYOUT = (2, 0, 1, OUTPUT_SCALE)
+LAYOUT = (2, 0, 1, 1, OUTPUT_SCALE)
 
 
 @pytest.fixture
@@ -52,15 +52,21 @@ def register(
 
 
 def test_register_stores_record_and_emits(registry, chain, deployer, new_verifier):
-    receipt = register(registry, chain, deployer, new_verifier, layout=(4, 3, 1, 16))
+    receipt = register(registry, chain, deployer, new_verifier, layout=(4, 3, 1, 2, 16))
     [ev] = events(receipt, registry, "ModelRegistered")
     assert ev.modelId == DIAG_MODEL and ev.version == 2 and ev.verifier == new_verifier.address
     assert ev.verifierCodeHash == code_hash(chain, new_verifier)
     assert ev.onnxSha256 == ONNX_SHA and ev.vkSha256 == VK_SHA
-    assert tuple(ev.layout) == (4, 3, 1, 16)
+    assert tuple(ev.layout) == (4, 3, 1, 2, 16)
     rec = registry.getModelVersion(DIAG_MODEL, 2)
     assert rec.verifier == new_verifier.address and rec.status == ACTIVE
-    assert (rec.instanceCount, rec.inputIndex, rec.outputIndex, rec.outputScale) == (4, 3, 1, 16)
+    assert (
+        rec.instanceCount,
+        rec.inputIndex,
+        rec.outputIndex,
+        rec.outputCount,
+        rec.outputScale,
+    ) == (4, 3, 1, 2, 16)
     assert rec.onnxSha256 == ONNX_SHA and rec.vkSha256 == VK_SHA
     assert registry.isActive(DIAG_MODEL, 2)
     assert registry.getModelVersion(DIAG_MODEL, 3).status == UNREGISTERED
@@ -119,19 +125,59 @@ def test_register_rejects_unexpected_code_hash(registry, chain, deployer, new_ve
 
 @pytest.mark.parametrize(
     "layout",
-    [(0, 0, 0, 14), (2, 2, 1, 14), (2, 0, 2, 14), (2, 1, 1, 14), (2, 0, 1, 129)],
-    ids=["empty", "input-out-of-range", "output-out-of-range", "same-index", "scale-too-large"],
+    [
+        (0, 0, 0, 1, 14),
+        (2, 2, 1, 1, 14),
+        (2, 0, 2, 1, 14),
+        (2, 1, 1, 1, 14),
+        (2, 0, 1, 1, 129),
+        (2, 0, 1, 0, 14),
+        (4, 0, 2, 3, 14),
+        (4, 2, 1, 3, 14),
+        (4, 3, 1, 3, 14),
+        (2**16 - 1, 0, 2**16 - 1, 2**16 - 1, 14),
+    ],
+    ids=[
+        "empty",
+        "input-out-of-range",
+        "output-out-of-range",
+        "same-index",
+        "scale-too-large",
+        "no-output",
+        "outputs-past-the-end",
+        "input-inside-outputs",
+        "input-is-last-output",
+        "output-range-overflows-uint16",
+    ],
 )
 def test_register_rejects_invalid_layout(registry, chain, deployer, new_verifier, layout):
-    count, inp, out, scale = layout
+    count, inp, out, out_count, scale = layout
     with reverts(
         registry.ModelRegistryInvalidLayout,
         instanceCount=count,
         inputIndex=inp,
         outputIndex=out,
+        outputCount=out_count,
         outputScale=scale,
     ):
         register(registry, chain, deployer, new_verifier, layout=layout)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [(11, 0, 1, 10, 14), (4, 3, 0, 3, 14), (3, 1, 2, 1, 0), (2, 0, 1, 1, 128)],
+    ids=["cnn-10-logits", "input-after-outputs", "gap-before-outputs", "max-scale"],
+)
+def test_register_accepts_edge_layouts(registry, chain, deployer, new_verifier, layout):
+    register(registry, chain, deployer, new_verifier, layout=layout)
+    rec = registry.getModelVersion(DIAG_MODEL, 2)
+    assert (
+        rec.instanceCount,
+        rec.inputIndex,
+        rec.outputIndex,
+        rec.outputCount,
+        rec.outputScale,
+    ) == layout
 
 
 def test_register_twice_reverts(registry, chain, deployer, verifier):
@@ -185,10 +231,17 @@ def test_permanent_stop(registry, chain, deployer, guardian, new_verifier):
 def test_verify_returns_commitment_and_decoded_output(registry):
     for out in (0, 1, -1, 3 << OUTPUT_SCALE, -(5 << OUTPUT_SCALE), HALF_MODULUS, -HALF_MODULUS):
         instances = [123456789, encode_signed(out)]
-        assert tuple(registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)) == (
-            123456789,
-            out,
-        )
+        commitment, outputs = registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)
+        assert (commitment, list(outputs)) == (123456789, [out])
+
+
+def test_verify_returns_every_output_in_order(registry, chain, deployer, new_verifier):
+    """Layout {5, input 4, outputs 1..3}: [extra, out0, out1, out2, commitment] -> [out0, out1, out2]."""
+    register(registry, chain, deployer, new_verifier, layout=(5, 4, 1, 3, OUTPUT_SCALE))
+    values = [-(2 << OUTPUT_SCALE), 0, HALF_MODULUS]
+    instances = [77, *(encode_signed(v) for v in values), 424242]
+    commitment, outputs = registry.verify.call(DIAG_MODEL, 2, mock_proof(instances), instances)
+    assert (commitment, list(outputs)) == (424242, values)
 
 
 def test_verify_unknown_version(registry, deployer):
@@ -214,10 +267,8 @@ def test_verify_instance_not_in_field(registry, deployer, index, value):
 
 def test_verify_accepts_largest_field_element(registry):
     instances = [FIELD_MODULUS - 1, FIELD_MODULUS - 1]
-    assert tuple(registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)) == (
-        FIELD_MODULUS - 1,
-        -1,
-    )
+    commitment, outputs = registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)
+    assert (commitment, list(outputs)) == (FIELD_MODULUS - 1, [-1])
 
 
 def test_verify_rejects_changed_verifier_code(registry, chain, deployer, verifier, project):

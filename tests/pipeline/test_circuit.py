@@ -6,11 +6,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prover.diagnosis import DIAGNOSTIC_SPEC, build_diagnostic_bundle, calibration_rows
 from prover.exceptions import BundleIncomplete, UnsafeVisibility
-from prover.models.breast_cancer import DIAGNOSTIC_MODEL, Preprocessor, float_logits, sha256_file
+from prover.models.breast_cancer import (
+    DIAGNOSTIC_MODEL,
+    DIAGNOSTIC_PREPROCESS,
+    build_diagnostic_bundle,
+    float_logits,
+    load_preprocessor,
+    sha256_file,
+)
+from prover.models.build import SCREEN_ROWS
+from prover.models.card import ModelCard
+from prover.models.preprocess import Preprocessor
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec, build_bundle, load_bundle
+from prover.zk.tuning import Choice
+
+DIAGNOSTIC_SPEC = CircuitSpec(name="breast_cancer_lr")
 
 
 def test_public_patient_inputs_are_refused(tmp_path: Path) -> None:
@@ -48,16 +60,22 @@ def test_manifest_records_hashes_and_parameters(diagnostic_bundle) -> None:
         ("calibration", "calibration.json"),
     ]:
         assert m["sha256"][key] == sha256_file(diagnostic_bundle.path / name)
-    assert m["sha256"]["onnx"] == sha256_file(DIAGNOSTIC_MODEL)
+    # the proved graph is the salted wrapper of the committed ONNX, kept beside it
+    assert m["sha256"]["onnx"] != sha256_file(DIAGNOSTIC_MODEL)
+    assert sha256_file(diagnostic_bundle.path / "source.onnx") == sha256_file(DIAGNOSTIC_MODEL)
     assert m["ezkl_version"] == "23.0.5"
     assert m["solc_version"] == "0.8.28"
-    assert m["logrows"] == 11
-    assert m["scales"] == {"input": [7], "param": 7, "output": [14]}
+    chosen = m["tuning"]["chosen"]
+    assert m["logrows"] == chosen["logrows"] == 11
+    assert m["scales"]["input"] == [chosen["input_scale"]]
+    assert m["scales"]["param"] == chosen["param_scale"]
     assert "Hashed" in m["visibility"]["input"] and m["visibility"]["param"] == "Fixed"
     assert m["visibility"]["output"] == "Public"
     assert m["srs"]["dev"] is True and "NOT FOR PRODUCTION" in m["srs"]["label"]
-    assert m["preprocessing"]["sha256"] == sha256_file(
-        Path(__file__).parents[2] / "prover/models/breast_cancer/breast_cancer_lr.preprocess.json"
+    card = ModelCard.of(diagnostic_bundle)
+    assert card.preprocessing.sha256 == sha256_file(diagnostic_bundle.path / "preprocess.json")
+    assert Preprocessor.load(diagnostic_bundle.path / "preprocess.json") == Preprocessor.load(
+        DIAGNOSTIC_PREPROCESS
     )
     source = diagnostic_bundle.verifier_source.read_text()
     assert "GENERATED FILE - DO NOT EDIT" in source and "EZKL 23.0.5" in source
@@ -71,9 +89,7 @@ def test_bundle_is_reused_until_its_inputs_change(diagnostic_bundle, tmp_path: P
     assert again.path == diagnostic_bundle.path
     assert again.pk.stat().st_mtime_ns == pk_mtime
     changed = build_diagnostic_bundle(
-        replace(DIAGNOSTIC_SPEC, param_scale=8),
-        out_root=tmp_path,
-        export_verifier_to=tmp_path / "v",
+        choice=Choice(param_scale=8), out_root=tmp_path, export_verifier_to=tmp_path / "v"
     )
     assert changed.path.parent == tmp_path and changed.manifest["scales"]["param"] == 8
 
@@ -101,25 +117,27 @@ def test_ceremony_srs_is_recorded_as_such(diagnostic_bundle, tmp_path: Path) -> 
 
 
 def test_no_held_out_diagnosis_flips_under_quantization(diagnostic_bundle, dataset, tmp_path):
-    pre = Preprocessor.load()
+    pre = load_preprocessor()
     rows = [pre.transform(list(r)) for r in dataset.x_test]
     floats = float_logits(DIAGNOSTIC_MODEL, np.array(rows))
-    flips = 0
+    card = ModelCard.of(diagnostic_bundle)
+    flips, worst = 0, 0.0
     for i, z in enumerate(rows):
         path = proofs.write_input(tmp_path / "in.json", [z + [float((1 << 24) - 1)] * 6])
         witness = proofs.gen_witness(diagnostic_bundle, path, tmp_path / "w.json")
-        quantized = witness.outputs[0]
         from prover.zk.fields import fixed_to_float
 
-        q = fixed_to_float(quantized, diagnostic_bundle.output_scale)
-        assert abs(q - floats[i]) < 0.1
-        flips += (q > 0) != (floats[i] > 0)
-    assert flips == 0
+        q = fixed_to_float(witness.outputs[0], diagnostic_bundle.output_scale)
+        worst = max(worst, abs(q - floats[i]))
+        flips += (q >= 0) != (floats[i] >= 0)
+    assert flips == 0 == card.fidelity.flips and card.fidelity.held_out == 114
+    assert worst == pytest.approx(card.fidelity.max_abs_error, abs=1e-5) and worst < 0.5
 
 
 def test_calibration_rows_are_recorded(diagnostic_bundle) -> None:
     data = json.loads((diagnostic_bundle.path / "calibration.json").read_text())
-    assert len(data["input_data"][0]) == 36 * len(calibration_rows(Preprocessor.load()))
+    # the screened rows: SCREEN_ROWS training records + the all-low and all-high extremes
+    assert len(data["input_data"][0]) == 36 * (SCREEN_ROWS + 2)
 
 
 def test_spec_defaults_are_explicit() -> None:

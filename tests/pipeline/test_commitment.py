@@ -1,7 +1,7 @@
 import pytest
 
 from prover.exceptions import InvalidSalt
-from prover.models.breast_cancer import Preprocessor
+from prover.models.breast_cancer import load_preprocessor
 from prover.zk import ezkl_api
 from prover.zk.commitment import check_salt, commit, new_salt, quantize_row, salt_entropy_bits
 from prover.zk.fields import felt_from_hex
@@ -10,13 +10,13 @@ TOP = (1 << 24) - 1
 
 
 def test_python_commitment_equals_the_proofs_instance(diagnosis, diagnostic_bundle, dataset):
-    z = Preprocessor.load().transform(list(dataset.x_test[0]))
+    z = load_preprocessor().transform(list(dataset.x_test[0]))
     expected = commit(z, diagnosis.salt, diagnostic_bundle.input_scale)
     assert diagnosis.proof.instances[0] == expected == diagnosis.commitment
 
 
 def test_salt_changes_the_commitment(dataset, diagnostic_bundle):
-    z = Preprocessor.load().transform(list(dataset.x_test[1]))
+    z = load_preprocessor().transform(list(dataset.x_test[1]))
     scale = diagnostic_bundle.input_scale
     a, b = (1, 2, 3, 4, 5, 6), (1, 2, 3, 4, 5, 7)
     assert commit(z, a, scale) == commit(z, a, scale)

@@ -1,4 +1,5 @@
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +9,12 @@ from prover.exceptions import InvalidPatientRecord
 from prover.models.breast_cancer import (
     DIAGNOSTIC_MODEL,
     DIAGNOSTIC_PREPROCESS,
-    Preprocessor,
     float_logits,
+    load_preprocessor,
     sha256_file,
     train_diagnostic_model,
-    validate_record,
 )
+from prover.models.card import ModelCard
 
 
 def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: Path) -> None:
@@ -24,7 +25,7 @@ def test_training_is_deterministic_and_reproduces_the_committed_model(tmp_path: 
 
 
 def test_held_out_accuracy_of_the_committed_model(dataset) -> None:
-    pre = Preprocessor.load()
+    pre = load_preprocessor()
     z = np.array([pre.transform(list(r)) for r in dataset.x_test])
     predicted_benign = float_logits(DIAGNOSTIC_MODEL, z) > 0
     accuracy = float(np.mean(predicted_benign == (dataset.y_test == 1)))
@@ -35,23 +36,31 @@ def test_held_out_accuracy_of_the_committed_model(dataset) -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ([1.0] * 29, "expected 30 features, got 29"),
-        ([1.0] * 31, "expected 30 features, got 31"),
-        ([1.0] * 29 + [math.nan], "feature 29 is nan"),
-        ([math.inf] + [1.0] * 29, "feature 0 is inf"),
-        ([1.0] * 5 + [-0.5] + [1.0] * 24, "feature 5 is -0.5; measurements are >= 0"),
-        (["12.1"] + [1.0] * 29, "feature 0 is str, not a number"),
-        ([True] + [1.0] * 29, "feature 0 is bool, not a number"),
-        ("not a list", "expected a list of 30 numbers"),
+        ("short", "model breast_cancer_lr takes 30 features, got 29"),
+        ("long", "model breast_cancer_lr takes 30 features, got 31"),
+        ("nan", "features[29] (worst fractal dimension) is not a finite number"),
+        ("inf", "features[0] (mean radius) is not a finite number"),
+        ("negative", "features[5] (mean compactness) is negative; the card allows [0, "),
+        ("str", "features[0] (mean radius) is not a number"),
+        ("bool", "features[0] (mean radius) is not a number"),
+        ("huge", "features[3] (mean area) is outside the allowed range ["),
+        ("text", "expected a list of 30 numbers"),
     ],
 )
-def test_bad_records_get_specific_errors(record, message) -> None:
-    with pytest.raises(InvalidPatientRecord, match=message.replace("(", r"\(")):
-        validate_record(record)
-
-
-def test_implausible_values_are_rejected_with_the_feature_name(dataset) -> None:
-    record = list(dataset.x_test[0])
-    record[3] = 1e9  # mean area of 1e9 square units
-    with pytest.raises(InvalidPatientRecord, match="feature 3 \\(mean area\\)"):
-        Preprocessor.load().transform(record)
+def test_bad_records_get_specific_errors(diagnostic_bundle, dataset, record, message) -> None:
+    good = [float(v) for v in dataset.x_test[0]]
+    bad = {
+        "short": good[:29],
+        "long": good + [1.0],
+        "nan": good[:29] + [math.nan],
+        "inf": [math.inf] + good[1:],
+        "negative": good[:5] + [-0.5] + good[6:],
+        "str": ["12.1"] + good[1:],
+        "bool": [True] + good[1:],
+        "huge": good[:3] + [1e9] + good[4:],
+        "text": "not a list",
+    }[record]
+    card = ModelCard.of(diagnostic_bundle)
+    card.check_record(good)
+    with pytest.raises(InvalidPatientRecord, match=re.escape(message)):
+        card.check_record(bad)

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from prover.chain import ChainClient
-from prover.diagnosis import prove_diagnosis
 from prover.exceptions import ProofRejected, VerifierTooLarge
+from prover.models.breast_cancer import prove_diagnosis
 from prover.zk.fields import BN254_R
 from prover.zk.verifier import EIP170_LIMIT, CompiledContract, check_eip170
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from prover.diagnosis import prove_diagnosis
 from prover.exceptions import InvalidPatientRecord, ProofError
+from prover.models.breast_cancer import prove_diagnosis
 from prover.zk import ezkl_api
 from prover.zk import proof as proofs
 from prover.zk.fields import felt_to_hex
@@ -34,7 +34,7 @@ def _tampered(
 
 def test_proof_verifies_locally(diagnostic_bundle, diagnosis) -> None:
     assert proofs.verify(diagnostic_bundle, diagnosis.proof)
-    assert diagnosis.malignant and diagnosis.logit == pytest.approx(-16.65, abs=0.1)
+    assert diagnosis.malignant and diagnosis.logit == pytest.approx(-16.65, abs=0.2)  # card: max error 0.199
     assert len(diagnosis.proof.instances) == 2
 
 
@@ -82,7 +82,7 @@ def test_debug_logging_never_reaches_ezkls_witness_dumps(
 
 
 def test_bad_record_is_rejected_before_proving(diagnostic_bundle, tmp_path) -> None:
-    with pytest.raises(InvalidPatientRecord, match="expected 30 features, got 3"):
+    with pytest.raises(InvalidPatientRecord, match="model breast_cancer_lr takes 30 features, got 3"):
         prove_diagnosis(diagnostic_bundle, [1.0, 2.0, 3.0], tmp_path)
     assert list(tmp_path.iterdir()) == []
 

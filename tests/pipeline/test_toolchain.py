@@ -9,8 +9,8 @@ import pytest
 import solcx
 
 from prover import toolchain
-from prover.diagnosis import build_diagnostic_bundle
 from prover.exceptions import ToolMissing
+from prover.models.breast_cancer import build_diagnostic_bundle
 from prover.paths import ROOT
 from prover.zk.verifier import compile_source
 

@@ -4,6 +4,7 @@ idempotent creation under concurrency, the queue bound, sealed input dropped on 
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,11 +15,12 @@ from prover.exceptions import (
     InvalidTransition,
     JobNotFound,
     QueueFull,
+    RelayError,
     SealedDataError,
 )
 from prover.relay.sealing import Sealer
 from prover.relay.states import FINAL_STATES, TRANSITIONS, JobState, allowed
-from prover.relay.store import Attempt, JobStore, NewJob
+from prover.relay.store import SCHEMA, SCHEMA_VERSION, Attempt, JobStore, NewJob
 
 
 @pytest.fixture
@@ -142,11 +144,13 @@ def test_claim_requeue_and_proof_drop_the_sealed_input(store):
         JobState.PROVED,
         sealed_input=None,
         proof=b"proof",
-        instances=(5, 6),
+        instances=(5, 6, 7),
         input_commitment=5,
+        outputs=(-1.5, 0.25),
         logit=-1.5,
     )
-    assert proved.sealed_input is None and proved.instances == (5, 6)
+    assert proved.sealed_input is None and proved.instances == (5, 6, 7)
+    assert proved.outputs == (-1.5, 0.25) and store.get(first.id).outputs == (-1.5, 0.25)
     assert store.get(second.id).sealed_input == b"sealed"
 
 
@@ -196,3 +200,37 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     with pytest.raises(SealedDataError):
         Sealer(b"\x00" * 32).open("job-a", blob)  # other key
     assert "redacted" in repr(sealer)
+
+
+def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old_schema = SCHEMA.replace("    outputs TEXT,\n", "")
+    assert old_schema != SCHEMA
+    with sqlite3.connect(path) as conn:  # what the relay wrote before schema versions
+        conn.executescript(old_schema)
+        conn.execute(
+            "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+            " model_version, record_nullifier, logit, created_at, updated_at)"
+            " VALUES ('j1', 'key-00000001', 'mac', 'proved', '7', 'breast_cancer_lr', 1, x'01',"
+            " -1.5, 1.0, 1.0)"
+        )
+    conn.close()
+    store = JobStore(path)
+    try:
+        job = store.get("j1")
+        assert job.logit == -1.5 and job.outputs == (-1.5,)
+        (version,) = store._conn().execute("PRAGMA user_version").fetchone()
+        assert version == SCHEMA_VERSION
+    finally:
+        store.close()
+    JobStore(path).close()  # opening a current store again changes nothing
+
+
+def test_a_store_from_a_newer_relay_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    JobStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(RelayError, match=f"has schema version {SCHEMA_VERSION + 1}; this relay"):
+        JobStore(path)

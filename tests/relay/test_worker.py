@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from prover.diagnosis import prove_diagnosis
 from prover.exceptions import CircuitError
+from prover.models.breast_cancer import prove_diagnosis
 from prover.relay.worker import PINNED_FILES, LocalProverPool, ModelRef, ProveTask, pin_bundle
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, load_bundle

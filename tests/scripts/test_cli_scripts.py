@@ -269,7 +269,7 @@ def upgraded(bounty_flow, run, w3, c, out_dir, acct) -> dict[str, Any]:
     out["redeploy"] = ok(run("deploy", "all"))
     out["redeploy_txs"] = w3.eth.get_transaction_count(acct[0]) - nonce
     out["show"] = ok(run("manage", "model", "show", DIAG, account=None))
-    from prover.diagnosis import build_diagnostic_bundle
+    from prover.models.breast_cancer import build_diagnostic_bundle
 
     bundle_dir = str(build_diagnostic_bundle().path)  # a bundle directory, under another name
     out["copy"] = ok(

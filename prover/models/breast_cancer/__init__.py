@@ -5,33 +5,34 @@ Training is deterministic (fixed seed, fixed stratified split) and scripted:
 explicit, versioned step stored next to the ONNX file (``*.preprocess.json``, whose hash is in
 every circuit manifest); the circuit proves the model on the standardized features.
 
-The ONNX graph takes ``[1, 30 + SALT_LIMBS]``: the 30 standardized features followed by the
-salt limbs of the commitment, which get zero weights. EZKL hashes the whole input row with
-Poseidon, so the salt lives inside the same commitment as the patient's features. Its output
-is the logit (log-odds of *benign*); a negative logit means the model calls the tumour
-malignant.
+The ONNX graph is a plain ``Gemm`` over ``[1, 30]`` standardized features with one output,
+the logit (log-odds of *benign*); a negative logit means the model calls the tumour malignant.
+It is a model package like any user's: :func:`build_diagnostic_bundle` writes its data files
+and calls :func:`prover.models.build.build_model`, the path behind ``model build``, which salts
+the graph, tunes the circuit and writes the model card; :func:`prove_diagnosis` is
+:func:`prover.models.build.prove_record`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import csv
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from prover.exceptions import InvalidPatientRecord
+from prover.models.preprocess import Preprocessor
+from prover.paths import ARTIFACTS, VERIFIERS_DIR
+from prover.zk import proof as proofs
+from prover.zk.circuit import Bundle, ProgressFn
+from prover.zk.hashing import sha256_file
+from prover.zk.tuning import Choice
 
 NUM_FEATURES = 30
-#: Salt limbs appended to the features. EZKL feeds f32 inputs, whose 24-bit mantissa is exact
-#: only for integers < 2**24, so each limb carries 24 bits: 6 limbs = 144 bits of entropy.
-SALT_LIMBS = 6
-SALT_LIMB_BITS = 24
-#: Standardized features beyond this magnitude are rejected as implausible (data errors).
-MAX_ABS_STANDARDIZED = 64.0
+NAME = "breast_cancer_lr"
+OUTPUT_MEANING = "logit of P(benign); < 0 means the model calls it malignant"
 
 MODELS_DIR = Path(__file__).parent
 DIAGNOSTIC_MODEL = MODELS_DIR / "breast_cancer_lr.onnx"
@@ -39,67 +40,6 @@ DIAGNOSTIC_PREPROCESS = MODELS_DIR / "breast_cancer_lr.preprocess.json"
 
 SEED = 42
 TEST_FRACTION = 0.2
-
-
-@dataclass(frozen=True)
-class Preprocessor:
-    """Versioned standardization: ``z = (x - mean) / scale`` per feature."""
-
-    version: str
-    feature_names: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-
-    @classmethod
-    def load(cls, path: Path = DIAGNOSTIC_PREPROCESS) -> Preprocessor:
-        """Read a preprocessing spec written by :func:`train_diagnostic_model`."""
-        data = json.loads(path.read_text())
-        return cls(
-            version=data["version"],
-            feature_names=tuple(data["feature_names"]),
-            mean=tuple(data["mean"]),
-            scale=tuple(data["scale"]),
-        )
-
-    def to_json(self) -> str:
-        """Canonical JSON (stable bytes, so its hash is stable)."""
-        body = {
-            "version": self.version,
-            "feature_names": list(self.feature_names),
-            "mean": list(self.mean),
-            "scale": list(self.scale),
-        }
-        return json.dumps(body, indent=1, sort_keys=True) + "\n"
-
-    def transform(self, record: Sequence[float]) -> list[float]:
-        """Standardize one raw patient record after validating it."""
-        values = validate_record(record, len(self.mean))
-        z = [(v - m) / s for v, m, s in zip(values, self.mean, self.scale, strict=True)]
-        for i, value in enumerate(z):
-            if abs(value) > MAX_ABS_STANDARDIZED:
-                raise InvalidPatientRecord(
-                    f"feature {i} ({self.feature_names[i]}) = {values[i]!r} is "
-                    f"{value:+.1f} standard deviations from the training mean"
-                )
-        return z
-
-
-def validate_record(record: Sequence[float], expected: int = NUM_FEATURES) -> list[float]:
-    """Check a raw record: right length, numbers, finite, non-negative (all 30 are)."""
-    if isinstance(record, str | bytes) or not isinstance(record, Sequence):
-        raise InvalidPatientRecord(f"expected a list of {expected} numbers")
-    if len(record) != expected:
-        raise InvalidPatientRecord(f"expected {expected} features, got {len(record)}")
-    out: list[float] = []
-    for i, value in enumerate(record):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidPatientRecord(f"feature {i} is {type(value).__name__}, not a number")
-        if not math.isfinite(value):
-            raise InvalidPatientRecord(f"feature {i} is {value!r}, not a finite number")
-        if value < 0:
-            raise InvalidPatientRecord(f"feature {i} is {value!r}; measurements are >= 0")
-        out.append(float(value))
-    return out
 
 
 @dataclass(frozen=True)
@@ -136,17 +76,20 @@ class TrainedModel:
     accuracy: float
 
 
-def export_onnx(weights: np.ndarray, bias: float, path: Path, salt_limbs: int = SALT_LIMBS) -> None:
-    """Write the logistic-regression logit as an ONNX Gemm over ``[features | salt]``."""
+def export_onnx(weights: np.ndarray, bias: float, path: Path) -> None:
+    """Write the logistic-regression logit as a plain ONNX Gemm over the 30 features.
+
+    Nothing zkcare-specific is in the graph: the toolkit salts it like any user's model.
+    """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     n = weights.shape[0]
-    w = np.concatenate([weights.astype(np.float32), np.zeros(salt_limbs, np.float32)])
+    w = weights.astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Gemm", ["input", "W", "b"], ["logit"])],
         "zkcare_breast_cancer_lr",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n + salt_limbs])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, n])],
         [helper.make_tensor_value_info("logit", TensorProto.FLOAT, [1, 1])],
         [
             numpy_helper.from_array(w.reshape(-1, 1), "W"),
@@ -178,18 +121,24 @@ def train_diagnostic_model(out_dir: Path = MODELS_DIR, regularization: float = 1
     onnx_path = out_dir / f"{stem}.onnx"
     pre_path = out_dir / f"{stem}.preprocess.json"
     export_onnx(weights, bias, onnx_path)
-    pre = Preprocessor(
-        version="standardize-v1",
-        feature_names=ds.feature_names,
-        mean=tuple(float(v) for v in scaler.mean_),
-        scale=tuple(float(v) for v in scaler.scale_),
+    pre_path.write_text(
+        json.dumps(
+            {
+                "version": "standardize-v1",
+                "feature_names": list(ds.feature_names),
+                "mean": [float(v) for v in scaler.mean_],
+                "scale": [float(v) for v in scaler.scale_],
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
     )
-    pre_path.write_text(pre.to_json())
     return TrainedModel(onnx_path, pre_path, weights, bias, accuracy)
 
 
 def diagnostic_weights(onnx_path: Path = DIAGNOSTIC_MODEL) -> tuple[np.ndarray, float]:
-    """The feature weights and bias of a diagnostic ONNX model (salt columns dropped)."""
+    """The feature weights and bias of a diagnostic ONNX model."""
     import onnx
     from onnx import numpy_helper
 
@@ -198,11 +147,102 @@ def diagnostic_weights(onnx_path: Path = DIAGNOSTIC_MODEL) -> tuple[np.ndarray, 
 
 
 def float_logits(onnx_path: Path, standardized: np.ndarray) -> np.ndarray:
-    """The float model's logits for standardized rows (salt limbs have zero weight)."""
+    """The float model's logits for standardized rows."""
     weights, bias = diagnostic_weights(onnx_path)
     return standardized @ weights[: standardized.shape[1]].astype(np.float64) + bias
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+# ------------------------------------------------------------------------ the model package
+
+
+def write_data_files(directory: Path) -> dict[str, Path]:
+    """The files a model owner would hand to ``model build``: CSV records and labels."""
+    ds = load_dataset()
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "calibration": (ds.x_train, list(ds.feature_names)),
+        "held_out": (ds.x_test, list(ds.feature_names)),
+        "labels": (ds.y_test.reshape(-1, 1), ["benign"]),
+    }
+    out = {}
+    for key, (rows, header) in files.items():
+        path = directory / f"{key}.csv"
+        tmp = path.with_suffix(".partial")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows([repr(float(v)) for v in row] for row in rows)
+        tmp.replace(path)
+        out[key] = path
+    return out
+
+
+def build_diagnostic_bundle(
+    *,
+    onnx: Path = DIAGNOSTIC_MODEL,
+    preprocess: Path = DIAGNOSTIC_PREPROCESS,
+    srs_file: Path | None = None,
+    out_root: Path | None = None,
+    export_verifier_to: Path | None = VERIFIERS_DIR,
+    choice: Choice | None = None,
+    name: str = NAME,
+    progress: ProgressFn | None = None,
+) -> Bundle:
+    """Build or reuse the diagnostic bundle through the public path (``model build``)."""
+    from prover.models.build import BuildOptions, build_model
+    from prover.models.data import load_labels, load_rows
+
+    files = write_data_files(ARTIFACTS / "models" / NAME)
+    width = Preprocessor.load(preprocess).width
+    calibration, header = load_rows(files["calibration"], width)
+    held_out, _ = load_rows(files["held_out"], width)
+    labels = load_labels(files["labels"], len(held_out))
+    return build_model(
+        onnx,
+        calibration,
+        held_out=held_out,
+        labels=labels,
+        preprocess=preprocess,
+        options=BuildOptions(
+            name=name, task="classifier", output_meaning=OUTPUT_MEANING, choice=choice or Choice()
+        ),
+        feature_names=header,
+        held_out_source="breast-cancer held-out split (114 patients)",
+        srs_file=srs_file,
+        out_root=out_root,
+        export_verifier_to=export_verifier_to,
+        progress=progress,
+    )
+
+
+@dataclass(frozen=True)
+class DiagnosisProof:
+    """A proved diagnosis. ``salt`` stays with the hospital; only the proof is shared."""
+
+    proof: proofs.Proof
+    commitment: int
+    logit: float
+    salt: tuple[int, ...]
+
+    @property
+    def malignant(self) -> bool:
+        """The model's call: a negative logit means malignant."""
+        return self.logit < 0
+
+
+def prove_diagnosis(
+    bundle: Bundle, record: Sequence[float], workdir: Path, *, salt: Sequence[int] | None = None
+) -> DiagnosisProof:
+    """Prove the model's output on a raw record (:func:`prover.models.build.prove_record`)."""
+    from prover.models.build import prove_record
+
+    result = prove_record(bundle, record, workdir, salt=salt)
+    return DiagnosisProof(result.proof, result.commitment, result.outputs[0], result.salt)
+
+
+def load_preprocessor() -> Preprocessor:
+    """The built-in model's preprocessing."""
+    return Preprocessor.load(DIAGNOSTIC_PREPROCESS)
+
+
+__all__ = ["sha256_file"]

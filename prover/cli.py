@@ -1,0 +1,257 @@
+"""``zkcare`` / ``python -m prover``: one click group for every command.
+
+Every zkcare error ends in one ``Error: …`` line naming the cause and what to try; no
+traceback, no Rust panic text.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from prover.exceptions import ZkcareError
+
+F = TypeVar("F", bound=Callable[..., Any])
+_FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
+_DIR = click.Path(path_type=Path, file_okay=False, exists=True)
+
+
+class ZkcareClickError(click.ClickException):
+    """One clear line for the user instead of a traceback."""
+
+
+def one_line_errors(fn: F) -> F:
+    """Turn zkcare errors (and EZKL's panics, already wrapped) into one-line CLI errors."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZkcareError as exc:
+            raise ZkcareClickError(str(exc).splitlines()[0]) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group()
+def cli() -> None:
+    """zkcare: zero-knowledge proofs of ML inference that settle on-chain."""
+
+
+@cli.command()
+@click.option("--patient", default=0, show_default=True, help="Held-out patient index.")
+@click.option("--srs", "srs_file", type=_FILE, help="Ceremony SRS (default: dev SRS).")
+def demo(patient: int, srs_file: Path | None) -> None:
+    """Prove a held-out patient's diagnosis and verify it on a local anvil chain."""
+    from prover.demo import run_demo
+
+    try:
+        report = run_demo(patient, srs_file=srs_file, echo=_say)
+    except (ZkcareError, IndexError) as exc:
+        raise ZkcareClickError(str(exc)) from exc
+    click.echo(report.render())
+
+
+@cli.command()
+@click.option("--srs", "srs_file", type=_FILE, help="Ceremony SRS (default: dev SRS).")
+@one_line_errors
+def build(srs_file: Path | None) -> None:
+    """Build (or reuse) the built-in diagnostic model's bundle (same path as `model build`)."""
+    from prover.models.breast_cancer import build_diagnostic_bundle
+
+    bundle = build_diagnostic_bundle(srs_file=srs_file, progress=_say)
+    click.echo(str(bundle.path))
+
+
+@cli.command()
+def train() -> None:
+    """Retrain the diagnostic model (deterministic) and rewrite prover/models/breast_cancer/."""
+    from prover.models.breast_cancer import train_diagnostic_model
+    from prover.zk.hashing import sha256_file
+
+    trained = train_diagnostic_model()
+    click.echo(f"held-out accuracy {trained.accuracy:.4f}")
+    click.echo(f"{trained.onnx_path} sha256 {sha256_file(trained.onnx_path)}")
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+@cli.group()
+def model() -> None:
+    """Your own ONNX model: build a bundle, prove, verify, show its card."""
+
+
+@model.command("build")
+@click.argument("onnx", type=_FILE)
+@click.option("--calibration", required=True, type=_FILE, help="Raw records (CSV or JSON).")
+@click.option("--held-out", type=_FILE, help="Records checked for fidelity (default: calibration).")
+@click.option("--labels", type=_FILE, help="Labels of the held-out records.")
+@click.option("--name", help="Model name (default: the ONNX file's stem).")
+@click.option("--preprocess", type=_FILE, help="Preprocessing file (default: none).")
+@click.option("--srs", "srs_file", type=_FILE, help="Ceremony SRS (default: dev SRS).")
+@click.option("--out", "out_root", type=click.Path(path_type=Path, file_okay=False),
+              help="Where bundles go (default: artifacts/bundles).")
+@click.option("--task", type=click.Choice(["classifier", "regression"]),
+              help="Default: classifier for integer labels or several outputs.")
+@click.option("--tolerance", type=float, help="Regression: largest absolute error allowed.")
+@click.option("--ranges", "ranges_file", type=_FILE, help="JSON [[low, high], ...] per feature.")
+@click.option("--output-meaning", help="What the output means (recorded in the card).")
+@click.option("--logrows", type=click.IntRange(8, 26), help="Override the chosen logrows.")
+@click.option("--input-scale", type=click.IntRange(0, 20), help="Override the input scale.")
+@click.option("--param-scale", type=click.IntRange(0, 20), help="Override the parameter scale.")
+@click.option("--rebase", type=click.IntRange(1, 100), help="Override scale_rebase_multiplier.")
+@click.option("--decomp-legs", type=click.IntRange(1, 8), help="Override decomposition legs.")
+@click.option("--cols", type=click.IntRange(1, 16), help="Override num_inner_cols.")
+@click.option("--max-logrows", type=click.IntRange(8, 26), default=20, show_default=True)
+@one_line_errors
+def model_build(
+    onnx: Path,
+    calibration: Path,
+    held_out: Path | None,
+    labels: Path | None,
+    name: str | None,
+    preprocess: Path | None,
+    srs_file: Path | None,
+    out_root: Path | None,
+    task: str | None,
+    tolerance: float | None,
+    ranges_file: Path | None,
+    output_meaning: str | None,
+    logrows: int | None,
+    input_scale: int | None,
+    param_scale: int | None,
+    rebase: int | None,
+    decomp_legs: int | None,
+    cols: int | None,
+    max_logrows: int,
+) -> None:
+    """Turn MODEL.onnx into a salted, auto-tuned, checked bundle; prints its directory last."""
+    import json
+
+    from prover.models.build import BuildOptions, build_model
+    from prover.models.card import check_ranges
+    from prover.models.data import load_labels, load_rows
+    from prover.models.preprocess import Preprocessor
+    from prover.zk.salting import inspect_graph
+    from prover.zk.tuning import Choice
+
+    inputs, _ = inspect_graph(onnx)
+    width = (
+        Preprocessor.load(preprocess).width if preprocess else sum(i.size for i in inputs)
+    )
+    cal, header = load_rows(calibration, width)
+    held, _ = load_rows(held_out, width) if held_out else (cal, None)
+    lab = load_labels(labels, len(held)) if labels else None
+    ranges = None
+    if ranges_file:
+        try:
+            ranges = check_ranges(json.loads(ranges_file.read_text()), width, str(ranges_file))
+        except ValueError as exc:
+            raise ZkcareClickError(f"{ranges_file}: not JSON ({exc})") from exc
+    options = BuildOptions(
+        name=name,
+        task=task,  # type: ignore[arg-type]
+        tolerance=tolerance,
+        ranges=ranges,
+        output_meaning=output_meaning,
+        choice=Choice(input_scale, param_scale, rebase, decomp_legs, cols, logrows),
+        max_logrows=max_logrows,
+    )
+    bundle = build_model(
+        onnx,
+        cal,
+        held_out=None if held_out is None else held,
+        labels=lab,
+        preprocess=preprocess,
+        options=options,
+        feature_names=header,
+        held_out_source=str(held_out or calibration),
+        srs_file=srs_file,
+        out_root=out_root,
+        progress=_say,
+    )
+    card = bundle.card or {}
+    fid = card.get("fidelity", {})
+    _say(
+        f"logrows {bundle.logrows}, proving key {bundle.manifest['sizes']['pk_bytes']:,} B, "
+        f"{card.get('instance_layout', {}).get('count')} instances, fidelity "
+        f"{'passed' if fid.get('passed') else 'FAILED'} (flips {fid.get('flips')}, "
+        f"max error {fid.get('max_abs_error')})"
+    )
+    click.echo(str(bundle.path))
+
+
+def _open(bundle_dir: Path) -> Any:
+    from prover.models.build import LoadedModel
+    from prover.zk.circuit import load_bundle
+
+    return LoadedModel.open(load_bundle(bundle_dir))
+
+
+@model.command("prove")
+@click.argument("bundle_dir", metavar="BUNDLE", type=_DIR)
+@click.option("--input", "input_file", required=True, type=_FILE, help="One record (CSV/JSON).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--salt", help="Salt limbs, comma-separated (default: fresh random salt).")
+@one_line_errors
+def model_prove(bundle_dir: Path, input_file: Path, out: Path, salt: str | None) -> None:
+    """Prove the model on one record; writes EZKL's proof JSON (instances included)."""
+    import tempfile
+
+    from prover.exceptions import InvalidSalt
+    from prover.models.build import prove_record, read_record, write_proof
+
+    loaded = _open(bundle_dir)
+    record = read_record(input_file, loaded.card.width)
+    limbs = None
+    if salt is not None:
+        try:
+            limbs = [int(v) for v in salt.split(",")]
+        except ValueError as exc:
+            raise InvalidSalt("--salt must be comma-separated integers") from exc
+    with tempfile.TemporaryDirectory(prefix="zkcare-prove-") as tmp:
+        result = prove_record(loaded, record, Path(tmp), salt=limbs)
+        write_proof(result, out)
+    names = loaded.card.output.names
+    shown = ", ".join(f"{n}={v:g}" for n, v in zip(names, result.outputs, strict=True))
+    _say(f"commitment 0x{result.commitment:064x}; outputs {shown}")
+    click.echo(str(out))
+
+
+@model.command("verify")
+@click.argument("bundle_dir", metavar="BUNDLE", type=_DIR)
+@click.argument("proof_file", metavar="PROOF.json", type=_FILE)
+@one_line_errors
+def model_verify(bundle_dir: Path, proof_file: Path) -> None:
+    """Verify a proof against the bundle's verifying key; exit 0 only when valid."""
+    from prover.models.build import verify_proof
+    from prover.zk.circuit import load_bundle
+
+    if not verify_proof(load_bundle(bundle_dir), proof_file):
+        raise ZkcareClickError(f"{proof_file.name}: INVALID proof for this bundle")
+    click.echo("valid")
+
+
+@model.command("show")
+@click.argument("bundle_dir", metavar="BUNDLE", type=_DIR)
+@one_line_errors
+def model_show(bundle_dir: Path) -> None:
+    """Print the model card."""
+    from prover.models.build import card_text
+
+    click.echo(card_text(_open(bundle_dir).card))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli())

@@ -1,0 +1,540 @@
+"""The one path every model takes: ONNX + data -> salted, tuned, checked circuit bundle -> proofs.
+
+:func:`build_model` salts the graph (:mod:`prover.zk.salting`), searches the cheapest faithful
+settings (:mod:`prover.zk.tuning`), builds the bundle (:mod:`prover.zk.circuit`) and, before
+the bundle is renamed into place, proves one held-out record for real to read the instance
+layout, re-checks fidelity on all held-out data with the final circuit, and writes the model
+card into the manifest. :func:`prove_record` and :func:`verify_proof` are what
+``model prove`` / ``model verify`` and the relay's provers run. The built-in models
+(:mod:`prover.models.breast_cancer`) call exactly these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prover.exceptions import (
+    FidelityCheckFailed,
+    InputShapeError,
+    InvalidInput,
+    ProofError,
+    UnsupportedModel,
+)
+from prover.models.card import (
+    RANGE_MARGIN,
+    Fidelity,
+    InputSpec,
+    InstanceLayout,
+    ModelCard,
+    OutputSpec,
+    PreprocessingSpec,
+    ranges_from,
+)
+from prover.models.preprocess import Preprocessor
+from prover.paths import ARTIFACTS
+from prover.zk import proof as proofs
+from prover.zk import tuning
+from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
+from prover.zk.commitment import (
+    MAX_SALT_LIMB,
+    SALT_LIMB_BITS,
+    SALT_LIMBS,
+    check_salt,
+    commit,
+    new_salt,
+)
+from prover.zk.fields import fixed_to_float
+from prover.zk.hashing import sha256_file
+from prover.zk.salting import SaltedGraph, TensorInfo, inspect_graph, salt_graph
+from prover.zk.srs import ceremony_srs, dev_srs
+
+#: Calibration rows used to screen for overflow (beyond these, only the extremes are added).
+SCREEN_ROWS = 32
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``model build`` lets a user decide (``None``: chosen automatically)."""
+
+    name: str | None = None
+    task: tuning.Task | None = None
+    tolerance: float | None = None
+    ranges: list[tuple[float, float]] | None = None
+    output_meaning: str | None = None
+    output_names: list[str] | None = None
+    choice: tuning.Choice = tuning.Choice()
+    max_logrows: int = tuning.MAX_LOGROWS
+    param_visibility: str = "fixed"
+
+
+def model_name(onnx: Path, given: str | None) -> str:
+    """A bundle/contract-safe model name (``[a-z0-9_]``, starting with a letter)."""
+    raw = given if given is not None else onnx.stem
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")
+    if not name or not name[0].isalpha() or len(name) > 48:
+        raise InvalidInput(
+            f"model name {raw!r}: use 1-48 letters, digits or _ starting with a letter (--name)"
+        )
+    return name
+
+
+def _float_outputs(onnx: Path, info: TensorInfo, rows: np.ndarray) -> np.ndarray:
+    """The float model's outputs on model-space rows (one flat output row per record)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise UnsupportedModel(onnx, f"onnxruntime cannot load it ({_first(exc)})") from exc
+    out = []
+    for row in rows:
+        x = np.asarray(row, dtype=np.float32).reshape(info.shape)
+        try:
+            values = session.run(None, {info.name: x})
+        except Exception as exc:
+            raise UnsupportedModel(onnx, f"onnxruntime cannot run it ({_first(exc)})") from exc
+        out.append(np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values]))
+    return np.asarray(out)
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _example(row: Sequence[float], salt: Sequence[int] | None = None) -> list[list[float]]:
+    limbs = salt if salt is not None else [MAX_SALT_LIMB] * SALT_LIMBS
+    return [[float(v) for v in row] + [float(s) for s in limbs]]
+
+
+def _infer_task(labels: np.ndarray | None, outputs: int) -> tuning.Task:
+    if labels is not None:
+        integral = bool(np.all(np.equal(np.mod(labels, 1), 0)))
+        return "classifier" if integral else "regression"
+    return "classifier" if outputs > 1 else "regression"
+
+
+def _decisions(target: tuning.Target, outputs: np.ndarray) -> np.ndarray:
+    return np.array([target.decision(o) for o in outputs])
+
+
+def build_model(
+    onnx: Path,
+    calibration: np.ndarray,
+    *,
+    held_out: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    preprocess: Path | None = None,
+    options: BuildOptions = BuildOptions(),
+    feature_names: Sequence[str] | None = None,
+    held_out_source: str = "calibration data",
+    srs_file: Path | None = None,
+    out_root: Path | None = None,
+    export_verifier_to: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> Bundle:
+    """Turn a user's ONNX model into a checked circuit bundle with a model card.
+
+    Args:
+        onnx: the model (one float input, static shape; a symbolic batch dimension becomes 1).
+        calibration: raw records ``[n, width]`` (before preprocessing); they size the circuit
+            and, unless ``options.ranges`` is given, set the allowed ranges.
+        held_out: raw records the quantized model must match the float one on (default: the
+            calibration records).
+        labels: the held-out records' labels (classes or targets), for accuracy and the task.
+        preprocess: a preprocessing file (:mod:`prover.models.preprocess`); ``None``: identity.
+        options: name, task, tolerance, ranges, output meaning and the settings' overrides.
+    """
+    say = progress or (lambda _m: None)
+    name = model_name(onnx, options.name)
+    inputs, outputs = inspect_graph(onnx)
+    if len(inputs) != 1:
+        raise UnsupportedModel(
+            onnx,
+            f"the graph has {len(inputs)} inputs; zkcare binds one committed input per proof, "
+            "so export the model with its inputs merged into one tensor",
+        )
+    info = inputs[0]
+    pre = (
+        Preprocessor.load(preprocess)
+        if preprocess
+        else Preprocessor.identity(info.size, feature_names)
+    )
+    if pre.width != info.size:
+        raise InputShapeError(
+            str(preprocess),
+            f"preprocesses {pre.width} features; the model input {info.name} "
+            f"{list(info.shape)} takes {info.size}",
+        )
+    calibration = np.asarray(calibration, dtype=np.float64)
+    if calibration.ndim != 2 or calibration.shape[1] != info.size:
+        raise InputShapeError(
+            "calibration data",
+            f"records have {calibration.shape[-1]} values; the model takes "
+            f"{info.size} ({info.name} {list(info.shape)})",
+        )
+    held = calibration if held_out is None else np.asarray(held_out, dtype=np.float64)
+    if held.ndim != 2 or held.shape[1] != info.size:
+        raise InputShapeError(
+            "held-out data", f"records have {held.shape[-1]} values; the model takes {info.size}"
+        )
+    if labels is not None and len(labels) != len(held):
+        raise InputShapeError("labels", f"{len(labels)} labels for {len(held)} held-out records")
+    ranges = options.ranges or ranges_from(calibration)
+    ranges_source = (
+        "given" if options.ranges else f"calibration min/max ± {RANGE_MARGIN:.0%} of the span"
+    )
+    names = list(feature_names or pre.feature_names)
+    if len(names) != info.size:
+        names = [f"x{i}" for i in range(info.size)]
+
+    held_model = pre.apply(held)
+    say(f"{name}: float reference on {len(held)} held-out records")
+    reference = _float_outputs(onnx, info, held_model)
+    n_out = reference.shape[1]
+    task = options.task or _infer_task(labels, n_out)
+    tolerance = options.tolerance
+    if task == "regression" and tolerance is None:
+        span = float(np.ptp(reference)) if reference.size else 0.0
+        tolerance = round(max(0.01 * span, 1e-3), 6)
+    target = tuning.Target(task, tolerance or 0.0)
+
+    work = Path(
+        tempfile.mkdtemp(prefix=f"zkcare-{name}-", dir=ARTIFACTS if ARTIFACTS.is_dir() else None)
+    )
+    try:
+        salted = salt_graph(onnx, work / f"{name}.salted.onnx")
+        lows = np.array([r[0] for r in ranges])
+        highs = np.array([r[1] for r in ranges])
+        screen_raw = np.vstack([calibration[:SCREEN_ROWS], lows, highs])
+        screen = [_example(r) for r in pre.apply(screen_raw)]
+        held_examples = [_example(r) for r in held_model]
+        base = CircuitSpec(name=name, param_visibility=options.param_visibility)  # type: ignore[arg-type]
+
+        def srs_for(logrows: int) -> Path:
+            return (ceremony_srs(srs_file, logrows) if srs_file else dev_srs(logrows)).path
+
+        say(
+            f"{name}: searching circuit settings (salted input of {info.size} + {SALT_LIMBS} limbs)"
+        )
+        result = tuning.search(
+            salted.path,
+            base,
+            screen=screen,
+            held_out=held_examples,
+            reference=reference,
+            target=target,
+            workdir=work / "search",
+            srs_for=srs_for,
+            choice=options.choice,
+            max_logrows=options.max_logrows,
+            progress=say,
+        )
+        pre_file = work / "preprocess.json"
+        pre_file.write_text(pre.to_json())
+        key_extra = {
+            "source_onnx": sha256_file(onnx),
+            "preprocess": sha256_file(pre_file),
+            "held_out": _digest(held),
+            "labels": None if labels is None else _digest(np.asarray(labels)),
+            "options": repr(options),
+        }
+
+        def finish(bundle: Bundle) -> tuple[dict[str, Any], list[str]]:
+            shutil.copyfile(pre_file, bundle.path / "preprocess.json")
+            shutil.copyfile(onnx, bundle.path / "source.onnx")
+            card = _card(
+                bundle,
+                name,
+                salted,
+                pre,
+                names,
+                ranges,
+                ranges_source,
+                held_model,
+                reference,
+                labels,
+                target,
+                held_out_source,
+                options,
+                say,
+            )
+            return {"card": card.model_dump(mode="json"), "tuning": result.record()}, [
+                "preprocess.json",
+                "source.onnx",
+                "sample_proof.json",
+            ]
+
+        say(f"{name}: building the bundle")
+        return build_bundle(
+            salted.path,
+            result.spec,
+            [[v for ex in screen for v in ex[0]]],
+            srs_file=srs_file,
+            out_root=out_root,
+            export_verifier_to=export_verifier_to,
+            key_extra=key_extra,
+            finish=finish,
+            progress=say,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _digest(values: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def _card(
+    bundle: Bundle,
+    name: str,
+    salted: SaltedGraph,
+    pre: Preprocessor,
+    feature_names: list[str],
+    ranges: list[tuple[float, float]],
+    ranges_source: str,
+    held_model: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    target: tuning.Target,
+    held_out_source: str,
+    options: BuildOptions,
+    say: ProgressFn,
+) -> ModelCard:
+    """Prove one held-out record for real, re-check fidelity, and write the card."""
+    info, out = salted.inputs[0], salted.outputs
+    n_out = reference.shape[1]
+    say(f"{name}: sample proof and fidelity on {len(held_model)} held-out records")
+    salt = new_salt()
+    workdir = bundle.path / ".scratch"
+    workdir.mkdir()
+    try:
+        input_json = proofs.write_inputs(workdir / "input.json", _example(held_model[0], salt))
+        witness = proofs.gen_witness(bundle, input_json, workdir / "witness.json")
+        proof = proofs.prove(bundle, witness, bundle.path / "sample_proof.json")
+        if not proofs.verify(bundle, proof):
+            raise ProofError(f"model {name}: the sample proof does not verify")
+        expected = commit(held_model[0], salt, bundle.input_scale)
+        if expected not in proof.instances:
+            raise ProofError(f"model {name}: the proof does not expose the salted commitment")
+        count = len(proof.instances)
+        commitment_index = proof.instances.index(expected)
+        output_indexes = list(range(count - n_out, count))
+        if commitment_index in output_indexes or len(witness.outputs) != n_out:
+            raise ProofError(
+                f"model {name}: proof instances ({count}) do not hold 1 commitment + {n_out} outputs"
+            )
+        quantized = []
+        for i, row in enumerate(held_model):
+            path = proofs.write_inputs(workdir / f"h{i}.json", _example(row))
+            w = proofs.gen_witness(bundle, path, workdir / "h.json")
+            quantized.append([fixed_to_float(v, bundle.output_scale) for v in w.outputs])
+            path.unlink()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    q = np.asarray(quantized)
+    max_err = float(np.max(np.abs(q - reference))) if q.size else 0.0
+    flips = None
+    float_acc = quant_acc = None
+    if target.task == "classifier":
+        fd, qd = _decisions(target, reference), _decisions(target, q)
+        flips = int(np.sum(fd != qd))
+        if labels is not None:
+            lab = np.asarray(labels).astype(int)
+            float_acc = round(float(np.mean(fd == lab)), 6)
+            quant_acc = round(float(np.mean(qd == lab)), 6)
+        passed = flips == 0
+    else:
+        passed = max_err <= target.tolerance
+    out_shape = list(out[0].shape) if len(out) == 1 else [n_out]
+    names = options.output_names or [
+        f"{out[0].name}[{k}]" if n_out > 1 else out[0].name for k in range(n_out)
+    ]
+    if len(names) != n_out:
+        raise InvalidInput(f"--output-names gives {len(names)} names for {n_out} outputs")
+    meaning = options.output_meaning or (
+        "class scores; the decision is the arg-max class"
+        if target.task == "classifier" and n_out > 1
+        else "score; the decision is score >= 0"
+        if target.task == "classifier"
+        else "regression estimate"
+    )
+    return ModelCard(
+        name=name,
+        input=InputSpec(
+            name=info.name,
+            shape=list(info.shape),
+            feature_names=feature_names,
+            ranges=ranges,
+            ranges_source=ranges_source,
+        ),
+        preprocessing=PreprocessingSpec(
+            kind=pre.kind, version=pre.version, sha256=sha256_file(bundle.path / "preprocess.json")
+        ),
+        output=OutputSpec(name=out[0].name, shape=out_shape, names=names, meaning=meaning),
+        salt={
+            "limbs": SALT_LIMBS,
+            "bits_per_limb": SALT_LIMB_BITS,
+            "entropy_bits": SALT_LIMBS * SALT_LIMB_BITS,
+        },
+        instance_layout=InstanceLayout(
+            count=count,
+            commitment_index=commitment_index,
+            output_indexes=output_indexes,
+            output_scale=bundle.output_scale,
+            checked_against="sample_proof.json",
+        ),
+        fidelity=Fidelity(
+            task=target.task,
+            held_out=len(held_model),
+            held_out_source=held_out_source,
+            flips=flips,
+            max_abs_error=round(max_err, 6),
+            tolerance=target.tolerance if target.task == "regression" else None,
+            float_accuracy=float_acc,
+            quantized_accuracy=quant_acc,
+            passed=passed,
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------- proving
+
+
+@dataclass(frozen=True)
+class ModelProof:
+    """A proof of a model's outputs on one record. ``salt`` stays with the prover."""
+
+    proof: proofs.Proof
+    commitment: int
+    outputs: tuple[float, ...]
+    salt: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A bundle with its card and its own preprocessing (never another model's)."""
+
+    bundle: Bundle
+    card: ModelCard
+    preprocessor: Preprocessor
+
+    @classmethod
+    def open(cls, bundle: Bundle) -> LoadedModel:
+        """Read the card and the bundle's preprocessing file, checking its hash."""
+        card = ModelCard.of(bundle)
+        path = bundle.path / card.preprocessing.file
+        if not path.is_file() or sha256_file(path) != card.preprocessing.sha256:
+            raise FidelityCheckFailed(
+                bundle.path, f"its {card.preprocessing.file} is missing or altered", "a rebuild"
+            )
+        return cls(bundle, card, Preprocessor.load(path))
+
+
+def prove_record(
+    model: LoadedModel | Bundle,
+    record: Sequence[float],
+    workdir: Path,
+    *,
+    salt: Sequence[int] | None = None,
+) -> ModelProof:
+    """Validate ``record`` against the card, preprocess it, prove, check the commitment."""
+    loaded = model if isinstance(model, LoadedModel) else LoadedModel.open(model)
+    bundle, card = loaded.bundle, loaded.card
+    values = card.check_record(record)
+    z = loaded.preprocessor.transform(values)
+    s = check_salt(salt) if salt is not None else new_salt()
+    workdir.mkdir(parents=True, exist_ok=True)
+    tag = secrets.token_hex(6)
+    input_json = proofs.write_inputs(workdir / f"input-{tag}.json", _example(z, s))
+    try:
+        witness = proofs.gen_witness(bundle, input_json, workdir / f"witness-{tag}.json")
+    finally:
+        input_json.unlink(missing_ok=True)  # raw features do not outlive witness generation
+    try:
+        expected = commit(z, s, bundle.input_scale)
+        if witness.input_commitment != expected:
+            raise ProofError(
+                f"witness commitment {witness.input_commitment} != off-circuit {expected}"
+            )
+        proof = proofs.prove(bundle, witness, workdir / f"proof-{tag}.json")
+    finally:
+        witness.path.unlink(missing_ok=True)
+    layout = card.instance_layout
+    if len(proof.instances) != layout.count or proof.instances[layout.commitment_index] != expected:
+        raise ProofError(f"model {card.name}: the proof's instances do not match its card's layout")
+    outputs = tuple(
+        fixed_to_float(proof.instances[i], layout.output_scale) for i in layout.output_indexes
+    )
+    return ModelProof(proof, expected, outputs, s)
+
+
+def verify_proof(bundle: Bundle, proof_file: Path) -> bool:
+    """Verify an EZKL proof file against the bundle's verifying key (off-chain)."""
+    return proofs.verify(bundle, proofs.Proof.load(proof_file))
+
+
+def write_proof(result: ModelProof, out: Path) -> Path:
+    """Move the proof JSON (EZKL's format, instances included) to ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(result.proof.path, out)
+    return out
+
+
+def read_record(path: Path, width: int) -> list[float]:
+    """The single record in an input file."""
+    from prover.models.data import load_rows
+
+    rows, _ = load_rows(path, width)
+    if len(rows) != 1:
+        raise InputShapeError(str(path), f"holds {len(rows)} records; prove takes one")
+    return [float(v) for v in rows[0]]
+
+
+def card_text(card: ModelCard) -> str:
+    """``model show``: the card as JSON."""
+    return json.dumps(card.model_dump(mode="json"), indent=2)
+
+
+def check_bundle(bundle: Bundle) -> ModelCard:
+    """What ``model register`` insists on: a card whose fidelity check passed and whose layout
+    matches a real proof of this bundle (its sample proof, verified again here)."""
+    override = "--unsafe-skip-bundle-checks"
+    card = ModelCard.of(bundle)
+    if not card.fidelity.passed:
+        what = (
+            f"{card.fidelity.flips} decision flip(s)"
+            if card.fidelity.task == "classifier"
+            else f"max error {card.fidelity.max_abs_error} > tolerance {card.fidelity.tolerance}"
+        )
+        raise FidelityCheckFailed(bundle.path, f"its fidelity check failed ({what})", override)
+    sample = bundle.path / card.instance_layout.checked_against
+    if not sample.is_file():
+        raise FidelityCheckFailed(bundle.path, f"has no sample proof ({sample.name})", override)
+    proof = proofs.Proof.load(sample)
+    if len(proof.instances) != card.instance_layout.count:
+        raise FidelityCheckFailed(
+            bundle.path,
+            f"its layout says {card.instance_layout.count} instances but its proof has "
+            f"{len(proof.instances)}",
+            override,
+        )
+    if not proofs.verify(bundle, proof):
+        raise FidelityCheckFailed(
+            bundle.path, "its sample proof does not verify under its verifying key", override
+        )
+    return card

@@ -1,0 +1,193 @@
+"""The model card: what a bundle's model takes, gives and how faithfully it was quantized.
+
+It lives in the bundle manifest under ``card`` and is what the registrar, the relay and the
+CLI read: input shape and feature names, allowed ranges of the raw values, preprocessing,
+output shape and meaning, the public-instance layout (checked against a real proof at build
+time) and the fidelity report (float vs quantized on held-out data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from prover.exceptions import FidelityCheckFailed, InvalidInput, InvalidPatientRecord
+from prover.zk.circuit import Bundle
+
+#: How far beyond the calibration data a raw value may go, as a share of its span.
+RANGE_MARGIN = 0.25
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """The model's (single) input."""
+
+    name: str
+    shape: list[int]
+    feature_names: list[str]
+    #: Allowed raw values, one ``[low, high]`` per feature.
+    ranges: list[tuple[float, float]]
+    ranges_source: str
+
+
+class PreprocessingSpec(_Strict):
+    """The bundle's own preprocessing file (``preprocess.json``)."""
+
+    kind: str
+    version: str
+    sha256: str
+    file: str = "preprocess.json"
+
+
+class OutputSpec(_Strict):
+    """The model's output tensor."""
+
+    name: str
+    shape: list[int]
+    names: list[str]
+    meaning: str
+
+
+class InstanceLayout(_Strict):
+    """Where the commitment and the outputs sit among a proof's public instances."""
+
+    count: int
+    commitment_index: int
+    output_indexes: list[int]
+    output_scale: int
+    checked_against: str = Field(description="the real proof this layout was read from")
+
+    def registry_tuple(self) -> tuple[int, int, int, int, int]:
+        """``(instanceCount, inputIndex, outputIndex, outputCount, outputScale)``."""
+        return (
+            self.count,
+            self.commitment_index,
+            self.output_indexes[0],
+            len(self.output_indexes),
+            self.output_scale,
+        )
+
+
+class Fidelity(_Strict):
+    """Float vs quantized outputs on the held-out data."""
+
+    task: Literal["classifier", "regression"]
+    held_out: int
+    held_out_source: str
+    flips: int | None
+    max_abs_error: float
+    tolerance: float | None
+    float_accuracy: float | None = None
+    quantized_accuracy: float | None = None
+    passed: bool
+
+
+class ModelCard(_Strict):
+    """Everything a user of a bundle needs to know about its model."""
+
+    name: str
+    input: InputSpec
+    preprocessing: PreprocessingSpec
+    output: OutputSpec
+    salt: dict[str, int]
+    instance_layout: InstanceLayout
+    fidelity: Fidelity
+
+    @classmethod
+    def of(cls, bundle: Bundle) -> ModelCard:
+        """The bundle's card, or a one-line error saying it has none (or a broken one)."""
+        raw = bundle.manifest.get("card")
+        if raw is None:
+            raise FidelityCheckFailed(
+                bundle.path,
+                "has no model card (built before `model build`?)",
+                "`python -m prover model build` to rebuild it",
+            )
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise FidelityCheckFailed(
+                bundle.path, f"model card field {where}: {first['msg']}", "a rebuild"
+            ) from exc
+
+    @property
+    def width(self) -> int:
+        """Raw values per record."""
+        return len(self.input.ranges)
+
+    @property
+    def output_count(self) -> int:
+        """Number of output values."""
+        return len(self.instance_layout.output_indexes)
+
+    def check_record(self, record: Sequence[float]) -> list[float]:
+        """Validate a raw record against the card; messages name the feature, never a value."""
+        if isinstance(record, str | bytes) or not isinstance(record, Sequence):
+            raise InvalidPatientRecord(
+                f"model {self.name}: expected a list of {self.width} numbers"
+            )
+        if len(record) != self.width:
+            raise InvalidPatientRecord(
+                f"model {self.name} takes {self.width} features, got {len(record)}"
+            )
+        out: list[float] = []
+        for i, value in enumerate(record):
+            label = self.input.feature_names[i]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidPatientRecord(
+                    f"model {self.name}: features[{i}] ({label}) is not a number"
+                )
+            if not math.isfinite(value):
+                raise InvalidPatientRecord(
+                    f"model {self.name}: features[{i}] ({label}) is not a finite number"
+                )
+            low, high = self.input.ranges[i]
+            if not low <= value <= high:
+                sign = (
+                    "negative; the card allows" if value < 0 <= low else "outside the allowed range"
+                )
+                raise InvalidPatientRecord(
+                    f"model {self.name}: features[{i}] ({label}) is {sign} [{low:g}, {high:g}]"
+                )
+            out.append(float(value))
+        return out
+
+
+def ranges_from(rows: Any, margin: float = RANGE_MARGIN) -> list[tuple[float, float]]:
+    """Calibration min/max widened by ``margin`` of the span; never below 0 if never negative."""
+    import numpy as np
+
+    lo = np.min(rows, axis=0)
+    hi = np.max(rows, axis=0)
+    span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1.0))
+    out = []
+    for low, high, width in zip(lo, hi, span, strict=True):
+        a = float(low - margin * width)
+        b = float(high + margin * width)
+        if low >= 0:
+            a = max(0.0, a)
+        out.append((a, b))
+    return out
+
+
+def check_ranges(ranges: Any, width: int, source: str) -> list[tuple[float, float]]:
+    """Validate user-given ranges: ``[[low, high], ...]`` one per feature."""
+    if not isinstance(ranges, list) or len(ranges) != width:
+        raise InvalidInput(f"{source}: expected {width} [low, high] pairs")
+    out = []
+    for i, pair in enumerate(ranges):
+        ok = isinstance(pair, list | tuple) and len(pair) == 2
+        if not ok or not all(isinstance(v, int | float) and math.isfinite(v) for v in pair):
+            raise InvalidInput(f"{source}: range {i} is not a [low, high] pair of numbers")
+        if pair[0] > pair[1]:
+            raise InvalidInput(f"{source}: range {i} has low > high")
+        out.append((float(pair[0]), float(pair[1])))
+    return out
