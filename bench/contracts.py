@@ -84,8 +84,7 @@ def run() -> dict[str, Any]:
                 pool.poolId,
                 DIAG,
                 1,
-                AT_MOST,
-                10**9,
+                (AT_MOST, 0, 10**9),  # PayoutRule: AtMost on output 0
                 E18,
                 sender=owner,  # pays every diagnosis
             )

@@ -13,6 +13,12 @@ Each gets: build time, prove time (witness + proof per held-out record, median),
 bytes, verify gas (``verifyProof`` transaction on a local anvil) and fidelity on the held-out
 records (decision flips for a classifier, max absolute error for all). A baseline that fails
 is recorded with its error text; the run goes on.
+
+EZKL's calibration is first run on rows salted with limbs of 2**24 - 1 (so the circuit takes
+any salt). When that fails (EZKL's default input range check, 2 × 14-bit legs, cannot hold
+2**24 at its scales) the failure is recorded and it is calibrated again with zero limbs (same
+graph, same Poseidon width, same cost); ``salt_limb_bits_accepted`` then says how wide a limb
+that circuit still takes. Its build time includes the failed attempt, not dev SRS generation.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from prover.models.preprocess import Preprocessor
 from prover.zk import ezkl_api, tuning
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec
-from prover.zk.commitment import MAX_SALT_LIMB, SALT_LIMBS, new_salt
+from prover.zk.commitment import MAX_SALT_LIMB, SALT_LIMB_BITS, SALT_LIMBS, new_salt
 from prover.zk.fields import felt_from_hex, fixed_to_float
 from prover.zk.salting import inspect_graph, salt_graph
 from prover.zk.srs import dev_srs
@@ -113,13 +119,14 @@ def _fidelity(
     return out
 
 
-def _rows_without_commitment(salted: Path, spec: CircuitSpec, work: Path) -> int:
-    """Rows of the same circuit with a private (unhashed) input: the model's own rows."""
+def _without_commitment(salted: Path, spec: CircuitSpec, work: Path) -> tuple[int, int]:
+    """Rows and logrows of the same circuit with a private (unhashed) input: the model alone."""
     settings = work / "private-settings.json"
     ezkl_api.gen_settings(
         salted, settings, dataclasses.replace(spec, input_visibility="private").run_args()
     )
-    return int(json.loads(settings.read_text())["num_rows"])
+    data = json.loads(settings.read_text())
+    return int(data["num_rows"]), tuning.logrows_for(data)
 
 
 def measure_auto(
@@ -165,10 +172,12 @@ def measure_auto(
     chosen = m["tuning"]["chosen"]
     fid = m["card"]["fidelity"]
     spec = CircuitSpec(**{**m["spec"], "extra": m["spec"].get("extra") or {}})
+    model_rows, model_logrows = _without_commitment(bundle.model, spec, work)
     return {
         "logrows": m["logrows"],
         "rows": chosen["rows"],
-        "rows_without_commitment": _rows_without_commitment(bundle.model, spec, work),
+        "rows_without_commitment": model_rows,
+        "logrows_without_commitment": model_logrows,
         "settings": {
             k: chosen[k]
             for k in (
@@ -186,6 +195,25 @@ def measure_auto(
         "setup_s": m["timings_s"].get("setup (keys)"),
         "prove_s": round(statistics.median(times), 4),
         "prove_s_all": [round(t, 4) for t in times],
+        "tuning_prove_only_s": chosen["prove_s"],
+        "finalists": [
+            {
+                k: t[k]
+                for k in (
+                    "input_scale",
+                    "scale_rebase_multiplier",
+                    "decomp_legs",
+                    "num_inner_cols",
+                    "rows",
+                    "logrows",
+                    "pk_bytes",
+                    "prove_s",
+                    "chosen",
+                )
+            }
+            for t in m["tuning"]["trials"]
+            if t.get("pk_bytes") is not None
+        ],
         "pk_bytes": m["sizes"]["pk_bytes"],
         "vk_bytes": m["sizes"]["vk_bytes"],
         "proof_bytes": len(proof.proof),
@@ -247,7 +275,7 @@ def measure_ezkl(
                 raise
             salt_error = _error(exc)
             _say(f"{zm.name}: EZKL {calibrate} with max salt limbs failed: {salt_error}")
-    proof_salt = None if salt_error is None else (0,) * SALT_LIMBS
+    proof_salt = None if salt_error is None else (0.0,) * SALT_LIMBS
     t = stage("calibrate", t)
     s = json.loads(settings.read_text())
     run_args = s["run_args"]
@@ -266,15 +294,18 @@ def measure_ezkl(
     source = generate_verifier(d / "vk.key", settings, srs, d / "Verifier.sol", name, {})
     contract = compile_source(source, name)
     t = stage("verifier", t)
-    build_s = time.perf_counter() - start
+    build_s = time.perf_counter() - start - timings["srs"]  # the auto path's SRS was cached
     out_scale = int(s["model_output_scales"][0])
 
-    def witness(row: np.ndarray, salt: tuple[float, ...] | None, path: Path) -> proofs.Witness:
+    def witness(
+        row: np.ndarray, salt: tuple[float, ...] | None, path: Path | None
+    ) -> proofs.Witness:
         inp = proofs.write_inputs(d / "input.json", [_salted(row, salt)])
         data = ezkl_api.gen_witness(inp, compiled, path)
         outputs = tuple(felt_from_hex(h) for g in data["outputs"] for h in g)
-        return proofs.Witness(path, (), (), outputs)
+        return proofs.Witness(path or d / "no-witness", (), (), outputs)
 
+    accepted = SALT_LIMB_BITS if salt_error is None else _salt_bits_accepted(witness, held_model[0])
     times, proof = [], None
     for i in range(EZKL_PROVES):
         t0 = time.perf_counter()
@@ -296,6 +327,7 @@ def measure_ezkl(
     result = {
         "calibrated_with_salt_limbs": "2**24-1" if salt_error is None else "0 (fallback)",
         "max_salt_limbs_error": salt_error,
+        "salt_limb_bits_accepted": accepted,
         "logrows": logrows,
         "rows": int(s["num_rows"]),
         "settings": {
@@ -313,6 +345,7 @@ def measure_ezkl(
         },
         "output_scale": out_scale,
         "build_s": round(build_s, 2),
+        "build_s_excludes": "dev SRS generation (timings_s.srs)",
         "timings_s": timings,
         "setup_s": timings["setup"],
         "prove_s": round(statistics.median(times), 4),
@@ -326,6 +359,17 @@ def measure_ezkl(
     }
     shutil.rmtree(d, ignore_errors=True)  # proving keys can be large
     return result
+
+
+def _salt_bits_accepted(witness: Callable[..., proofs.Witness], row: np.ndarray) -> int:
+    """The widest salt limbs (bits) the circuit's input decomposition still holds."""
+    for bits in range(SALT_LIMB_BITS, 0, -1):
+        try:
+            witness(row, (float((1 << bits) - 1),) * SALT_LIMBS, None)
+            return bits
+        except EzklError:
+            continue
+    return 0
 
 
 def _ratio(a: Any, b: Any) -> float | None:
@@ -411,9 +455,10 @@ def run() -> dict[str, Any]:
         Anvil(code_size_limit=10**6) as node,  # EZKL's verifiers may exceed EIP-170
     ):
         for name in MODELS:
-            started = time.perf_counter()
+            started, load = time.perf_counter(), os.getloadavg()[0]
             results[name] = measure_model(name, zoo[name], node, Path(tmp) / name)
             results[name]["elapsed_s"] = round(time.perf_counter() - started, 1)
+            results[name]["load_avg_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return {"models": results}
 
 
@@ -441,6 +486,7 @@ def table(data: dict[str, Any]) -> str:
         ("verify gas (tx)", "verify_gas", "int"),
         ("logrows", "logrows", "int"),
         ("rows", "rows", "int"),
+        ("rows without commitment", "rows_without_commitment", "int"),
         ("held-out flips", "flips", "int"),
         ("held-out max |error|", "max_abs_error", "err"),
     ]
@@ -452,6 +498,10 @@ def table(data: dict[str, Any]) -> str:
         cols = [r["auto"], r["ezkl_resources"], r["ezkl_accuracy"]]
         head = f"{name:<24}{'zkcare auto':>14}{'EZKL resources':>16}{'EZKL accuracy':>16}"
         out.append(f"{head}{'auto/res':>10}")
+        out.append(
+            f"  ({r['calibration_records']} calibration / {r['held_out_records']} held-out "
+            f"records; load avg {r.get('load_avg_1min')})"
+        )
         for label, key, kind in rows:
             cells = ["failed" if "error" in c else _fmt(c.get(key), kind) for c in cols]
             ratio = r["ratios"].get(key)
@@ -460,6 +510,13 @@ def table(data: dict[str, Any]) -> str:
         for c, label in zip(cols, ("auto", "EZKL resources", "EZKL accuracy"), strict=True):
             if "error" in c:
                 out.append(f"  {label} failed: {c['error']}")
+            elif c.get("max_salt_limbs_error"):
+                why = c["max_salt_limbs_error"].rsplit(": ", 1)[-1]
+                out.append(
+                    f"  {label}: calibration with 24-bit salt limbs failed ({why}); measured "
+                    f"with zero limbs, its circuit takes limbs of <= "
+                    f"{c['salt_limb_bits_accepted']} bits"
+                )
         t = r["targets"]
         marks = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in t.items())
         out.append(f"  targets: {marks}")

@@ -99,10 +99,17 @@ def model() -> None:
 @click.option("--name", help="Model name (default: the ONNX file's stem).")
 @click.option("--preprocess", type=_FILE, help="Preprocessing file (default: none).")
 @click.option("--srs", "srs_file", type=_FILE, help="Ceremony SRS (default: dev SRS).")
-@click.option("--out", "out_root", type=click.Path(path_type=Path, file_okay=False),
-              help="Where bundles go (default: artifacts/bundles).")
-@click.option("--task", type=click.Choice(["classifier", "regression"]),
-              help="Default: classifier for integer labels or several outputs.")
+@click.option(
+    "--out",
+    "out_root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where bundles go (default: artifacts/bundles).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["classifier", "regression"]),
+    help="Default: classifier for integer labels or several outputs.",
+)
 @click.option("--tolerance", type=float, help="Regression: largest absolute error allowed.")
 @click.option("--ranges", "ranges_file", type=_FILE, help="JSON [[low, high], ...] per feature.")
 @click.option("--output-meaning", help="What the output means (recorded in the card).")
@@ -146,9 +153,7 @@ def model_build(
     from prover.zk.tuning import Choice
 
     inputs, _ = inspect_graph(onnx)
-    width = (
-        Preprocessor.load(preprocess).width if preprocess else sum(i.size for i in inputs)
-    )
+    width = Preprocessor.load(preprocess).width if preprocess else sum(i.size for i in inputs)
     cal, header = load_rows(calibration, width)
     held, _ = load_rows(held_out, width) if held_out else (cal, None)
     lab = load_labels(labels, len(held)) if labels else None

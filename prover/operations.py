@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from eth_utils import is_address, keccak, to_checksum_address
 
@@ -72,14 +72,39 @@ ERC20_ABI: list[dict[str, Any]] = [
 
 
 class Comparison(IntEnum):
-    """``ClaimSettlement.Comparison``: pay if the output is at least / at most the threshold."""
+    """``ClaimSettlement.Comparison``: pay if the rule's output is at least / at most the
+    threshold, or if it is the arg-max of all outputs (lowest index on ties)."""
 
     AT_LEAST = 0
     AT_MOST = 1
+    ARG_MAX_IS = 2
 
     @property
     def symbol(self) -> str:
-        return ">=" if self is Comparison.AT_LEAST else "<="
+        return {Comparison.AT_LEAST: ">=", Comparison.AT_MOST: "<="}.get(self, "is the arg-max")
+
+    @property
+    def contract_name(self) -> str:
+        """The Solidity enum member: ``AtLeast``, ``AtMost``, ``ArgMaxIs``."""
+        return {0: "AtLeast", 1: "AtMost", 2: "ArgMaxIs"}[int(self)]
+
+
+class PayoutRule(NamedTuple):
+    """``ClaimSettlement.PayoutRule`` (a tuple, so it is the call argument as is): which output
+    the rule reads, how, and the threshold in the model's fixed-point units (0 for ArgMaxIs)."""
+
+    comparison: Comparison
+    output: int
+    threshold: int
+
+    def describe(self, scale: int) -> str:
+        """``output 0 <= 0 (raw 0)`` / ``class 3 is the arg-max of the outputs``."""
+        if self.comparison is Comparison.ARG_MAX_IS:
+            return f"class {self.output} is the arg-max of the outputs"
+        return (
+            f"output {self.output} {self.comparison.symbol} "
+            f"{from_fixed(self.threshold, scale):g} (raw {self.threshold})"
+        )
 
 
 class ModelStatus(IntEnum):
@@ -211,24 +236,70 @@ def payout_rule(
     pay_if: str | None = None,
     comparison: Comparison | None = None,
     threshold: float | None = None,
-) -> tuple[Comparison, int]:
-    """A product's (comparison, raw threshold) from ``pay_if`` or an explicit rule.
+    *,
+    output: int | None = None,
+    pay_if_class: int | None = None,
+    output_count: int = 1,
+    model: str = "the model",
+) -> PayoutRule:
+    """A product's :class:`PayoutRule` from exactly one of three forms.
 
-    ``pay_if`` is for the diagnostic model, whose output is the logit of P(benign):
-    ``malignant`` pays when the logit is ``<= 0`` (the project's convention), ``benign`` when it
-    is ``> 0`` (``>=`` one fixed-point unit).
+    - ``pay_if`` is for the diagnostic model, whose output 0 is the logit of P(benign):
+      ``malignant`` pays when the logit is ``<= 0`` (the project's convention), ``benign`` when
+      it is ``> 0`` (``>=`` one fixed-point unit).
+    - ``pay_if_class`` K: ArgMaxIs on K, pays when output K is the largest (a classifier's
+      predicted class; the lowest index wins a tie).
+    - ``comparison`` (AtLeast/AtMost) and ``threshold`` (model units, converted with ``scale``)
+      on output ``output`` (default 0).
+
+    Output and class indices must be below ``output_count``, the version's number of outputs
+    (``model`` names it in the error).
     """
-    if pay_if is not None and (comparison is not None or threshold is not None):
-        raise InvalidArgument("use either --pay-if or --comparison/--threshold, not both", "pay_if")
+    forms = [
+        name
+        for name, given in (
+            ("--pay-if", pay_if is not None),
+            ("--pay-if-class", pay_if_class is not None),
+            (
+                "--comparison/--threshold/--output",
+                comparison is not None or threshold is not None or output is not None,
+            ),
+        )
+        if given
+    ]
+    if len(forms) > 1:
+        raise InvalidArgument(
+            f"use only one of --pay-if, --pay-if-class, --comparison/--threshold, "
+            f"not {' and '.join(forms)}",
+            "pay_if" if pay_if is not None else "pay_if_class",
+        )
+    outputs = f"{model} has {output_count} output{'s' if output_count != 1 else ''}"
+    outputs += f" (0..{output_count - 1})" if output_count > 1 else " (0)"
     if pay_if == "malignant":
-        return Comparison.AT_MOST, 0
+        return PayoutRule(Comparison.AT_MOST, 0, 0)
     if pay_if == "benign":
-        return Comparison.AT_LEAST, 1
+        return PayoutRule(Comparison.AT_LEAST, 0, 1)
     if pay_if is not None:
         raise InvalidArgument(f"pay-if must be 'malignant' or 'benign', got {pay_if!r}", "pay_if")
+    if pay_if_class is not None:
+        if not 0 <= pay_if_class < output_count:
+            raise InvalidArgument(
+                f"invalid payout rule ArgMaxIs(class {pay_if_class}): {outputs}", "pay_if_class"
+            )
+        return PayoutRule(Comparison.ARG_MAX_IS, pay_if_class, 0)
     if comparison is None or threshold is None:
-        raise InvalidArgument("give --pay-if, or both --comparison and --threshold", "pay_if")
-    return Comparison(comparison), to_fixed(threshold, scale, "threshold", "threshold")
+        raise InvalidArgument(
+            "give --pay-if, --pay-if-class, or both --comparison and --threshold", "pay_if"
+        )
+    cmp = Comparison(comparison)
+    if cmp is Comparison.ARG_MAX_IS:
+        raise InvalidArgument("for an arg-max rule give --pay-if-class, not --comparison", "pay_if")
+    index = 0 if output is None else output
+    if not 0 <= index < output_count:
+        raise InvalidArgument(
+            f"invalid payout rule {cmp.contract_name}(output {index}): {outputs}", "output"
+        )
+    return PayoutRule(cmp, index, to_fixed(threshold, scale, "threshold", "threshold"))
 
 
 def min_metric(min_accuracy: float, scale: int) -> int:
@@ -301,16 +372,19 @@ class ModelView:
     instance_count: int
     input_index: int
     output_index: int
+    output_count: int
     output_scale: int
     verifier_code_hash: bytes
     onnx_sha256: bytes
     vk_sha256: bytes
 
     def describe(self) -> str:
+        first, n = self.output_index, self.output_count
+        outputs = f"output {first}" if n == 1 else f"outputs {first}..{first + n - 1}"
         return (
             f"{self.name} v{self.version}: {self.status.name.lower()}, verifier {self.verifier}, "
             f"layout {self.instance_count} instances (input {self.input_index}, "
-            f"output {self.output_index}), output scale 2^-{self.output_scale}, "
+            f"{outputs}), output scale 2^-{self.output_scale}, "
             f"vk sha256 {self.vk_sha256.hex()[:16]}…"
         )
 
@@ -347,11 +421,16 @@ class ProductView:
     model: str
     version: int
     comparison: Comparison
+    output: int
     threshold_raw: int
     output_scale: int
     payout: int
     retired: bool
     asset: Asset
+
+    @property
+    def rule(self) -> PayoutRule:
+        return PayoutRule(self.comparison, self.output, self.threshold_raw)
 
     @property
     def threshold(self) -> float:
@@ -360,8 +439,8 @@ class ProductView:
     def describe(self) -> str:
         return (
             f"product {self.id}: pool {self.pool_id}, {self.model} v{self.version}, "
-            f"pays {self.asset.format(self.payout)} if output {self.comparison.symbol} "
-            f"{self.threshold:g} (raw {self.threshold_raw})" + (", retired" if self.retired else "")
+            f"pays {self.asset.format(self.payout)} if {self.rule.describe(self.output_scale)}"
+            + (", retired" if self.retired else "")
         )
 
 
@@ -484,6 +563,7 @@ class Deployment:
             int(m.instanceCount),
             int(m.inputIndex),
             int(m.outputIndex),
+            int(m.outputCount),
             int(m.outputScale),
             bytes(m.verifierCodeHash),
             bytes(m.onnxSha256),
@@ -591,8 +671,9 @@ class Deployment:
             int(p.poolId),
             self.model_name(mid),
             version,
-            Comparison(int(p.comparison)),
-            int(p.threshold),
+            Comparison(int(p.rule.comparison)),
+            int(p.rule.output),
+            int(p.rule.threshold),
             self.output_scale(mid, version),
             int(p.payout),
             bool(p.retired),
@@ -794,8 +875,10 @@ def register_model(
         raise InvalidArgument(f"version must be within [1, 2^32), got {version}", "version")
     bundle, name, key, layout = resolve_bundle(source, name, skip_checks=skip_checks)
     if skip_checks:
-        log("WARNING: bundle checks skipped (--unsafe-skip-bundle-checks): the layout and "
-            "fidelity of this bundle were NOT checked against a real proof")
+        log(
+            "WARNING: bundle checks skipped (--unsafe-skip-bundle-checks): the layout and "
+            "fidelity of this bundle were NOT checked against a real proof"
+        )
     current = d.model(name, version)
     vk = bytes.fromhex(bundle.manifest["sha256"]["vk"])
     if current.status is ModelStatus.ACTIVE and current.vk_sha256 != vk:
@@ -841,8 +924,10 @@ def _check_on_chain(d: Deployment, bundle: Any, name: str, version: int, log: An
             f"model {name} v{version}: the registry rejects the bundle's own sample proof "
             f"({describe_failure(exc)})"
         ) from exc
-    log(f"model {name} v{version}: sample proof ({len(proof.instances)} instances) verified "
-        "through the registry")
+    log(
+        f"model {name} v{version}: sample proof ({len(proof.instances)} instances) verified "
+        "through the registry"
+    )
 
 
 def revoke_model(d: Deployment, account: Any, name: str, version: int) -> ModelView:
@@ -918,8 +1003,11 @@ def create_product(
     pay_if: str | None = None,
     comparison: Comparison | None = None,
     threshold: float | None = None,
+    output: int | None = None,
+    pay_if_class: int | None = None,
 ) -> ProductView:
-    """Define a product on the account's pool: pay ``payout`` when the output meets the rule."""
+    """Define a product on the account's pool: pay ``payout`` when the outputs meet the rule
+    (see :func:`payout_rule`; indices are checked against the version's output count)."""
     pool = d.pool(pool_id)
     _require_insurer(pool, account)
     view = d.active_model(model, version, "model_name")
@@ -929,10 +1017,19 @@ def create_product(
             f"give --comparison/--threshold for {model}",
             "pay_if",
         )
-    cmp, fixed = payout_rule(view.output_scale, pay_if, comparison, threshold)
+    rule = payout_rule(
+        view.output_scale,
+        pay_if,
+        comparison,
+        threshold,
+        output=output,
+        pay_if_class=pay_if_class,
+        output_count=view.output_count,
+        model=f"{view.name} v{view.version}",
+    )
     raw = to_raw(payout, pool.asset.decimals, "payout", "payout")
     receipt = d.settlement.createProduct(
-        pool_id, view.model_id, view.version, int(cmp), fixed, raw, sender=account
+        pool_id, view.model_id, view.version, tuple(int(v) for v in rule), raw, sender=account
     )
     return d.product(int(_event(receipt, d.settlement, "ProductCreated").productId))
 

@@ -11,6 +11,7 @@ Addresses come from the connected chain's manifest (``deployments/<chain-id>.jso
     ape run manage pool fund 1 10 --network ... --account insurer
     ape run manage hospital trust 1 0xHospital --network ... --account insurer
     ape run manage product create 1 --pay-if malignant --payout 1 --network ... --account insurer
+    ape run manage product create 1 --model acme/cnn --pay-if-class 3 --payout 1 ...
     ape run manage policy issue 1 0xHolder --coverage 2 --days 365 --network ... --account insurer
     ape run manage bounty create --amount 5 --min-accuracy 0.875 --deadline-hours 72 ...
     ape run manage bounty reclaim 1 --network ... --account sponsor
@@ -249,17 +250,32 @@ def product() -> None:
     "--pay-if",
     "pay_if",
     type=click.Choice(["malignant", "benign"]),
-    help="Diagnostic model only: pay if the logit is <= 0 (malignant) or > 0 (benign).",
+    help="Diagnostic model only: pay if the logit (output 0) is <= 0 (malignant) or > 0 (benign).",
+)
+@click.option(
+    "--pay-if-class",
+    "pay_if_class",
+    type=click.IntRange(min=0),
+    metavar="K",
+    help="Pay if output K is the largest of the model's outputs (arg-max, lowest index on ties): "
+    "the classifier predicts class K.",
 )
 @click.option(
     "--comparison",
     type=click.Choice(["at-least", "at-most"]),
-    help="Pay if the output is at least / at most --threshold.",
+    help="Pay if output --output is at least / at most --threshold.",
 )
 @click.option(
     "--threshold",
     type=float,
     help="Output threshold in model units (e.g. a logit), converted with the model's scale.",
+)
+@click.option(
+    "--output",
+    "output",
+    type=click.IntRange(min=0),
+    metavar="K",
+    help="With --comparison: the model output the rule reads.  [default: 0]",
 )
 @click.option("--payout", type=AMOUNT, required=True, help="Payout per claim (asset units).")
 def product_create(
@@ -269,11 +285,15 @@ def product_create(
     model_name: str,
     version: int | None,
     pay_if: str | None,
+    pay_if_class: int | None,
     comparison: str | None,
     threshold: float | None,
+    output: int | None,
     payout: Decimal,
 ) -> None:
-    """Define a product on POOL_ID (insurer only)."""
+    """Define a product on POOL_ID (insurer only): give one rule, --pay-if, --pay-if-class, or
+    --comparison/--threshold [--output]. Output and class indices are checked against the model
+    version's number of outputs."""
     cmp = None
     if comparison is not None:
         cmp = ops.Comparison.AT_LEAST if comparison == "at-least" else ops.Comparison.AT_MOST
@@ -288,6 +308,8 @@ def product_create(
             pay_if=pay_if,
             comparison=cmp,
             threshold=threshold,
+            output=output,
+            pay_if_class=pay_if_class,
         )
     )
     cli_ctx.logger.success(f"created {view.describe()}")

@@ -11,6 +11,8 @@ card into the manifest. :func:`prove_record` and :func:`verify_proof` are what
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import secrets
@@ -53,6 +55,7 @@ from prover.zk.commitment import (
     commit,
     new_salt,
 )
+from prover.zk.ezkl_api import EZKL_VERSION
 from prover.zk.fields import fixed_to_float
 from prover.zk.hashing import sha256_file
 from prover.zk.salting import SaltedGraph, TensorInfo, inspect_graph, salt_graph
@@ -122,7 +125,8 @@ def _example(row: Sequence[float], salt: Sequence[int] | None = None) -> list[li
 def _infer_task(labels: np.ndarray | None, outputs: int) -> tuning.Task:
     if labels is not None:
         integral = bool(np.all(np.equal(np.mod(labels, 1), 0)))
-        return "classifier" if integral else "regression"
+        classes = bool(np.all((labels >= 0) & (labels < max(2, outputs))))
+        return "classifier" if integral and classes else "regression"
     return "classifier" if outputs > 1 else "regression"
 
 
@@ -226,22 +230,6 @@ def build_model(
         def srs_for(logrows: int) -> Path:
             return (ceremony_srs(srs_file, logrows) if srs_file else dev_srs(logrows)).path
 
-        say(
-            f"{name}: searching circuit settings (salted input of {info.size} + {SALT_LIMBS} limbs)"
-        )
-        result = tuning.search(
-            salted.path,
-            base,
-            screen=screen,
-            held_out=held_examples,
-            reference=reference,
-            target=target,
-            workdir=work / "search",
-            srs_for=srs_for,
-            choice=options.choice,
-            max_logrows=options.max_logrows,
-            progress=say,
-        )
         pre_file = work / "preprocess.json"
         pre_file.write_text(pre.to_json())
         key_extra = {
@@ -251,6 +239,48 @@ def build_model(
             "labels": None if labels is None else _digest(np.asarray(labels)),
             "options": repr(options),
         }
+        search_key = hashlib.sha256(
+            json.dumps(
+                {
+                    **key_extra,
+                    "salted": sha256_file(salted.path),
+                    "screen": _digest(np.asarray([ex[0] for ex in screen])),
+                    "target": repr(target),
+                    "srs": sha256_file(srs_file) if srs_file else "dev",
+                    "ezkl": EZKL_VERSION,
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:24]
+        cached = ARTIFACTS / "tuning" / f"{name}-{search_key}.json"
+        if cached.is_file():
+            say(f"{name}: circuit settings from the recorded search ({cached.name})")
+            saved = json.loads(cached.read_text())
+            spec = CircuitSpec(**saved["spec"])
+            record = saved["record"]
+        else:
+            say(
+                f"{name}: searching circuit settings "
+                f"(salted input of {info.size} + {SALT_LIMBS} limbs)"
+            )
+            result = tuning.search(
+                salted.path,
+                base,
+                screen=screen,
+                held_out=held_examples,
+                reference=reference,
+                target=target,
+                workdir=work / "search",
+                srs_for=srs_for,
+                choice=options.choice,
+                max_logrows=options.max_logrows,
+                progress=say,
+            )
+            spec, record = result.spec, result.record()
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".partial")
+            tmp.write_text(json.dumps({"spec": dataclasses.asdict(spec), "record": record}))
+            tmp.replace(cached)
 
         def finish(bundle: Bundle) -> tuple[dict[str, Any], list[str]]:
             shutil.copyfile(pre_file, bundle.path / "preprocess.json")
@@ -271,7 +301,7 @@ def build_model(
                 options,
                 say,
             )
-            return {"card": card.model_dump(mode="json"), "tuning": result.record()}, [
+            return {"card": card.model_dump(mode="json"), "tuning": record}, [
                 "preprocess.json",
                 "source.onnx",
                 "sample_proof.json",
@@ -280,7 +310,7 @@ def build_model(
         say(f"{name}: building the bundle")
         return build_bundle(
             salted.path,
-            result.spec,
+            spec,
             [[v for ex in screen for v in ex[0]]],
             srs_file=srs_file,
             out_root=out_root,
@@ -294,8 +324,6 @@ def build_model(
 
 
 def _digest(values: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
 
 
@@ -336,7 +364,8 @@ def _card(
         output_indexes = list(range(count - n_out, count))
         if commitment_index in output_indexes or len(witness.outputs) != n_out:
             raise ProofError(
-                f"model {name}: proof instances ({count}) do not hold 1 commitment + {n_out} outputs"
+                f"model {name}: proof instances ({count}) do not hold "
+                f"1 commitment + {n_out} outputs"
             )
         quantized = []
         for i, row in enumerate(held_model):

@@ -18,7 +18,7 @@ from prover.exceptions import FidelityCheckFailed, InvalidInput, InvalidPatientR
 from prover.zk.circuit import Bundle
 
 #: How far beyond the calibration data a raw value may go, as a share of its span.
-RANGE_MARGIN = 0.25
+RANGE_MARGIN = 0.5
 
 
 class _Strict(BaseModel):

@@ -28,7 +28,7 @@ EVENTS = frozenset({"ClaimPaid", "ClaimDenied"})
 
 def _strip(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k != "internalType"}
+        return {k: _strip(v) for k, v in sorted(value.items()) if k != "internalType"}
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value
@@ -111,6 +111,15 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
     {
         "inputs": [{"name": "payout", "type": "uint128"}],
         "name": "ClaimSettlementInvalidProduct",
+        "type": "error",
+    },
+    {
+        "inputs": [
+            {"name": "comparison", "type": "uint8"},
+            {"name": "output", "type": "uint16"},
+            {"name": "threshold", "type": "int128"},
+        ],
+        "name": "ClaimSettlementInvalidRule",
         "type": "error",
     },
     {
@@ -316,10 +325,17 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
                     {"name": "modelId", "type": "bytes32"},
                     {"name": "poolId", "type": "uint64"},
                     {"name": "version", "type": "uint32"},
-                    {"name": "comparison", "type": "uint8"},
                     {"name": "retired", "type": "bool"},
-                    {"name": "threshold", "type": "int128"},
                     {"name": "payout", "type": "uint128"},
+                    {
+                        "components": [
+                            {"name": "comparison", "type": "uint8"},
+                            {"name": "output", "type": "uint16"},
+                            {"name": "threshold", "type": "int128"},
+                        ],
+                        "name": "rule",
+                        "type": "tuple",
+                    },
                 ],
                 "name": "",
                 "type": "tuple",

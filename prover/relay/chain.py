@@ -144,15 +144,17 @@ class PolicyInfo:
 
 @dataclass(frozen=True)
 class ProductInfo:
-    """``ClaimSettlement.getProduct``."""
+    """``ClaimSettlement.getProduct``; ``comparison``, ``output`` and ``threshold`` are its
+    ``PayoutRule`` (``Comparison``: 0 AtLeast, 1 AtMost, 2 ArgMaxIs)."""
 
     model_id: bytes
     pool_id: int
     version: int
-    comparison: int
     retired: bool
-    threshold: int
     payout: int
+    comparison: int
+    output: int
+    threshold: int
 
 
 @dataclass(frozen=True)
@@ -311,15 +313,16 @@ class SettlementClient:
     def product(self, product_id: int) -> ProductInfo:
         """The product record."""
         raw = self.rpc.call(lambda w3: self._contract(w3).functions.getProduct(product_id).call())
-        model_id, pool_id, version, comparison, retired, threshold, payout = raw
+        model_id, pool_id, version, retired, payout, (comparison, output, threshold) = raw
         return ProductInfo(
             bytes(model_id),
             int(pool_id),
             int(version),
-            int(comparison),
             bool(retired),
-            int(threshold),
             int(payout),
+            int(comparison),
+            int(output),
+            int(threshold),
         )
 
     def simulate(self, sender: str, data: bytes, gas: int | None = None) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from prover.exceptions import EzklError, NoFittingSettings
+from prover.exceptions import EzklError, NoFittingSettings, UnsupportedModel
 from prover.zk import ezkl_api
 from prover.zk.circuit import CircuitSpec
 from prover.zk.fields import felt_from_hex, fixed_to_float
@@ -304,7 +305,15 @@ def search(
             try:
                 compiled = ev.prepare(trial, base, max_logrows)
             except EzklError as exc:
+                unsupported = re.search(r"Unimplemented\((\w+)\)", exc.detail)
+                if unsupported:
+                    raise UnsupportedModel(
+                        model,
+                        f"EZKL {ezkl_api.EZKL_VERSION} does not support the ONNX operator "
+                        f"{unsupported.group(1)}; replace it or export the model without it",
+                    ) from exc
                 trial.status, trial.reason = "error", exc.detail[:160]
+                dead.add(structure)
                 continue
             if compiled is None:
                 continue

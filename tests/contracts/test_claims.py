@@ -398,7 +398,9 @@ def test_pool_product_policy_events(settlement, insurer, patient, hospital, chai
     receipt = settlement.fundPool(pool_id, 3 * E18, value=3 * E18, sender=insurer)
     funded = events(receipt, settlement, "PoolFunded")[0]
     assert (funded.poolId, funded.funder, funded.amount) == (pool_id, insurer.address, 3 * E18)
-    receipt = settlement.createProduct(pool_id, DIAG_MODEL, 1, (AT_MOST, 0, -ONE), E18, sender=insurer)
+    receipt = settlement.createProduct(
+        pool_id, DIAG_MODEL, 1, (AT_MOST, 0, -ONE), E18, sender=insurer
+    )
     product = events(receipt, settlement, "ProductCreated")[0]
     assert (
         product.poolId,

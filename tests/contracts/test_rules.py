@@ -31,7 +31,14 @@ def cnn3(project, registry, chain, deployer):
     """Registers CNN3 v1 (a fresh MockVerifier) and returns its model id."""
     verifier = deployer.deploy(project.MockVerifier)
     registry.registerModel(
-        CNN3, 1, verifier, code_hash(chain, verifier), ONNX_SHA, VK_SHA, CNN3_LAYOUT, sender=deployer
+        CNN3,
+        1,
+        verifier,
+        code_hash(chain, verifier),
+        ONNX_SHA,
+        VK_SHA,
+        CNN3_LAYOUT,
+        sender=deployer,
     )
     assert registry.getModelVersion(CNN3, 1).outputCount == 3
     return CNN3
@@ -85,9 +92,7 @@ def test_at_least_reads_the_named_output(settlement, cnn3_policy, make_claim, re
     assert patient.balance == before + E18
 
 
-def test_at_least_denied_when_the_named_output_misses(
-    settlement, cnn3_policy, make_claim, relayer
-):
+def test_at_least_denied_when_the_named_output_misses(settlement, cnn3_policy, make_claim, relayer):
     """AtLeast 0.5 on output 2: denied when logit2 is one unit short, even if others are high."""
     policy_id = cnn3_policy(AT_LEAST, 2, ONE // 2)
     receipt = submit(settlement, make_claim, relayer, policy_id, [9 * ONE, 9 * ONE, ONE // 2 - 1])
@@ -198,7 +203,9 @@ def test_one_output_model_only_has_output_zero(settlement, make_pool, insurer):
     pool_id = make_pool()
     with reverts(settlement.ClaimSettlementInvalidRule, comparison=AT_LEAST, output=1, threshold=0):
         settlement.createProduct(pool_id, DIAG_MODEL, 1, (AT_LEAST, 1, 0), E18, sender=insurer)
-    receipt = settlement.createProduct(pool_id, DIAG_MODEL, 1, (ARG_MAX_IS, 0, 0), E18, sender=insurer)
+    receipt = settlement.createProduct(
+        pool_id, DIAG_MODEL, 1, (ARG_MAX_IS, 0, 0), E18, sender=insurer
+    )
     assert events(receipt, settlement, "ProductCreated")[0].comparison == ARG_MAX_IS
 
 

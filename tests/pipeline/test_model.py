@@ -64,3 +64,10 @@ def test_bad_records_get_specific_errors(diagnostic_bundle, dataset, record, mes
     card.check_record(good)
     with pytest.raises(InvalidPatientRecord, match=re.escape(message)):
         card.check_record(bad)
+
+
+def test_every_held_out_patient_fits_the_built_in_card(diagnostic_bundle, dataset) -> None:
+    card = ModelCard.of(diagnostic_bundle)
+    for record in dataset.x_test:
+        card.check_record([float(v) for v in record])
+    assert card.input.ranges_source.startswith("calibration min/max")

@@ -34,7 +34,9 @@ def _tampered(
 
 def test_proof_verifies_locally(diagnostic_bundle, diagnosis) -> None:
     assert proofs.verify(diagnostic_bundle, diagnosis.proof)
-    assert diagnosis.malignant and diagnosis.logit == pytest.approx(-16.65, abs=0.2)  # card: max error 0.199
+    assert diagnosis.malignant and diagnosis.logit == pytest.approx(
+        -16.65, abs=0.2
+    )  # card: max error 0.199
     assert len(diagnosis.proof.instances) == 2
 
 
@@ -82,7 +84,9 @@ def test_debug_logging_never_reaches_ezkls_witness_dumps(
 
 
 def test_bad_record_is_rejected_before_proving(diagnostic_bundle, tmp_path) -> None:
-    with pytest.raises(InvalidPatientRecord, match="model breast_cancer_lr takes 30 features, got 3"):
+    with pytest.raises(
+        InvalidPatientRecord, match="model breast_cancer_lr takes 30 features, got 3"
+    ):
         prove_diagnosis(diagnostic_bundle, [1.0, 2.0, 3.0], tmp_path)
     assert list(tmp_path.iterdir()) == []
 

@@ -2,9 +2,11 @@
 
 Each test module gets a fresh anvil (interval mining, 0.5 s blocks) with the real generated
 verifier, the model registry and a ClaimSettlement (ETH pool, product paying when the logit is
-<= 0, the test hospital trusted). In-process relays share one session-wide prover pool (two
-spawned workers: the :class:`ProverWorker` seam in use); the crash tests run the relay as a
-subprocess. A session-wide :class:`PrivacyLedger` collects every log, HTTP response, job store
+<= 0, the test hospital trusted); ``zoo_product`` registers the second model there too.
+In-process relays serve two models at once (the built-in diagnostic model and the test zoo's
+regression MLP, built through ``prover.models.build.build_model`` once per session) and share
+one session-wide prover pool (two spawned workers, each holding both models: the
+:class:`ProverWorker` seam in use); the crash tests run the relay as a subprocess. A session-wide :class:`PrivacyLedger` collects every log, HTTP response, job store
 and transaction, and ``test_privacy.py`` (ordered last) scans them.
 """
 
@@ -16,21 +18,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
+from toolkit.zoo import ZooModel, make_regression_mlp
 
 from prover.anvil import Anvil
+from prover.models.build import BuildOptions, build_model
+from prover.models.data import load_rows
 from prover.relay.api import create_app
-from prover.relay.devchain import DevChain, deploy_dev_chain
+from prover.relay.devchain import AT_LEAST, DevChain, DevModel, deploy_dev_chain
 from prover.relay.keys import RelayKeys
-from prover.relay.service import LoadedModel, Relay, resolve_models
+from prover.relay.service import Relay, ServedModel, resolve_models
 from prover.relay.settings import KeyConfig, ModelConfig, RelaySettings
-from prover.relay.worker import LocalProverPool
+from prover.relay.worker import LocalProverPool, ProverWorker
 from prover.zk.circuit import Bundle
 
-from .support import PrivacyLedger
+from .support import MODEL, ZOO_MODEL, ZOO_PAYS_AT_LEAST, PrivacyLedger
 
 BLOCK_TIME = 0.5
 
@@ -67,13 +73,46 @@ def relay_log(tmp_path_factory: pytest.TempPathFactory, ledger: PrivacyLedger) -
 
 
 @pytest.fixture(scope="session")
-def relay_models(diagnostic_bundle: Bundle) -> dict[tuple[str, int], LoadedModel]:
-    return resolve_models([ModelConfig(bundle=diagnostic_bundle.path)])
+def regression_zoo(tmp_path_factory: pytest.TempPathFactory) -> ZooModel:
+    """The zoo's regression MLP and its data files (standardized features: negatives)."""
+    return make_regression_mlp(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def regression_bundle(regression_zoo: ZooModel, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The regression MLP through the public model path (``model build``), in a tmp dir."""
+    zoo = regression_zoo
+    calibration, _ = load_rows(zoo.calibration, 10)
+    return build_model(
+        zoo.onnx,
+        np.asarray(calibration),
+        held_out=zoo.held_out_rows,
+        labels=zoo.held_out_labels,
+        options=BuildOptions(name=ZOO_MODEL, task="regression"),
+        out_root=tmp_path_factory.mktemp("zoo-bundles"),
+        export_verifier_to=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def relay_models(
+    diagnostic_bundle: Bundle, regression_bundle: Bundle, ledger: PrivacyLedger
+) -> dict[tuple[str, int], ServedModel]:
+    """Two models served at once, each with its own bundle and preprocessing."""
+    models = resolve_models(
+        [
+            ModelConfig(name=MODEL, bundle=diagnostic_bundle.path),
+            ModelConfig(name=ZOO_MODEL, bundle=regression_bundle.path),
+        ]
+    )
+    for (name, _), model in models.items():
+        ledger.add_model(name, model.loaded)
+    return models
 
 
 @pytest.fixture(scope="session")
 def prover_pool(
-    relay_models: dict[tuple[str, int], LoadedModel], tmp_path_factory: pytest.TempPathFactory
+    relay_models: dict[tuple[str, int], ServedModel], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalProverPool]:
     pool = LocalProverPool(
         {m.ref.key: m.ref for m in relay_models.values()},
@@ -118,6 +157,15 @@ def dev_chain(
     ledger.collect_chain(chain.w3, f"chain of {request.module.__name__}")
 
 
+@pytest.fixture(scope="module")
+def zoo_product(dev_chain: DevChain, regression_bundle: Bundle) -> DevModel:
+    """The regression MLP registered on this module's chain, with a product on its output."""
+    threshold = round(ZOO_PAYS_AT_LEAST * (1 << regression_bundle.output_scale))
+    return dev_chain.add_model(
+        regression_bundle, ZOO_MODEL, comparison=AT_LEAST, output=0, threshold=threshold
+    )
+
+
 class RecordingClient(TestClient):
     """A TestClient whose every response goes to the privacy ledger."""
 
@@ -140,17 +188,27 @@ def make_relay(
     dev_chain: DevChain,
     hospital: LocalAccount,
     nullifier_secret: str,
-    relay_models: dict[tuple[str, int], LoadedModel],
+    relay_models: dict[tuple[str, int], ServedModel],
     prover_pool: LocalProverPool,
     relay_log: Path,
     ledger: PrivacyLedger,
     tmp_path: Path,
 ) -> Iterator[MakeRelay]:
-    """Build and start an in-process relay with a fresh, funded submitter key."""
+    """Build and start an in-process relay with a fresh, funded submitter key.
+
+    ``models=`` replaces the session's two models; the relay then runs its own prover pool
+    (``workers`` processes), unless ``worker=`` is given too.
+    """
     relays: list[Relay] = []
 
     def make(
-        *, process: bool = True, fund: int = 10**19, rpc_urls: list[str] | None = None, **kw: Any
+        *,
+        process: bool = True,
+        fund: int = 10**19,
+        rpc_urls: list[str] | None = None,
+        models: dict[tuple[str, int], ServedModel] | None = None,
+        worker: ProverWorker | None = None,
+        **kw: Any,
     ) -> Relay:
         submitter: LocalAccount = Account.create()
         ledger.add_secret("submitter key", submitter.key.hex())
@@ -175,8 +233,8 @@ def make_relay(
         relay = Relay(
             settings,
             keys=RelayKeys(hospital, submitter),
-            worker=prover_pool,
-            models=relay_models,
+            worker=worker if models is not None else prover_pool,
+            models=models or relay_models,
         )
         relay.start(process=process)
         relays.append(relay)

@@ -25,12 +25,24 @@ import requests
 import uvicorn
 
 from prover.anvil import free_port
-from prover.models.breast_cancer import DIAGNOSTIC_MODEL, Preprocessor, float_logits, load_dataset
+from prover.models.breast_cancer import (
+    DIAGNOSTIC_MODEL,
+    float_logits,
+    load_dataset,
+    load_preprocessor,
+)
+from prover.models.build import LoadedModel
+from prover.models.card import ranges_from
+from prover.models.preprocess import Preprocessor
 from prover.relay.api import create_app
 from prover.zk.fields import BN254_R
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "breast_cancer_lr"
+#: The test zoo's regression MLP (10 standardized features, negatives allowed; 1 output).
+ZOO_MODEL = "diabetes_mlp"
+#: Its dev-chain product pays when the predicted progression is at least this (about the median).
+ZOO_PAYS_AT_LEAST = 140.0
 
 
 # ------------------------------------------------------------------------------- records
@@ -43,31 +55,80 @@ class Record:
     index: int
     features: list[float]
     salt: list[int] | None
-    logit: float  # float model on the standardized record
+    logit: float  # the float model's (first) output on the preprocessed record
+    model: str = MODEL
 
     @property
     def pays(self) -> bool:
-        """The product pays when the logit is <= 0 (malignant)."""
+        """The diagnostic product pays when the logit is <= 0 (malignant)."""
         return self.logit <= 0
 
 
+def _salt(rng: random.Random, i: int, every: int) -> list[int] | None:
+    if every and i % every == 0:
+        return [rng.randrange(1 << 23, 1 << 24) for _ in range(6)]
+    return None
+
+
+def _in_ranges(row: Any, ranges: list[tuple[float, float]]) -> bool:
+    return all(lo <= float(v) <= hi for v, (lo, hi) in zip(row, ranges, strict=True))
+
+
 def make_records(n: int, seed: int, *, client_salt_every: int = 2) -> list[Record]:
-    """``n`` held-out patients (cycling), each value scaled by 1 + ~1e-9 noise."""
+    """``n`` held-out patients (cycling), each value scaled by 1 + ~1e-9 noise.
+
+    Patients outside the built-in card's ranges (calibration min/max widened by a quarter of
+    the span; one of the 114) are skipped: the relay refuses them with a 422.
+    """
     rng = random.Random(seed)
     ds = load_dataset()
-    pre = Preprocessor.load()
+    pre = load_preprocessor()
+    ranges = ranges_from(ds.x_train)
+    usable = [i for i, row in enumerate(ds.x_test) if _in_ranges(row, ranges)]
     out = []
     for i in range(n):
-        idx = (seed * 7 + i) % len(ds.x_test)
+        idx = usable[(seed * 7 + i) % len(usable)]
         feats = [float(v) * (1 + rng.uniform(1e-9, 9e-9)) if v else 0.0 for v in ds.x_test[idx]]
         z = np.array([pre.transform(feats)])
         logit = float(float_logits(DIAGNOSTIC_MODEL, z)[0])
-        salt = (
-            [rng.randrange(1 << 23, 1 << 24) for _ in range(6)]
-            if client_salt_every and i % client_salt_every == 0
-            else None
-        )
-        out.append(Record(idx, feats, salt, logit))
+        out.append(Record(idx, feats, _salt(rng, i, client_salt_every), logit))
+    return out
+
+
+def float_outputs(model: LoadedModel, features: list[float]) -> list[float]:
+    """The float model's outputs (the bundle's ``source.onnx``) on a raw record."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(
+        str(model.bundle.path / "source.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
+    card = model.card
+    x = np.asarray(model.preprocessor.transform(features), dtype=np.float32)
+    values = session.run(None, {card.input.name: x.reshape(card.input.shape)})
+    return [float(v) for out in values for v in np.ravel(out)]
+
+
+def make_model_records(
+    name: str,
+    model: LoadedModel,
+    rows: np.ndarray,
+    n: int,
+    seed: int,
+    *,
+    client_salt_every: int = 2,
+) -> list[Record]:
+    """``n`` records of any model (its held-out ``rows``, cycling, within the card's ranges),
+    perturbed like :func:`make_records`; ``logit`` is the float model's first output."""
+    rng = random.Random(seed)
+    usable = [i for i, row in enumerate(rows) if _in_ranges(row, model.card.input.ranges)]
+    out = []
+    for i in range(n):
+        idx = usable[(seed * 7 + i) % len(usable)]
+        feats = [float(v) * (1 + rng.uniform(1e-9, 9e-9)) if v else 0.0 for v in rows[idx]]
+        first = float_outputs(model, feats)[0]
+        out.append(Record(idx, feats, _salt(rng, i, client_salt_every), first, name))
     return out
 
 
@@ -76,7 +137,7 @@ def job_body(record: Record, policy_id: int, key: str, **extra: Any) -> dict[str
     body: dict[str, Any] = {
         "idempotency_key": key,
         "policy_id": policy_id,
-        "model": MODEL,
+        "model": record.model,
         "model_version": 1,
         "record_id": f"MRN-{key}",
         "features": record.features,
@@ -323,22 +384,25 @@ class Needles:
     blobs: set[bytes]
 
 
-def record_needles(record: Record, pre: Preprocessor, input_scale: int = 7) -> Needles:
-    """Text (decimal float64/float32 of raw and standardized values, salt limbs) and binary
-    (IEEE-754 either endianness, EZKL's quantized felts) encodings of one record."""
+def record_needles(record: Record, pre: Preprocessor, input_scale: int) -> Needles:
+    """Text (decimal float64/float32 of raw and preprocessed values, salt limbs) and binary
+    (IEEE-754 either endianness, EZKL's quantized felts at the bundle's input scale) encodings of
+    one record, preprocessed with its model's own preprocessing."""
     texts: set[str] = set()
     blobs: set[bytes] = set()
-    for value, mean, scale in zip(record.features, pre.mean, pre.scale, strict=True):
+    for value, z in zip(record.features, pre.transform(record.features), strict=True):
         if value == 0.0:
             continue  # zero is not identifying (and appears everywhere)
-        z = (value - mean) / scale
         for number in (value, z):
             texts.add(repr(number))
             texts.add(repr(float(np.float32(number))))
             for fmt in ("<d", ">d"):
                 blobs.add(struct.pack(fmt, number))
         q = round(z * (1 << input_scale))
-        if q < 0:  # small positive felts are mostly zero bytes: not identifying
+        # Small positive felts are mostly zero bytes, and r - 1 ... r - 15 are constants (the
+        # generated verifiers' bytecode holds r - 1): neither is identifying. At the input
+        # scales the tuner picks (2^4 for both models here) q <= -16 is a value below -1.
+        if q <= -16:
             blobs.update(_felt_bytes(q))
     for limb in record.salt or []:
         # As text only. As a field element a limb is < 2^31: 28 zero bytes and 4 others, like a
@@ -397,11 +461,18 @@ class PrivacyLedger:
     """Everything a test run produced that could leak: logs, responses, stores, chain data."""
 
     records: list[Record] = field(default_factory=list)
+    #: model name -> (its bundle's own preprocessing, its bundle's input scale)
+    models: dict[str, tuple[Preprocessor, int]] = field(default_factory=dict)
     texts: list[tuple[str, str]] = field(default_factory=list)
     paths: list[tuple[str, Path]] = field(default_factory=list)
     blobs: list[tuple[str, bytes]] = field(default_factory=list)
     secrets: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_model(self, name: str, model: LoadedModel) -> None:
+        """How ``name``'s records are encoded (its bundle's preprocessing and input scale)."""
+        with self.lock:
+            self.models[name] = (model.preprocessor, model.bundle.input_scale)
 
     def add_records(self, records: Iterable[Record]) -> None:
         with self.lock:
@@ -455,12 +526,12 @@ class PrivacyLedger:
                 text = raw.decode("latin-1")
                 yield f"{where}: {file.name}", text, raw + b"\xff" * 8 + _hex_decoded(text)
 
-    def scan(self, pre: Preprocessor) -> list[str]:
+    def scan(self) -> list[str]:
         """Findings: ``where: what`` for every needle found anywhere."""
         text_needles: dict[str, str] = {}
         blob_needles: dict[bytes, str] = {}
         for record in self.records:
-            needles = record_needles(record, pre)
+            needles = record_needles(record, *self.models[record.model])
             text_needles.update(dict.fromkeys(needles.texts, needles.label))
             blob_needles.update(dict.fromkeys(needles.blobs, needles.label))
         index = BlobIndex(blob_needles) if blob_needles else None

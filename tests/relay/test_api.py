@@ -87,13 +87,19 @@ BAD_INPUT = [
         "29-features",
         lambda p: _raw(_body(p, features=RECORD.features[:29])),
         422,
-        "features: List should have at least 30 items after validation, not 29",
+        "invalid patient record: model breast_cancer_lr takes 30 features, got 29",
     ),
     (
         "31-features",
         lambda p: _raw(_body(p, features=[*RECORD.features, 1.0])),
         422,
-        "features: List should have at most 30 items after validation, not 31",
+        "invalid patient record: model breast_cancer_lr takes 30 features, got 31",
+    ),
+    (
+        "no-features",
+        lambda p: _raw(_body(p, features=[])),
+        422,
+        "features: List should have at least 1 item after validation, not 0",
     ),
     (
         "nan",
@@ -123,13 +129,13 @@ BAD_INPUT = [
         "negative",
         lambda p: _raw(_body(p, features=_features(0, -1.5))),
         422,
-        "features[0]: Input should be greater than or equal to 0",
+        "model breast_cancer_lr: features[0] (mean radius) is negative; the card allows [",
     ),
     (
         "out-of-range",
         lambda p: _raw(_body(p, features=_features(3, 1e9))),
         422,
-        "features[3] (mean area) is out of range: more than 64 standard deviations",
+        "model breast_cancer_lr: features[3] (mean area) is outside the allowed range [0, ",
     ),
     (
         "string-feature",
@@ -355,11 +361,13 @@ def test_openapi_schema_and_docs_are_served(client):
     schema = client.get("/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/healthz", "/metrics"} <= set(schema["paths"])
     request = schema["components"]["schemas"]["JobRequest"]
-    assert request["properties"]["features"]["minItems"] == 30
+    features = request["properties"]["features"]
+    assert (features["minItems"], features["maxItems"]) == (1, 65_536)  # the card decides
     assert request["additionalProperties"] is False
     assert {"409", "413", "422", "429"} <= set(schema["paths"]["/v1/jobs"]["post"]["responses"])
     status = schema["components"]["schemas"]["JobStatus"]["properties"]
     assert "features" not in status and "salt" not in status
+    assert "outputs" in status
     assert client.get("/docs").status_code == 200
 
 

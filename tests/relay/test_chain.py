@@ -41,3 +41,23 @@ def test_claim_calldata_matches_web3s_abi_encoding() -> None:
     )
     expected = bytes.fromhex(reference.encode_abi("submitClaim", [claim])[2:])
     assert client.encode_submit(claim) == expected
+
+
+def test_product_record_decodes_the_payout_rule(node, dev_chain) -> None:
+    """``getProduct`` returns the rule as a nested tuple; ProductInfo flattens it."""
+    from prover.relay.chain import ProductInfo
+    from prover.relay.devchain import AT_LEAST
+
+    client = SettlementClient(RpcPool([node.url]), dev_chain.settlement.address)
+    product_id = dev_chain.create_product(dev_chain.model_version, AT_LEAST, -5, 10**15)
+    assert client.product(product_id) == ProductInfo(
+        model_id=dev_chain.model_id,
+        pool_id=dev_chain.pool_id,
+        version=dev_chain.model_version,
+        retired=False,
+        payout=10**15,
+        comparison=AT_LEAST,
+        output=0,
+        threshold=-5,
+    )
+    assert client.product(dev_chain.product_id).comparison == 1  # the dev chain's AtMost product

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
@@ -10,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from prover.exceptions import CircuitError
-from prover.models.breast_cancer import prove_diagnosis
+from prover.models.build import LoadedModel, prove_record
 from prover.relay.worker import PINNED_FILES, LocalProverPool, ModelRef, ProveTask, pin_bundle
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, load_bundle
 from prover.zk.commitment import new_salt
 
-from .support import make_records
+from .support import MODEL, make_records
 
 
 @pytest.fixture
@@ -50,9 +51,10 @@ def test_pinned_bundle_proves_with_the_bytes_read_at_start(
         target.write_bytes(b"\0" * target.stat().st_size)
     [record] = make_records(1, seed=401)
     ledger.add_records([record])
-    result = prove_diagnosis(pinned, record.features, tmp_path / "work", salt=new_salt())
+    model = dataclasses.replace(LoadedModel.open(bundle_copy), bundle=pinned)  # as init_worker
+    result = prove_record(model, record.features, tmp_path / "work", salt=new_salt())
     assert proofs.verify(diagnostic_bundle, result.proof)
-    assert (result.logit <= 0) == record.pays
+    assert (result.outputs[0] <= 0) == record.pays
 
 
 def test_pinning_refuses_a_proving_key_that_does_not_match_the_manifest(
@@ -65,7 +67,7 @@ def test_pinning_refuses_a_proving_key_that_does_not_match_the_manifest(
 
 
 def test_pool_capacity_counts_one_queued_task_behind_each_running_one(tmp_path: Path) -> None:
-    ref = ModelRef("m", str(tmp_path), str(tmp_path))
+    ref = ModelRef("m", str(tmp_path))
     default = LocalProverPool({"m": ref}, workers=3, work_root=tmp_path / "a")
     none = LocalProverPool({"m": ref}, workers=3, work_root=tmp_path / "b", prefetch=0)
     try:
@@ -79,7 +81,7 @@ def test_pool_capacity_counts_one_queued_task_behind_each_running_one(tmp_path: 
 def test_a_full_pool_runs_one_proof_per_process_at_a_time(
     prover_pool: LocalProverPool, relay_models, ledger
 ) -> None:
-    [model] = relay_models.values()
+    model = relay_models[(MODEL, 1)]
     records = make_records(prover_pool.capacity, seed=402)
     ledger.add_records(records)
     futures = [

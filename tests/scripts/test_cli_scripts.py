@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -281,6 +282,24 @@ def upgraded(bounty_flow, run, w3, c, out_dir, acct) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def rule_products(upgraded, run, c) -> dict[str, Any]:
+    """TEST::1 adds two products on v2 with the rule options: --output and --pay-if-class."""
+    out: dict[str, Any] = {}
+    for key, rule in {
+        "output": ("--comparison", "at-most", "--threshold", "-1", "--output", "0"),
+        "class": ("--pay-if-class", "0"),
+    }.items():
+        text = ok(
+            run("manage", "product", "create", "1", *rule, "--payout", "0.1", account="TEST::1")
+        )
+        match = re.search(r"created product (\d+): ", text)
+        assert match, text
+        product_id = int(match.group(1))
+        out[key] = {"text": text, "record": c.settlement.functions.getProduct(product_id).call()}
+    return out
+
+
+@pytest.fixture(scope="module")
 def paused_issue(upgraded, run, c, acct) -> Proc:
     """A revert the pre-checks do not cover: issuing a policy while the settlement is paused."""
     c.settlement.functions.pause().transact({"from": acct[0]})
@@ -311,9 +330,10 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
         assert m["modelId"] == Web3.keccak(text=name).to_0x_hex()
         version = c.registry.functions.getModelVersion(m["modelId"], m["version"]).call()
         assert version[0] == m["verifier"] and version[1] == 1  # verifier, Active
-        assert list(version[2:6]) == m["layout"]
-    assert deployed["models"][DIAG]["layout"] == [2, 0, 1, 14]
-    assert deployed["models"][EVAL]["layout"] == [4, 0, 3, 3]
+        assert list(version[2:7]) == m["layout"]
+    # (instanceCount, inputIndex, outputIndex, outputCount, outputScale): one output each.
+    assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
+    assert deployed["models"][EVAL]["layout"] == [4, 0, 3, 1, 3]
 
 
 def test_second_deploy_changes_nothing(deployed, run, w3, out_dir, acct) -> None:
@@ -329,7 +349,12 @@ def test_second_deploy_changes_nothing(deployed, run, w3, out_dir, acct) -> None
 # ------------------------------------------------------------------------------------------ manage
 
 
-def test_insurer_commands(insured, w3, c) -> None:
+def diag_scale(deployed: dict[str, Any]) -> int:
+    """The diagnostic model's output scale (fractional bits), as registered."""
+    return int(deployed["models"][DIAG]["layout"][-1])
+
+
+def test_insurer_commands(insured, deployed, w3, c) -> None:
     s = c.settlement.functions
     insurer, holder = insured["insurer"], insured["holder"]
     # Pool: (insurer, asset, balance, reserved) right after the insurer's commands
@@ -339,9 +364,10 @@ def test_insurer_commands(insured, w3, c) -> None:
     assert s.isHospitalTrusted(1, insured["hospital"]).call() is True
     assert s.isHospitalTrusted(1, w3.eth.accounts[9]).call() is False
     diag = Web3.keccak(text=DIAG)
-    # Product: (modelId, poolId, version, comparison, retired, threshold, payout)
-    assert s.getProduct(1).call() == (diag, 1, 1, 1, False, 0, E18)
-    assert s.getProduct(2).call() == (diag, 1, 1, 0, True, 40960, E18 // 4)  # 2.5 * 2^14
+    # Product: (modelId, poolId, version, retired, payout, (comparison, output, threshold))
+    raw = int(2.5 * 2 ** diag_scale(deployed))
+    assert s.getProduct(1).call() == (diag, 1, 1, False, E18, (1, 0, 0))  # AtMost 0 on output 0
+    assert s.getProduct(2).call() == (diag, 1, 1, True, E18 // 4, (0, 0, raw))  # AtLeast 2.5
     holder_, expiry, product_id, reserved, paid = s.getPolicy(1).call()
     assert (holder_, product_id, reserved, paid) == (holder, 1, 2 * E18, 0)
     assert abs(expiry - (insured["head"] + 30 * 86400)) < 120
@@ -351,8 +377,8 @@ def test_insurer_commands(insured, w3, c) -> None:
         "pool 1 funded with 3.5 ETH; balance 3.5 ETH",
         f"hospital {insured['hospital']} trusted by pool 1",
         "no longer trusted by pool 1",
-        "created product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output <= 0 (raw 0)",
-        "pays 0.25 ETH if output >= 2.5 (raw 40960)",
+        "created product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output 0 <= 0 (raw 0)",
+        f"pays 0.25 ETH if output 0 >= 2.5 (raw {raw})",
         "product 2 retired",
         f"policy 1 issued to {holder}: coverage 2 ETH, expires ",
         "withdrew 0.25 ETH from pool 1",
@@ -420,8 +446,9 @@ def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     assert upgraded["v1"][1] == 2  # Revoked
     assert c.registry.functions.isActive(diag, 1).call() is False
     # Products default to the manifest's (new) version.
-    assert f"{DIAG} v2, pays 0.1 ETH if output >= 6.10352e-05 (raw 1)" in upgraded["product"]
-    assert c.settlement.functions.getProduct(3).call() == (diag, 1, 2, 0, False, 1, E18 // 10)
+    unit = 1 / 2 ** diag_scale(deployed)  # one fixed-point unit: "benign" is >= it
+    assert f"{DIAG} v2, pays 0.1 ETH if output 0 >= {unit:g} (raw 1)" in upgraded["product"]
+    assert c.settlement.functions.getProduct(3).call() == (diag, 1, 2, False, E18 // 10, (0, 0, 1))
     # Re-running the deployment after the upgrade sends nothing.
     assert f"model {DIAG} v1: superseded by v2 in the manifest" in upgraded["redeploy"]
     assert upgraded["redeploy_txs"] == 0
@@ -429,9 +456,26 @@ def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     # A bundle directory with the built-in verifier's code reuses the deployed verifier.
     assert "BreastCancerLrVerifier: unchanged at" in upgraded["copy"]
     assert "model acme/lr v3 registered" in upgraded["copy"]
-    assert upgraded["copy_v3"][:6] == (verifier, 1, 2, 0, 1, 14)
+    assert upgraded["copy_v3"][:7] == (verifier, 1, 2, 0, 1, 1, diag_scale(deployed))
     line = one_line_error(upgraded["register_revoked"])
     assert f"model {DIAG} v1 is revoked; use a new version" in line
+
+
+def test_product_create_with_output(rule_products, deployed) -> None:
+    """--comparison/--threshold with --output K: AtMost -1 on output 0 of v2."""
+    product = rule_products["output"]
+    threshold = -(2 ** diag_scale(deployed))
+    diag = Web3.keccak(text=DIAG)
+    assert product["record"] == (diag, 1, 2, False, E18 // 10, (1, 0, threshold))
+    assert f"{DIAG} v2, pays 0.1 ETH if output 0 <= -1 (raw {threshold})" in product["text"]
+
+
+def test_product_create_pay_if_class(rule_products) -> None:
+    """--pay-if-class K: ArgMaxIs on class K, threshold 0."""
+    product = rule_products["class"]
+    diag = Web3.keccak(text=DIAG)
+    assert product["record"] == (diag, 1, 2, False, E18 // 10, (2, 0, 0))
+    assert f"{DIAG} v2, pays 0.1 ETH if class 0 is the arg-max of the outputs" in product["text"]
 
 
 def test_reverts_are_decoded_into_their_names(paused_issue) -> None:
@@ -448,9 +492,9 @@ def test_show_summarises_everything(paused_issue, run, acct) -> None:
         f"{EVAL} v1: active",
         f"pool 1: ETH, insurer {acct[1]}, balance 3.25 ETH, reserved 2 ETH, available 1.25 ETH",
         f"pool 2: TUSD, insurer {acct[2]}, balance 250.5 TUSD",
-        "product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output <= 0 (raw 0)",
-        "product 2: pool 1, zkcare/breast_cancer_lr v1, pays 0.25 ETH if output >= 2.5 "
-        "(raw 40960), retired",
+        "product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output 0 <= 0 (raw 0)",
+        "product 2: pool 1, zkcare/breast_cancer_lr v1, pays 0.25 ETH if output 0 >= 2.5 (raw ",
+        "), retired",
         "product 3: pool 1, zkcare/breast_cancer_lr v2",
         f"policy 1: product 1, holder {acct[8]}, coverage left 2 ETH, paid 0 ETH, expires ",
         "policy 2: product 1",
@@ -486,7 +530,12 @@ BAD: dict[str, tuple[Any, ...]] = {
     ),
     "no payout rule": (
         ("product", "create", "1", "--payout", "1"),
-        "give --pay-if, or both --comparison and --threshold",
+        "give --pay-if, --pay-if-class, or both --comparison and --threshold",
+    ),
+    "class beyond the outputs": (
+        ("product", "create", "1", "--pay-if-class", "12", "--payout", "1"),
+        "Invalid value for '--pay-if-class': invalid payout rule ArgMaxIs(class 12): "
+        "zkcare/breast_cancer_lr v",
     ),
     "threshold beyond int128": (
         (

@@ -78,18 +78,43 @@ def test_thresholds_use_the_model_scale_and_fit_int128() -> None:
 
 
 def test_payout_rules() -> None:
-    assert ops.payout_rule(14, pay_if="malignant") == (ops.Comparison.AT_MOST, 0)
-    assert ops.payout_rule(14, pay_if="benign") == (ops.Comparison.AT_LEAST, 1)
-    assert ops.payout_rule(14, None, ops.Comparison.AT_MOST, -0.5) == (
-        ops.Comparison.AT_MOST,
-        -8192,
-    )
-    with pytest.raises(ops.InvalidArgument, match="not both"):
+    c = ops.Comparison
+    assert ops.payout_rule(14, pay_if="malignant") == (c.AT_MOST, 0, 0)
+    assert ops.payout_rule(14, pay_if="benign") == (c.AT_LEAST, 0, 1)
+    assert ops.payout_rule(14, None, c.AT_MOST, -0.5) == (c.AT_MOST, 0, -8192)
+    with pytest.raises(ops.InvalidArgument, match="use only one of") as info:
         ops.payout_rule(14, "benign", None, 1.0)
-    with pytest.raises(ops.InvalidArgument, match="give --pay-if, or both"):
-        ops.payout_rule(14, None, ops.Comparison.AT_LEAST, None)
+    assert info.value.field == "pay_if"
+    with pytest.raises(ops.InvalidArgument, match="not --pay-if-class and --comparison"):
+        ops.payout_rule(14, pay_if_class=1, output=2, output_count=3)
+    with pytest.raises(ops.InvalidArgument, match="give --pay-if, --pay-if-class, or both"):
+        ops.payout_rule(14, None, c.AT_LEAST, None)
     with pytest.raises(ops.InvalidArgument, match="malignant' or 'benign"):
         ops.payout_rule(14, "maybe")
+    with pytest.raises(ops.InvalidArgument, match="give --pay-if-class, not --comparison"):
+        ops.payout_rule(14, None, c.ARG_MAX_IS, 0.0)
+
+
+def test_payout_rules_name_the_output_they_read() -> None:
+    c = ops.Comparison
+    rule = ops.payout_rule(8, None, c.AT_LEAST, 0.5, output=2, output_count=3)
+    assert rule == (c.AT_LEAST, 2, 128) and rule.output == 2
+    assert rule.describe(8) == "output 2 >= 0.5 (raw 128)"
+    arg_max = ops.payout_rule(8, pay_if_class=9, output_count=10)
+    assert arg_max == (c.ARG_MAX_IS, 9, 0)
+    assert arg_max.describe(8) == "class 9 is the arg-max of the outputs"
+    with pytest.raises(ops.InvalidArgument) as info:
+        ops.payout_rule(8, None, c.AT_MOST, 0.0, output=3, output_count=3, model="acme/cnn v1")
+    assert (
+        str(info.value) == "invalid payout rule AtMost(output 3): acme/cnn v1 has 3 outputs (0..2)"
+    )
+    assert info.value.field == "output"
+    with pytest.raises(ops.InvalidArgument) as info:
+        ops.payout_rule(14, pay_if_class=12, model="zkcare/breast_cancer_lr v1")
+    assert str(info.value) == (
+        "invalid payout rule ArgMaxIs(class 12): zkcare/breast_cancer_lr v1 has 1 output (0)"
+    )
+    assert info.value.field == "pay_if_class"
 
 
 @pytest.mark.parametrize(

@@ -51,19 +51,28 @@ def _write_csv(path: Path, rows: np.ndarray, header: list[str] | None = None) ->
     return path
 
 
-def _graph(nodes: list, inputs: list, outputs: list, inits: dict[str, np.ndarray], name: str) -> object:
+def _graph(
+    nodes: list, inputs: list, outputs: list, inits: dict[str, np.ndarray], name: str
+) -> object:
     from onnx import helper, numpy_helper
 
     g = helper.make_graph(
-        nodes, name, inputs, outputs,
+        nodes,
+        name,
+        inputs,
+        outputs,
         [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="zkcare-tests")
+    m = helper.make_model(
+        g, opset_imports=[helper.make_opsetid("", 13)], producer_name="zkcare-tests"
+    )
     m.ir_version = 8
     return m
 
 
-def _files(d: Path, name: str, cal: np.ndarray, held: np.ndarray, labels: np.ndarray) -> tuple[Path, Path, Path]:
+def _files(
+    d: Path, name: str, cal: np.ndarray, held: np.ndarray, labels: np.ndarray
+) -> tuple[Path, Path, Path]:
     return (
         _write_csv(d / f"{name}.calibration.csv", cal),
         _write_csv(d / f"{name}.held_out.csv", held),
@@ -82,7 +91,9 @@ def make_regression_mlp(d: Path, n_held: int = 40) -> ZooModel:
     rng = np.random.default_rng(SEED)
     idx = rng.permutation(len(x))
     tr, te = idx[:-n_held], idx[-n_held:]
-    mlp = MLPRegressor(hidden_layer_sizes=(16,), activation="relu", max_iter=3000, random_state=SEED).fit(x[tr], y[tr])
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(16,), activation="relu", max_iter=3000, random_state=SEED
+    ).fit(x[tr], y[tr])
     (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
     m = _graph(
         [
@@ -97,7 +108,7 @@ def make_regression_mlp(d: Path, n_held: int = 40) -> ZooModel:
     )
     onnx_path = d / "diabetes_mlp.onnx"
     _save(m, onnx_path)
-    cal, held, lab = _files(d, "diabetes_mlp", x[tr][:64], x[te], y[te])
+    cal, held, lab = _files(d, "diabetes_mlp", x[tr], x[te], y[te])
     return ZooModel("diabetes_mlp", onnx_path, cal, held, lab, None, x[te], y[te], 1)
 
 
@@ -117,13 +128,22 @@ def make_digits_cnn(d: Path, n_held: int = 60) -> ZooModel:
     for f in range(4):
         for i in range(6):
             for j in range(6):
-                feats[:, f, i, j] = np.sum(imgs[:, i : i + 3, j : j + 3] * filters[f, 0], axis=(1, 2))
+                feats[:, f, i, j] = np.sum(
+                    imgs[:, i : i + 3, j : j + 3] * filters[f, 0], axis=(1, 2)
+                )
     feats = np.maximum(feats, 0).reshape(len(x), -1)
     head = LogisticRegression(C=0.5, max_iter=5000, random_state=SEED).fit(feats[tr], y[tr])
     m = _graph(
         [
-            helper.make_node("Conv", ["image", "K", "kb"], ["c"], kernel_shape=[3, 3],
-                             strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1]),
+            helper.make_node(
+                "Conv",
+                ["image", "K", "kb"],
+                ["c"],
+                kernel_shape=[3, 3],
+                strides=[1, 1],
+                pads=[0, 0, 0, 0],
+                dilations=[1, 1],
+            ),
             helper.make_node("Relu", ["c"], ["r"]),
             helper.make_node("Flatten", ["r"], ["f"]),
             helper.make_node("Gemm", ["f", "W", "b"], ["logits"], transB=1),
@@ -136,11 +156,18 @@ def make_digits_cnn(d: Path, n_held: int = 60) -> ZooModel:
     onnx_path = d / "digits_cnn.onnx"
     _save(m, onnx_path)
     pre = d / "digits_cnn.preprocess.json"
-    pre.write_text(json.dumps({
-        "kind": "standardize", "version": "pixels-div16-v1",
-        "feature_names": [f"px{i}" for i in range(64)], "mean": [0.0] * 64, "scale": [16.0] * 64,
-    }))
-    cal, held, lab = _files(d, "digits_cnn", x[tr][:64], x[te], y[te])
+    pre.write_text(
+        json.dumps(
+            {
+                "kind": "standardize",
+                "version": "pixels-div16-v1",
+                "feature_names": [f"px{i}" for i in range(64)],
+                "mean": [0.0] * 64,
+                "scale": [16.0] * 64,
+            }
+        )
+    )
+    cal, held, lab = _files(d, "digits_cnn", x[tr], x[te], y[te])
     return ZooModel("digits_cnn", onnx_path, cal, held, lab, pre, x[te], y[te], 10)
 
 
@@ -176,13 +203,23 @@ def make_grouped_mlp(d: Path, n_held: int = 50) -> ZooModel:
     onnx_path = d / "grouped_mlp.onnx"
     _save(m, onnx_path)
     pre = d / "grouped_mlp.preprocess.json"
-    pre.write_text(json.dumps({
-        "kind": "standardize", "version": "grouped-standardize-v1",
-        "feature_names": [f"m{i}" for i in range(30)],
-        "mean": mean.tolist(), "scale": scale.tolist(),
-    }))
-    cal, held, lab = _files(d, "grouped_mlp", x[tr][:64], x[te], y[te])
+    pre.write_text(
+        json.dumps(
+            {
+                "kind": "standardize",
+                "version": "grouped-standardize-v1",
+                "feature_names": [f"m{i}" for i in range(30)],
+                "mean": mean.tolist(),
+                "scale": scale.tolist(),
+            }
+        )
+    )
+    cal, held, lab = _files(d, "grouped_mlp", x[tr], x[te], y[te])
     return ZooModel("grouped_mlp", onnx_path, cal, held, lab, pre, x[te], y[te], 2)
 
 
-ZOO = {"diabetes_mlp": make_regression_mlp, "digits_cnn": make_digits_cnn, "grouped_mlp": make_grouped_mlp}
+ZOO = {
+    "diabetes_mlp": make_regression_mlp,
+    "digits_cnn": make_digits_cnn,
+    "grouped_mlp": make_grouped_mlp,
+}
