@@ -55,7 +55,7 @@ from prover.zk.commitment import (
     commit,
     new_salt,
 )
-from prover.zk.ezkl_api import EZKL_VERSION
+from prover.zk.ezkl_api import EZKL_VERSION, first_line
 from prover.zk.fields import fixed_to_float
 from prover.zk.hashing import sha256_file
 from prover.zk.salting import SaltedGraph, TensorInfo, inspect_graph, salt_graph
@@ -101,20 +101,16 @@ def _float_outputs(onnx: Path, info: TensorInfo, rows: np.ndarray) -> np.ndarray
     try:
         session = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise UnsupportedModel(onnx, f"onnxruntime cannot load it ({_first(exc)})") from exc
+        raise UnsupportedModel(onnx, f"onnxruntime cannot load it ({first_line(exc)})") from exc
     out = []
     for row in rows:
         x = np.asarray(row, dtype=np.float32).reshape(info.shape)
         try:
             values = session.run(None, {info.name: x})
         except Exception as exc:
-            raise UnsupportedModel(onnx, f"onnxruntime cannot run it ({_first(exc)})") from exc
+            raise UnsupportedModel(onnx, f"onnxruntime cannot run it ({first_line(exc)})") from exc
         out.append(np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values]))
     return np.asarray(out)
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _example(row: Sequence[float], salt: Sequence[int] | None = None) -> list[list[float]]:

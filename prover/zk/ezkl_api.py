@@ -40,7 +40,7 @@ def _call(operation: str, fn: Callable[..., T], *args: Any) -> T:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # Rust panics surface as BaseException subclasses
-        raise EzklError(operation, _first_line(exc)) from exc
+        raise EzklError(operation, first_line(exc)) from exc
     return result
 
 
@@ -65,7 +65,8 @@ def _run_in_loop(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return asyncio.run(runner())
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (EZKL and Rust messages can span pages)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
 
@@ -164,7 +165,7 @@ def verify(proof: Path, settings: Path, vk: Path, srs: Path) -> bool:
         # EZKL raises (rather than returning False) on a proof that fails to verify.
         if "verif" in str(exc).lower() or "constraint" in str(exc).lower():
             return False
-        raise EzklError("verify", _first_line(exc)) from exc
+        raise EzklError("verify", first_line(exc)) from exc
 
 
 def create_evm_verifier(vk: Path, settings: Path, sol: Path, abi: Path, srs: Path) -> None:

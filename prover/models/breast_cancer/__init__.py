@@ -27,7 +27,7 @@ from prover.models.preprocess import Preprocessor
 from prover.paths import ARTIFACTS, VERIFIERS_DIR
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, ProgressFn
-from prover.zk.hashing import sha256_file
+from prover.zk.hashing import sha256_file as sha256_file  # re-exported for callers
 from prover.zk.tuning import Choice
 
 NUM_FEATURES = 30
@@ -244,5 +244,3 @@ def load_preprocessor() -> Preprocessor:
     """The built-in model's preprocessing."""
     return Preprocessor.load(DIAGNOSTIC_PREPROCESS)
 
-
-__all__ = ["sha256_file"]
