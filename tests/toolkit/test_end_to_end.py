@@ -275,14 +275,17 @@ def deployed(run, out_dir: Path) -> dict[str, Any]:
     return json.loads((out_dir / "31337.json").read_text())
 
 
+# Named e2e_*: ape's chain isolation tracks fixtures by name across the whole session, so a
+# module-scoped "registry"/"settlement"/"hospital" here would upset the session-scoped ones of
+# tests/contracts (their snapshots were reverted under them).
 @pytest.fixture(scope="module")
-def registry(w3: Web3, deployed):
+def e2e_registry(w3: Web3, deployed):
     abi, _ = compiled("ModelRegistry")
     return w3.eth.contract(address=deployed["contracts"]["ModelRegistry"]["address"], abi=abi)
 
 
 @pytest.fixture(scope="module")
-def settlement(w3: Web3, deployed):
+def e2e_settlement(w3: Web3, deployed):
     abi, _ = compiled("ClaimSettlement")
     return w3.eth.contract(address=deployed["contracts"]["ClaimSettlement"]["address"], abi=abi)
 
@@ -312,7 +315,7 @@ def registered(run, deployed, zoo_bundles, out_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def hospital() -> LocalAccount:
+def e2e_hospital() -> LocalAccount:
     account: LocalAccount = Account.create()
     return account
 
@@ -323,13 +326,13 @@ def plans(zoo, zoo_bundles) -> dict[str, Plan]:
 
 
 @pytest.fixture(scope="module")
-def insured(registered, run, plans, hospital, settlement) -> dict[str, Any]:
+def insured(registered, run, plans, e2e_hospital, e2e_settlement) -> dict[str, Any]:
     """The insurer: a funded ETH pool trusting the hospital, one product per model, and a
     policy for each of its two records (fresh holders, empty balances)."""
     insurer = "TEST::1"
     pool = created_id(r"pool (\d+) created", ok(run("manage", "pool", "create", account=insurer)))
     ok(run("manage", "pool", "fund", str(pool), "4", account=insurer))
-    ok(run("manage", "hospital", "trust", str(pool), hospital.address, account=insurer))
+    ok(run("manage", "hospital", "trust", str(pool), e2e_hospital.address, account=insurer))
     out: dict[str, Any] = {"pool": pool, "products": {}, "policies": {}, "texts": {}}
     for name, plan in plans.items():
         text = ok(
@@ -367,12 +370,12 @@ def insured(registered, run, plans, hospital, settlement) -> dict[str, Any]:
             )
             policy = created_id(r"policy (\d+) issued to ", issued)
             out["policies"][(name, side)] = (policy, holder)
-    out["pool_record"] = settlement.functions.getPool(pool).call()
+    out["pool_record"] = e2e_settlement.functions.getPool(pool).call()
     return out
 
 
 @pytest.fixture(scope="module")
-def claims(insured, plans, hospital, node: Anvil, w3: Web3, deployed, tmp_path_factory):
+def claims(insured, plans, e2e_hospital, node: Anvil, w3: Web3, deployed, tmp_path_factory):
     """The hospital posts both claims of every model to a relay serving the three bundles."""
     from prover.relay.keys import RelayKeys
     from prover.relay.service import Relay, resolve_models
@@ -404,7 +407,7 @@ def claims(insured, plans, hospital, node: Anvil, w3: Web3, deployed, tmp_path_f
         confirmations=1,
         poll_interval_s=0.05,
     )
-    relay = Relay(settings, keys=RelayKeys(hospital, submitter), models=resolve_models(configs))
+    relay = Relay(settings, keys=RelayKeys(e2e_hospital, submitter), models=resolve_models(configs))
     relay.start()
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
     try:
@@ -439,7 +442,7 @@ def claims(insured, plans, hospital, node: Anvil, w3: Web3, deployed, tmp_path_f
 
 @pytest.mark.parametrize("name", MODELS)
 def test_register_checks_the_card_and_verifies_the_sample_proof_on_chain(
-    name, registered, registry, zoo_bundles
+    name, registered, e2e_registry, zoo_bundles
 ) -> None:
     bundle = zoo_bundles[name]
     card = ModelCard.of(bundle)
@@ -450,7 +453,7 @@ def test_register_checks_the_card_and_verifies_the_sample_proof_on_chain(
         "verified through the registry"
     ) in text
     # (verifier, status, instanceCount, inputIndex, outputIndex, outputCount, outputScale, ...)
-    version = registry.functions.getModelVersion(model_id(acme(name)), 1).call()
+    version = e2e_registry.functions.getModelVersion(model_id(acme(name)), 1).call()
     assert version[1] == 1  # Active
     assert tuple(version[2:7]) == card.instance_layout.registry_tuple()
     assert version[3] == card.instance_layout.commitment_index
@@ -462,7 +465,7 @@ def test_register_checks_the_card_and_verifies_the_sample_proof_on_chain(
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_cli_proof_verifies_locally_and_through_the_registry(
-    name, registered, registry, plans, tmp_path: Path
+    name, registered, e2e_registry, plans, tmp_path: Path
 ) -> None:
     plan = plans[name]
     bundle, card = plan.loaded.bundle, plan.card
@@ -481,7 +484,7 @@ def test_a_cli_proof_verifies_locally_and_through_the_registry(
     assert len(printed) == card.output_count
 
     mid = model_id(acme(name))
-    got_commitment, outputs = registry.functions.verify(
+    got_commitment, outputs = e2e_registry.functions.verify(
         mid, 1, proof.proof, list(proof.instances)
     ).call()
     assert got_commitment == commitment == proof.instances[layout.commitment_index]
@@ -498,19 +501,19 @@ def test_a_cli_proof_verifies_locally_and_through_the_registry(
     tampered = list(proof.instances)
     tampered[layout.output_indexes[-1]] += 1
     with pytest.raises(ContractLogicError) as info:
-        registry.functions.verify(mid, 1, proof.proof, tampered).call()
+        e2e_registry.functions.verify(mid, 1, proof.proof, tampered).call()
     assert revert_selector(info.value) == PROOF_REJECTED, info.value
     swapped = list(proof.instances)
     swapped[layout.output_indexes[0]] = swapped[layout.commitment_index]
     with pytest.raises(ContractLogicError) as info:
-        registry.functions.verify(mid, 1, proof.proof, swapped).call()
+        e2e_registry.functions.verify(mid, 1, proof.proof, swapped).call()
     assert revert_selector(info.value) == PROOF_REJECTED, info.value
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_products_follow_the_cli_rules(name, insured, plans, settlement, registry) -> None:
+def test_products_follow_the_cli_rules(name, insured, plans, e2e_settlement, e2e_registry) -> None:
     plan = plans[name]
-    product = settlement.functions.getProduct(insured["products"][name]).call()
+    product = e2e_settlement.functions.getProduct(insured["products"][name]).call()
     mid, pool, version, retired, payout, (comparison, output, threshold) = product
     assert (mid, pool, version, retired) == (model_id(acme(name)), insured["pool"], 1, False)
     assert payout == int(float(PAYOUTS[name]) * E18)
@@ -525,7 +528,7 @@ def test_products_follow_the_cli_rules(name, insured, plans, settlement, registr
         assert f">= {float(opts['--threshold']):g} (raw {raw})" in insured["texts"][name]
     for side in ("pays", "misses"):
         policy, holder = insured["policies"][(name, side)]
-        h, _, product_id, _, _ = settlement.functions.getPolicy(policy).call()
+        h, _, product_id, _, _ = e2e_settlement.functions.getPolicy(policy).call()
         assert (h, product_id) == (holder, insured["products"][name])
     # the pool reserves the six policies' coverage
     assert tuple(insured["pool_record"][2:]) == (4 * E18, 6 * int(float(COVERAGE) * E18))
@@ -533,7 +536,7 @@ def test_products_follow_the_cli_rules(name, insured, plans, settlement, registr
 
 @pytest.mark.parametrize("name", MODELS)
 def test_claims_are_paid_or_denied_as_the_outputs_dictate(
-    name, claims, insured, plans, settlement, w3: Web3
+    name, claims, insured, plans, e2e_settlement, w3: Web3
 ) -> None:
     plan = plans[name]
     payout = int(float(PAYOUTS[name]) * E18)
@@ -555,14 +558,14 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
         claim_id = job["claim_id"]
         # on chain: the claim consumed its record and commitment nullifiers either way
         nullifier = record_nullifier(claims["secret"], f"MRN-{name}-{side}")
-        assert settlement.functions.claimOfRecord(policy, nullifier).call() == claim_id
+        assert e2e_settlement.functions.claimOfRecord(policy, nullifier).call() == claim_id
         commitment = int(job["input_commitment"], 16)
-        assert settlement.functions.claimOfCommitment(commitment).call() == claim_id
+        assert e2e_settlement.functions.claimOfCommitment(commitment).call() == claim_id
         receipt = w3.eth.get_transaction_receipt(job["tx_hash"])
         assert receipt["status"] == 1
-        paid_events = settlement.events.ClaimPaid().process_receipt(receipt, errors=DISCARD)
-        denied_events = settlement.events.ClaimDenied().process_receipt(receipt, errors=DISCARD)
-        _, _, _, reserved, paid = settlement.functions.getPolicy(policy).call()
+        paid_events = e2e_settlement.events.ClaimPaid().process_receipt(receipt, errors=DISCARD)
+        denied_events = e2e_settlement.events.ClaimDenied().process_receipt(receipt, errors=DISCARD)
+        _, _, _, reserved, paid = e2e_settlement.functions.getPolicy(policy).call()
         if pays:
             assert job["amount_wei"] == str(payout)
             assert w3.eth.get_balance(holder) == payout  # a fresh holder: exactly the payout
@@ -580,7 +583,7 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
             assert (event["args"]["claimId"], event["args"]["policyId"]) == (claim_id, policy)
         # the value the rule read: output K (threshold rules) or the arg-max class
         scale = plan.card.instance_layout.output_scale
-        product = settlement.functions.getProduct(insured["products"][name]).call()
+        product = e2e_settlement.functions.getProduct(insured["products"][name]).call()
         comparison, index, _ = product[5]
         read = event["args"]["output"]
         if comparison == ARG_MAX_IS:
@@ -590,7 +593,7 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
 
 
 def test_register_refuses_a_bundle_whose_layout_count_was_altered(
-    registered, run, registry, zoo_bundles, tmp_path: Path
+    registered, run, e2e_registry, zoo_bundles, tmp_path: Path
 ) -> None:
     src = zoo_bundles["grouped_mlp"]
     copy = Path(shutil.copytree(src.path, tmp_path / src.path.name))
@@ -604,4 +607,4 @@ def test_register_refuses_a_bundle_whose_layout_count_was_altered(
     )
     assert "its layout says 2 instances but its proof has 3" in line, line
     assert "--unsafe-skip-bundle-checks" in line, line
-    assert registry.functions.getModelVersion(model_id(name), 1).call()[1] == 0  # Unregistered
+    assert e2e_registry.functions.getModelVersion(model_id(name), 1).call()[1] == 0  # Unregistered
