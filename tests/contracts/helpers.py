@@ -1,4 +1,4 @@
-"""Shared constants and pure helpers for the contract tests (no fixtures here)."""
+"""Shared constants and helpers for the contract tests (no fixtures here)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
+from prover.models.bounty_eval import CONTEXT_LIMBS as CONTEXT_LIMBS  # re-exported for the tests
+from prover.models.bounty_eval import context_limbs, submission_context
 from prover.zk.fields import BN254_R, from_signed, to_signed
 
 #: BN254 scalar field modulus r, and the prover's signed fixed-point encoding.
@@ -40,12 +42,45 @@ UNREGISTERED, ACTIVE, REVOKED = 0, 1, 2
 REJECT_ALL, RETURN_FALSE = 2, 3
 # ResearchBounty.BountyStatus (None = 0)
 B_OPEN, B_AWARDED, B_RECLAIMED = 1, 2, 3
-NO_INDEX = 2**16 - 1
+#: Fixed-point scale of the mock evaluation circuit's context outputs (the real circuit's is its
+#: input scale, 10).
+CONTEXT_SCALE = 10
+#: Evaluation instances: [weights, contextHash, metric, context_0..5]; the context hash is never read
+#: by ResearchBounty, so the mocks carry any value there.
+CONTEXT_HASH = 0xC0_47E8_7A54
 
 
 def mock_proof(instances: list[int]) -> bytes:
     """The proof MockVerifier (Pattern mode) accepts for exactly these instances."""
     return MOCK_PROOF_TAG + keccak(abi_encode(["uint256[]"], [instances]))
+
+
+def context_instances(
+    weights: int, metric: int, context: int, context_scale: int = CONTEXT_SCALE
+) -> list[int]:
+    """Evaluation instances carrying ``context`` as the circuit outputs it (limbs << scale)."""
+    limbs = [limb << context_scale for limb in context_limbs(context)]
+    return [weights, CONTEXT_HASH, encode_signed(metric), *limbs]
+
+
+def eval_instances(
+    bounty: Any,
+    bounty_id: int,
+    researcher: Any,
+    weights: int,
+    metric: int,
+    context_scale: int = CONTEXT_SCALE,
+) -> list[int]:
+    """Evaluation instances of a proof made for ``(bounty, bounty_id, researcher)``.
+
+    The context is read from the contract (``submissionContext``) and must equal the prover's
+    mirror, ``prover.models.bounty_eval.submission_context``, for this chain.
+    """
+    address = str(getattr(researcher, "address", researcher))
+    context = bounty.submissionContext(bounty_id, address)
+    mirror = submission_context(ape.chain.chain_id, bounty.address, bounty_id, address)
+    assert context == mirror, f"submissionContext {context:#x} != prover mirror {mirror:#x}"
+    return context_instances(weights, metric, context, context_scale)
 
 
 def b32(text: str) -> bytes:

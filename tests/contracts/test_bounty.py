@@ -1,71 +1,62 @@
-"""ResearchBounty: commit-reveal awards, front-running, same-block races, deadlines, reclaim."""
+"""ResearchBounty: commit-reveal awards, proof binding (bounty, researcher, contract, chain),
+front-running, same-block races, deadlines, reclaim."""
 
 from __future__ import annotations
 
 import pytest
+
+from prover.models import bounty_eval
 
 from .conftest import code_hash
 from .helpers import (
     B_AWARDED,
     B_OPEN,
     B_RECLAIMED,
+    CONTEXT_LIMBS,
+    CONTEXT_SCALE,
     ETH,
     EVAL_MODEL,
     FIELD_MODULUS,
-    NO_INDEX,
     ONE,
     ONNX_SHA,
     OUTPUT_SCALE,
     VK_SHA,
     b32,
+    context_instances,
     encode_signed,
+    eval_instances,
     events,
     mock_proof,
     reverts,
 )
 
 E18 = 10**18
-BENCH = 0xBE7C4
 WEIGHTS = 0x3E16475
 MIN_METRIC = ONE * 9 // 10  # e.g. accuracy >= 0.9
-
-
-def eval_instances(weights=WEIGHTS, metric=MIN_METRIC, benchmark=BENCH):
-    return [benchmark, weights, encode_signed(metric)]
+#: Index of context limb 0 in the evaluation instances [weights, contextHash, metric, limbs...].
+LIMB0 = 3
 
 
 @pytest.fixture(scope="session")
 def make_bounty(bounty, deployer, chain):
     def make(
         *,
+        contract=None,
         sponsor=None,
         asset=ETH,
         amount=E18,
         min_metric=MIN_METRIC,
         deadline=None,
-        benchmark=BENCH,
-        labels=0,
-        weights_index=1,
-        labels_index=NO_INDEX,
         version=1,
+        context_scale=CONTEXT_SCALE,
     ):
+        target = contract or bounty
         deadline = deadline or chain.pending_timestamp + 7 * 86400
-        params = (
-            str(asset),
-            amount,
-            EVAL_MODEL,
-            version,
-            benchmark,
-            labels,
-            weights_index,
-            labels_index,
-            min_metric,
-            deadline,
-        )
-        receipt = bounty.createBounty(
+        params = (str(asset), amount, EVAL_MODEL, version, context_scale, min_metric, deadline)
+        receipt = target.createBounty(
             params, value=amount if asset == ETH else 0, sender=sponsor or deployer
         )
-        return receipt.decode_logs(bounty.BountyCreated)[0].bountyId
+        return receipt.decode_logs(target.BountyCreated)[0].bountyId
 
     return make
 
@@ -77,9 +68,26 @@ def commit(bounty, bounty_id, who, weights=WEIGHTS, salt=None, sender=None):
     return salt
 
 
-def reveal_args(bounty_id, researcher, salt, weights=WEIGHTS, instances=None):
-    instances = instances or eval_instances(weights)
+def reveal_args(
+    bounty,
+    bounty_id,
+    researcher,
+    salt,
+    *,
+    weights=WEIGHTS,
+    metric=MIN_METRIC,
+    context_scale=CONTEXT_SCALE,
+    instances=None,
+):
+    """``reveal`` arguments; by default with a (mock) proof made for this bounty and researcher."""
+    if instances is None:
+        instances = eval_instances(bounty, bounty_id, researcher, weights, metric, context_scale)
     return (bounty_id, researcher, weights, salt, mock_proof(instances), instances)
+
+
+def first_bad_limb(instances, expected):
+    """The context limb ``reveal`` reports: the first one that differs from the expected proof's."""
+    return next(i for i in range(CONTEXT_LIMBS) if instances[LIMB0 + i] != expected[LIMB0 + i])
 
 
 class Block:
@@ -127,7 +135,7 @@ def test_bounty_awarded(bounty, make_bounty, researcher, relayer, deployer):
     bounty_id = make_bounty()
     salt = commit(bounty, bounty_id, researcher)
     before = researcher.balance
-    receipt = bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=relayer)  # relayed
+    receipt = bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=relayer)
     [ev] = events(receipt, bounty, "BountyAwarded")
     assert (ev.bountyId, ev.researcher, ev.weightsCommitment, ev.metric, ev.amount) == (
         bounty_id,
@@ -143,7 +151,7 @@ def test_bounty_awarded(bounty, make_bounty, researcher, relayer, deployer):
     with reverts(
         bounty.ResearchBountyAlreadyAwarded, bountyId=bounty_id, winner=researcher.address
     ):
-        bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=researcher)
+        bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
     with reverts(
         bounty.ResearchBountyAlreadyAwarded, bountyId=bounty_id, winner=researcher.address
     ):
@@ -152,7 +160,7 @@ def test_bounty_awarded(bounty, make_bounty, researcher, relayer, deployer):
 
 def test_created_event_and_record(bounty, deployer, chain):
     deadline = chain.pending_timestamp + 1000
-    params = (ETH, E18, EVAL_MODEL, 1, BENCH, 77, 1, NO_INDEX, -ONE, deadline)
+    params = (ETH, E18, EVAL_MODEL, 1, 7, -ONE, deadline)
     receipt = bounty.createBounty(params, value=E18, sender=deployer)
     [ev] = events(receipt, bounty, "BountyCreated")
     assert (
@@ -161,18 +169,32 @@ def test_created_event_and_record(bounty, deployer, chain):
         ev.amount,
         ev.modelId,
         ev.version,
-        ev.benchmarkCommitment,
         ev.minMetric,
         ev.deadline,
-    ) == (deployer.address, ETH, E18, EVAL_MODEL, 1, BENCH, -ONE, deadline)
+    ) == (deployer.address, ETH, E18, EVAL_MODEL, 1, -ONE, deadline)
+    assert ev.bountyId == bounty.bountyCount()
     b = bounty.getBounty(ev.bountyId)
-    assert (b.status, b.labelsCommitment, b.weightsIndex, b.labelsIndex, b.amount) == (
-        B_OPEN,
-        77,
-        1,
-        NO_INDEX,
-        E18,
-    )
+    assert (
+        b.sponsor,
+        b.deadline,
+        b.status,
+        b.contextScale,
+        b.asset,
+        b.version,
+        bytes(b.modelId),
+        b.minMetric,
+        b.amount,
+        b.winner,
+    ) == (deployer.address, deadline, B_OPEN, 7, ETH, 1, EVAL_MODEL, -ONE, E18, ETH)
+
+
+def test_constants_match_the_prover(bounty):
+    assert bounty.CONTEXT_LIMBS() == bounty_eval.CONTEXT_LIMBS == CONTEXT_LIMBS
+    assert bounty.CONTEXT_LIMB_BITS() == bounty_eval.CONTEXT_LIMB_BITS
+    assert bounty.MAX_CONTEXT_SCALE() == 32
+    assert bounty_eval.OUTPUT_COUNT == 1 + CONTEXT_LIMBS
+    assert bounty_eval.INSTANCE_COUNT == LIMB0 + CONTEXT_LIMBS
+    assert bounty_eval.METRIC_INDEX + 1 == LIMB0
 
 
 @pytest.mark.parametrize("delta", [-1, 0, 1])
@@ -180,7 +202,7 @@ def test_metric_threshold(bounty, make_bounty, researcher, delta):
     bounty_id = make_bounty()
     metric = MIN_METRIC + delta
     salt = commit(bounty, bounty_id, researcher)
-    args = reveal_args(bounty_id, researcher, salt, instances=eval_instances(metric=metric))
+    args = reveal_args(bounty, bounty_id, researcher, salt, metric=metric)
     if delta < 0:
         with reverts(
             bounty.ResearchBountyMetricBelowMinimum,
@@ -200,148 +222,93 @@ def test_negative_metric_threshold(bounty, make_bounty, researcher):
     """Signed metrics (e.g. negative log-loss) decode from r - |v|."""
     bounty_id = make_bounty(min_metric=-2 * ONE)
     salt = commit(bounty, bounty_id, researcher)
-    instances = eval_instances(metric=-2 * ONE - 1)
-    assert instances[2] == FIELD_MODULUS - 2 * ONE - 1
+    args = reveal_args(bounty, bounty_id, researcher, salt, metric=-2 * ONE - 1)
+    assert args[-1][2] == FIELD_MODULUS - 2 * ONE - 1
     with reverts(bounty.ResearchBountyMetricBelowMinimum, metric=-2 * ONE - 1, minMetric=-2 * ONE):
-        bounty.reveal(
-            *reveal_args(bounty_id, researcher, salt, instances=instances), sender=researcher
-        )
-    instances = eval_instances(metric=-2 * ONE)
-    bounty.reveal(*reveal_args(bounty_id, researcher, salt, instances=instances), sender=researcher)
+        bounty.reveal(*args, sender=researcher)
+    bounty.reveal(
+        *reveal_args(bounty, bounty_id, researcher, salt, metric=-2 * ONE), sender=researcher
+    )
     assert bounty.getBounty(bounty_id).status == B_AWARDED
 
 
-def test_submission_must_match_bounty_and_commitment(bounty, make_bounty, researcher):
+def test_metric_is_the_first_output(bounty, make_bounty, researcher):
+    """outputs[0] is the metric; the context limbs after it (large, positive) never count as it."""
     bounty_id = make_bounty()
     salt = commit(bounty, bounty_id, researcher)
-    with reverts(bounty.ResearchBountyBenchmarkMismatch, expected=BENCH, actual=BENCH + 1):
-        bounty.reveal(
-            *reveal_args(
-                bounty_id, researcher, salt, instances=eval_instances(benchmark=BENCH + 1)
-            ),
-            sender=researcher,
-        )
-    # A valid proof for other weights than the committed ones.
-    with reverts(bounty.ResearchBountyWeightsMismatch, committed=WEIGHTS, proven=WEIGHTS + 1):
-        bounty.reveal(
-            *reveal_args(
-                bounty_id, researcher, salt, instances=eval_instances(weights=WEIGHTS + 1)
-            ),
-            sender=researcher,
-        )
-    bad_salt = b32("wrong salt")
-    h = bounty.submissionCommitment(bounty_id, researcher, WEIGHTS, bad_salt)
-    with reverts(bounty.ResearchBountyUnknownCommitment, commitment=h):
-        bounty.reveal(*reveal_args(bounty_id, researcher, bad_salt), sender=researcher)
-    args = list(reveal_args(bounty_id, researcher, salt))
-    args[4] = b"\x00" * 64
-    with reverts(bounty.ModelRegistryProofRejected, modelId=EVAL_MODEL, version=1):
-        bounty.reveal(*args, sender=researcher)
-    with reverts(bounty.ModelRegistryInstanceNotInField, index=2, value=FIELD_MODULUS):
-        inst = [BENCH, WEIGHTS, FIELD_MODULUS]
-        bounty.reveal(
-            bounty_id, researcher, WEIGHTS, salt, mock_proof(inst), inst, sender=researcher
-        )
-    with reverts(bounty.ResearchBountyUnknown, bountyId=99):
-        bounty.reveal(*reveal_args(99, researcher, salt), sender=researcher)
-    zero = "0x0000000000000000000000000000000000000000"
-    with reverts(bounty.PayoutsZeroRecipient):
-        bounty.reveal(*reveal_args(bounty_id, zero, salt), sender=researcher)
-
-
-def test_labels_commitment_instance(
-    bounty, registry, eval_verifier, make_bounty, researcher, deployer, chain
-):
-    """A v2 evaluation circuit exposing the labels commitment: [benchmark, weights, labels, metric]."""
-    registry.registerModel(
-        EVAL_MODEL,
-        2,
-        eval_verifier,
-        code_hash(chain, eval_verifier),
-        ONNX_SHA,
-        VK_SHA,
-        (4, 0, 3, 1, OUTPUT_SCALE),
-        sender=deployer,
-    )
-    labels = 0x1ABE15
-    bounty_id = make_bounty(version=2, labels=labels, weights_index=1, labels_index=2)
-    salt = commit(bounty, bounty_id, researcher)
-    wrong = [BENCH, WEIGHTS, labels + 1, encode_signed(ONE)]
-    with reverts(bounty.ResearchBountyLabelsMismatch, expected=labels, actual=labels + 1):
-        bounty.reveal(
-            bounty_id, researcher, WEIGHTS, salt, mock_proof(wrong), wrong, sender=researcher
-        )
-    right = [BENCH, WEIGHTS, labels, encode_signed(ONE)]
-    bounty.reveal(bounty_id, researcher, WEIGHTS, salt, mock_proof(right), right, sender=researcher)
-    assert bounty.getBounty(bounty_id).winner == researcher.address
-
-
-def test_metric_is_the_first_output_and_outputs_are_not_commitments(
-    bounty, registry, eval_verifier, make_bounty, researcher, deployer, chain
-):
-    """A v2 evaluation circuit with two outputs: [benchmark, weights, labels, metric, extra]."""
-    registry.registerModel(
-        EVAL_MODEL,
-        2,
-        eval_verifier,
-        code_hash(chain, eval_verifier),
-        ONNX_SHA,
-        VK_SHA,
-        (5, 0, 3, 2, OUTPUT_SCALE),
-        sender=deployer,
-    )
-    for w, labels in [(3, NO_INDEX), (4, NO_INDEX), (1, 3), (1, 4)]:
-        with reverts(bounty.ResearchBountyInvalidLayout, weightsIndex=w, labelsIndex=labels):
-            make_bounty(version=2, weights_index=w, labels_index=labels)
-    labels = 0x1ABE15
-    bounty_id = make_bounty(version=2, labels=labels, weights_index=1, labels_index=2)
-    salt = commit(bounty, bounty_id, researcher)
-    # The second output is high, the first (the metric) is one unit short.
-    low = [BENCH, WEIGHTS, labels, encode_signed(MIN_METRIC - 1), encode_signed(ONE)]
+    low = reveal_args(bounty, bounty_id, researcher, salt, metric=MIN_METRIC - 1)
+    assert max(low[-1][LIMB0:]) > MIN_METRIC
     with reverts(
         bounty.ResearchBountyMetricBelowMinimum,
         bountyId=bounty_id,
         metric=MIN_METRIC - 1,
         minMetric=MIN_METRIC,
     ):
-        bounty.reveal(bounty_id, researcher, WEIGHTS, salt, mock_proof(low), low, sender=researcher)
-    ok = [BENCH, WEIGHTS, labels, encode_signed(MIN_METRIC), encode_signed(-ONE)]
+        bounty.reveal(*low, sender=researcher)
+    # The context hash instance is not read: any value is accepted.
+    ok = reveal_args(bounty, bounty_id, researcher, salt)[-1]
+    ok[1] = FIELD_MODULUS - 1
     receipt = bounty.reveal(
-        bounty_id, researcher, WEIGHTS, salt, mock_proof(ok), ok, sender=researcher
+        *reveal_args(bounty, bounty_id, researcher, salt, instances=ok), sender=researcher
     )
     assert events(receipt, bounty, "BountyAwarded")[0].metric == MIN_METRIC
 
 
+def test_submission_must_match_commitment_and_registry(bounty, make_bounty, researcher):
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    # A valid proof (with this submission's context) for other weights than the committed ones.
+    other = eval_instances(bounty, bounty_id, researcher, WEIGHTS + 1, MIN_METRIC)
+    with reverts(bounty.ResearchBountyWeightsMismatch, committed=WEIGHTS, proven=WEIGHTS + 1):
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, researcher, salt, instances=other), sender=researcher
+        )
+    bad_salt = b32("wrong salt")
+    h = bounty.submissionCommitment(bounty_id, researcher, WEIGHTS, bad_salt)
+    with reverts(bounty.ResearchBountyUnknownCommitment, commitment=h):
+        bounty.reveal(*reveal_args(bounty, bounty_id, researcher, bad_salt), sender=researcher)
+    args = list(reveal_args(bounty, bounty_id, researcher, salt))
+    args[4] = b"\x00" * 64
+    with reverts(bounty.ModelRegistryProofRejected, modelId=EVAL_MODEL, version=1):
+        bounty.reveal(*args, sender=researcher)
+    inst = reveal_args(bounty, bounty_id, researcher, salt)[-1]
+    inst[2] = FIELD_MODULUS
+    with reverts(bounty.ModelRegistryInstanceNotInField, index=2, value=FIELD_MODULUS):
+        bounty.reveal(
+            bounty_id, researcher, WEIGHTS, salt, mock_proof(inst), inst, sender=researcher
+        )
+    old = [0xBE7C4, WEIGHTS, encode_signed(ONE)]  # the former [benchmark, weights, metric] layout
+    with reverts(
+        bounty.ModelRegistryInstanceCountMismatch, expected=LIMB0 + CONTEXT_LIMBS, actual=3
+    ):
+        bounty.reveal(bounty_id, researcher, WEIGHTS, salt, mock_proof(old), old, sender=researcher)
+    with reverts(bounty.ResearchBountyUnknown, bountyId=99):
+        bounty.reveal(*reveal_args(bounty, 99, researcher, salt), sender=researcher)
+    with reverts(bounty.PayoutsZeroRecipient):
+        bounty.reveal(*reveal_args(bounty, bounty_id, ETH, salt), sender=researcher)
+    bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
+    assert bounty.getBounty(bounty_id).winner == researcher.address
+
+
 def test_create_bounty_validation(bounty, registry, deployer, guardian, chain):
     now = chain.pending_timestamp
-    base = [ETH, E18, EVAL_MODEL, 1, BENCH, 0, 1, NO_INDEX, ONE, now + 1000]
+    fields = ["asset", "amount", "model", "version", "scale", "min", "deadline"]
+    base = [ETH, E18, EVAL_MODEL, 1, CONTEXT_SCALE, ONE, now + 1000]
 
     def params(**kw):
         p = list(base)
         for k, v in kw.items():
-            p[
-                [
-                    "asset",
-                    "amount",
-                    "model",
-                    "version",
-                    "bench",
-                    "labels",
-                    "w",
-                    "l",
-                    "min",
-                    "deadline",
-                ].index(k)
-            ] = v
+            p[fields.index(k)] = v
         return tuple(p)
 
-    for w, labels in [(0, NO_INDEX), (2, NO_INDEX), (3, NO_INDEX), (1, 1), (1, 0), (1, 5)]:
-        with reverts(bounty.ResearchBountyInvalidLayout, weightsIndex=w, labelsIndex=labels):
-            bounty.createBounty(params(w=w, l=labels), value=E18, sender=deployer)
-    with reverts(bounty.ResearchBountyInvalidDeadline, deadline=now - 1):
-        bounty.createBounty(params(deadline=now - 1), value=E18, sender=deployer)
-    with reverts(bounty.ResearchBountyInvalidCommitment, commitment=FIELD_MODULUS):
-        bounty.createBounty(params(bench=FIELD_MODULUS), value=E18, sender=deployer)
+    for deadline in (now - 1, now, 2**40):
+        chain.pending_timestamp = now
+        with reverts(bounty.ResearchBountyInvalidDeadline, deadline=deadline):
+            bounty.createBounty(params(deadline=deadline), value=E18, sender=deployer)
+    with reverts(bounty.ResearchBountyInvalidContextScale, contextScale=33):
+        bounty.createBounty(params(scale=33), value=E18, sender=deployer)
+    with reverts(bounty.ResearchBountyInvalidContextScale, contextScale=255):
+        bounty.createBounty(params(scale=255), value=E18, sender=deployer)
     with reverts(bounty.ResearchBountyModelNotActive, modelId=EVAL_MODEL, version=2):
         bounty.createBounty(params(version=2), value=E18, sender=deployer)
     with reverts(bounty.PayoutsValueMismatch, expected=E18, actual=1):
@@ -349,6 +316,90 @@ def test_create_bounty_validation(bounty, registry, deployer, guardian, chain):
     registry.revokeModel(EVAL_MODEL, 1, sender=guardian)
     with reverts(bounty.ResearchBountyModelNotActive, modelId=EVAL_MODEL, version=1):
         bounty.createBounty(params(), value=E18, sender=deployer)
+    assert bounty.bountyCount() == 0
+
+
+@pytest.mark.parametrize("output_count", [1, CONTEXT_LIMBS, CONTEXT_LIMBS + 2])
+def test_create_bounty_needs_the_context_outputs(
+    bounty, registry, eval_verifier, make_bounty, deployer, chain, output_count
+):
+    """An evaluation model must output the metric and exactly CONTEXT_LIMBS context limbs."""
+    registry.registerModel(
+        EVAL_MODEL,
+        2,
+        eval_verifier,
+        code_hash(chain, eval_verifier),
+        ONNX_SHA,
+        VK_SHA,
+        (2 + output_count, 0, 2, output_count, OUTPUT_SCALE),
+        sender=deployer,
+    )
+    with reverts(bounty.ResearchBountyNoContextOutputs, outputCount=output_count):
+        make_bounty(version=2)
+    assert bounty.bountyCount() == 0
+
+
+@pytest.mark.parametrize("scale", [0, 1, 32])
+def test_context_scale_bounds(bounty, make_bounty, researcher, scale):
+    """Scales 0..32 are accepted and the limbs are compared at the bounty's scale."""
+    bounty_id = make_bounty(context_scale=scale)
+    assert bounty.getBounty(bounty_id).contextScale == scale
+    salt = commit(bounty, bounty_id, researcher)
+    args = reveal_args(bounty, bounty_id, researcher, salt, context_scale=scale)
+    bounty.reveal(*args, sender=researcher)
+    assert bounty.getBounty(bounty_id).winner == researcher.address
+
+
+@pytest.mark.parametrize("scale", [CONTEXT_SCALE - 1, CONTEXT_SCALE + 1, 0])
+def test_proof_at_another_context_scale(bounty, make_bounty, researcher, scale):
+    """A proof whose context outputs are at another fixed-point scale carries another context."""
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    forged = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC, scale)
+    expected = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC)
+    with reverts(
+        bounty.ResearchBountyContextMismatch,
+        bountyId=bounty_id,
+        researcher=researcher,
+        limb=first_bad_limb(forged, expected),
+    ):
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, researcher, salt, instances=forged), sender=researcher
+        )
+
+
+@pytest.mark.parametrize("limb", range(CONTEXT_LIMBS))
+@pytest.mark.parametrize("delta", [1, -1])
+def test_every_context_limb_is_checked(bounty, make_bounty, researcher, limb, delta):
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    inst = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC)
+    inst[LIMB0 + limb] = (inst[LIMB0 + limb] + delta) % FIELD_MODULUS
+    with reverts(
+        bounty.ResearchBountyContextMismatch, bountyId=bounty_id, researcher=researcher, limb=limb
+    ):
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, researcher, salt, instances=inst), sender=researcher
+        )
+
+
+def test_submission_context(project, bounty, registry, deployer, researcher, stranger, chain_id):
+    """144 bits of keccak(chainid, contract, bountyId, researcher); the prover's mirror agrees."""
+    other = deployer.deploy(project.ResearchBounty, registry, 1)
+    seen = set()
+    for contract in (bounty, other):
+        for bounty_id in (0, 1, 2, 2**256 - 1):
+            for who in (researcher, stranger):
+                context = contract.submissionContext(bounty_id, who)
+                assert context == bounty_eval.submission_context(
+                    chain_id, contract.address, bounty_id, who.address
+                )
+                assert 0 <= context < 1 << (CONTEXT_LIMBS * 24)
+                seen.add(context)
+    assert len(seen) == 2 * 4 * 2
+    assert bounty_eval.submission_context(
+        chain_id + 1, bounty.address, 1, researcher.address
+    ) != bounty.submissionContext(1, researcher)
 
 
 def test_revoked_model_blocks_award_and_sponsor_reclaims(
@@ -358,7 +409,7 @@ def test_revoked_model_blocks_award_and_sponsor_reclaims(
     salt = commit(bounty, bounty_id, researcher)
     registry.revokeModel(EVAL_MODEL, 1, sender=guardian)
     with reverts(bounty.ModelRegistryVersionRevoked, modelId=EVAL_MODEL, version=1):
-        bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=researcher)
+        bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
     chain.pending_timestamp = bounty.getBounty(bounty_id).deadline
     before = deployer.balance
     bounty.reclaim(bounty_id, sender=researcher)
@@ -378,6 +429,108 @@ def test_commit_twice(bounty, researcher):
         bounty.commit(h, sender=researcher)
 
 
+# ------------------------------------------------------------------------------------------ binding
+
+
+def test_proof_replayed_on_another_bounty(bounty, make_bounty, researcher):
+    """A revealed proof for bounty A is worthless on bounty B (same model, same weights)."""
+    a, b = make_bounty(), make_bounty()
+    salt_a = commit(bounty, a, researcher)
+    salt_b = commit(bounty, b, researcher)
+    revealed = reveal_args(bounty, a, researcher, salt_a)
+    bounty.reveal(*revealed, sender=researcher)
+    proof, instances = revealed[4], revealed[5]
+    expected = eval_instances(bounty, b, researcher, WEIGHTS, MIN_METRIC)
+    with reverts(
+        bounty.ResearchBountyContextMismatch,
+        bountyId=b,
+        researcher=researcher,
+        limb=first_bad_limb(instances, expected),
+    ):
+        bounty.reveal(b, researcher, WEIGHTS, salt_b, proof, instances, sender=researcher)
+    assert bounty.getBounty(b).status == B_OPEN
+    bounty.reveal(*reveal_args(bounty, b, researcher, salt_b), sender=researcher)  # its own proof
+    assert bounty.getBounty(b).winner == researcher.address
+
+
+def test_proof_replayed_by_another_researcher(bounty, make_bounty, researcher, copier, chain):
+    """A copier who commits to the researcher's (public) weights commitment, and gets the rightful
+    reveal kept out of the chain for longer than the reveal delay, still cannot use the proof."""
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    honest = reveal_args(bounty, bounty_id, researcher, salt)
+    copier_salt = commit(bounty, bounty_id, copier)  # its own commitment, same weights
+    chain.mine(5)
+    expected = eval_instances(bounty, bounty_id, copier, WEIGHTS, MIN_METRIC)
+    with reverts(
+        bounty.ResearchBountyContextMismatch,
+        bountyId=bounty_id,
+        researcher=copier,
+        limb=first_bad_limb(honest[5], expected),
+    ):
+        bounty.reveal(bounty_id, copier, WEIGHTS, copier_salt, honest[4], honest[5], sender=copier)
+    bounty.reveal(*honest, sender=copier)  # relaying the honest reveal pays the researcher
+    assert bounty.getBounty(bounty_id).winner == researcher.address
+
+
+def test_proof_replayed_on_another_contract(project, bounty, registry, make_bounty, researcher):
+    """The same bounty id, model and weights on a second ResearchBounty: the context differs."""
+    a = make_bounty()
+    other = researcher.deploy(project.ResearchBounty, registry, 1)
+    for _ in range(a):
+        b = make_bounty(contract=other)
+    assert b == a
+    salt = commit(bounty, a, researcher)
+    salt_other = commit(other, b, researcher)
+    assert salt_other == salt  # same salt, same weights, same id: only the contract differs
+    revealed = reveal_args(bounty, a, researcher, salt)
+    bounty.reveal(*revealed, sender=researcher)
+    expected = eval_instances(other, b, researcher, WEIGHTS, MIN_METRIC)
+    with reverts(
+        other.ResearchBountyContextMismatch,
+        bountyId=b,
+        researcher=researcher,
+        limb=first_bad_limb(revealed[5], expected),
+    ):
+        other.reveal(*revealed, sender=researcher)
+    assert other.getBounty(b).status == B_OPEN
+    other.reveal(*reveal_args(other, b, researcher, salt_other), sender=researcher)
+    assert other.getBounty(b).winner == researcher.address
+
+
+def test_proof_for_another_chain(bounty, make_bounty, researcher, chain_id):
+    """A proof made for the same contract address, bounty and researcher on another chain."""
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    foreign = bounty_eval.submission_context(
+        chain_id + 1, bounty.address, bounty_id, researcher.address
+    )
+    forged = context_instances(WEIGHTS, MIN_METRIC, foreign)
+    expected = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC)
+    with reverts(
+        bounty.ResearchBountyContextMismatch,
+        bountyId=bounty_id,
+        researcher=researcher,
+        limb=first_bad_limb(forged, expected),
+    ):
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, researcher, salt, instances=forged), sender=researcher
+        )
+    bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
+    assert bounty.getBounty(bounty_id).winner == researcher.address
+
+
+def test_weights_are_checked_before_the_context(bounty, make_bounty, researcher, stranger):
+    """Another researcher's proof, for other weights, fails on the weights first."""
+    bounty_id = make_bounty()
+    salt = commit(bounty, bounty_id, researcher)
+    theirs = eval_instances(bounty, bounty_id, stranger, WEIGHTS + 7, MIN_METRIC)
+    with reverts(bounty.ResearchBountyWeightsMismatch, committed=WEIGHTS, proven=WEIGHTS + 7):
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, researcher, salt, instances=theirs), sender=researcher
+        )
+
+
 # ------------------------------------------------------------------------------------------ front-running
 
 
@@ -385,13 +538,14 @@ def test_copier_cannot_claim_with_own_address(bounty, make_bounty, researcher, c
     bounty_id = make_bounty()
     salt = commit(bounty, bounty_id, researcher)
     # The copier lifts weights commitment, salt and proof from the researcher's pending reveal.
-    args = reveal_args(bounty_id, copier, salt)
+    lifted = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC)
+    args = reveal_args(bounty, bounty_id, copier, salt, instances=lifted)
     h = bounty.submissionCommitment(bounty_id, copier, WEIGHTS, salt)
     with reverts(bounty.ResearchBountyUnknownCommitment, commitment=h):
         bounty.reveal(*args, sender=copier)
     # Replaying the researcher's exact transaction only pays the researcher.
     before = researcher.balance
-    bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=copier)
+    bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=copier)
     assert researcher.balance - before == E18
     assert bounty.getBounty(bounty_id).winner == researcher.address
 
@@ -403,13 +557,16 @@ def test_front_running_in_the_same_block(bounty, make_bounty, researcher, copier
     salt = commit(bounty, bounty_id, researcher)  # committed in an earlier block
     copier_salt = b32("copier")
     copier_commit = bounty.submissionCommitment(bounty_id, copier, WEIGHTS, copier_salt)
+    lifted = eval_instances(bounty, bounty_id, researcher, WEIGHTS, MIN_METRIC)  # the honest proof
     researcher_before, copier_before = researcher.balance, copier.balance
 
     with Block(chain) as block:
         stolen = block.send(
             copier,
             bounty,
-            bounty.reveal.encode_input(*reveal_args(bounty_id, copier, salt)),
+            bounty.reveal.encode_input(
+                *reveal_args(bounty, bounty_id, copier, salt, instances=lifted)
+            ),
             tip_gwei=50,
         )
         committed = block.send(
@@ -418,13 +575,15 @@ def test_front_running_in_the_same_block(bounty, make_bounty, researcher, copier
         rushed = block.send(
             copier,
             bounty,
-            bounty.reveal.encode_input(*reveal_args(bounty_id, copier, copier_salt)),
+            bounty.reveal.encode_input(
+                *reveal_args(bounty, bounty_id, copier, copier_salt, instances=lifted)
+            ),
             tip_gwei=30,
         )
         honest = block.send(
             researcher,
             bounty,
-            bounty.reveal.encode_input(*reveal_args(bounty_id, researcher, salt)),
+            bounty.reveal.encode_input(*reveal_args(bounty, bounty_id, researcher, salt)),
             tip_gwei=1,
         )
 
@@ -446,7 +605,9 @@ def test_front_running_in_the_same_block(bounty, make_bounty, researcher, copier
     with reverts(
         bounty.ResearchBountyAlreadyAwarded, bountyId=bounty_id, winner=researcher.address
     ):
-        bounty.reveal(*reveal_args(bounty_id, copier, copier_salt), sender=copier)
+        bounty.reveal(
+            *reveal_args(bounty, bounty_id, copier, copier_salt, instances=lifted), sender=copier
+        )
 
 
 def test_reveal_in_commit_block_is_too_early(bounty, make_bounty, researcher, chain):
@@ -458,7 +619,7 @@ def test_reveal_in_commit_block_is_too_early(bounty, make_bounty, researcher, ch
         early = block.send(
             researcher,
             bounty,
-            bounty.reveal.encode_input(*reveal_args(bounty_id, researcher, salt)),
+            bounty.reveal.encode_input(*reveal_args(bounty, bounty_id, researcher, salt)),
         )
     assert block.receipts[early]["status"] == 0
     assert bounty.commitBlock(h) == block.receipts[0]["blockNumber"]
@@ -466,11 +627,13 @@ def test_reveal_in_commit_block_is_too_early(bounty, make_bounty, researcher, ch
         bounty.ResearchBountyRevealTooEarly, commitment=h, revealableAt=bounty.commitBlock(h) + 1
     ):
         bounty.reveal.call(
-            *reveal_args(bounty_id, researcher, salt),
+            *reveal_args(bounty, bounty_id, researcher, salt),
             sender=researcher.address,
             block_id=bounty.commitBlock(h),
         )
-    bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=researcher)  # next block: fine
+    bounty.reveal(
+        *reveal_args(bounty, bounty_id, researcher, salt), sender=researcher
+    )  # next block: fine
     assert bounty.getBounty(bounty_id).winner == researcher.address
 
 
@@ -484,13 +647,13 @@ def test_two_valid_submissions_in_one_block(bounty, make_bounty, researcher, str
         a = block.send(
             researcher,
             bounty,
-            bounty.reveal.encode_input(*reveal_args(bounty_id, researcher, salt_a)),
+            bounty.reveal.encode_input(*reveal_args(bounty, bounty_id, researcher, salt_a)),
         )
         b = block.send(
             stranger,
             bounty,
             bounty.reveal.encode_input(
-                *reveal_args(bounty_id, stranger, salt_b, weights=other_weights)
+                *reveal_args(bounty, bounty_id, stranger, salt_b, weights=other_weights)
             ),
             tip_gwei=2,
         )
@@ -511,7 +674,7 @@ def test_reentrant_researcher(project, bounty, make_bounty, deployer, relayer):
     bounty_id = make_bounty()
     receiver.configure(bounty, bounty.reclaim.encode_input(bounty_id), False, sender=relayer)
     salt = commit(bounty, bounty_id, receiver, sender=relayer)  # anyone may register the commitment
-    bounty.reveal(*reveal_args(bounty_id, receiver, salt), sender=relayer)
+    bounty.reveal(*reveal_args(bounty, bounty_id, receiver, salt), sender=relayer)
     attempts, ok, selector = receiver.lastAttempt()
     assert (attempts, ok) == (1, False)
     assert bytes(selector) == bytes.fromhex("3ee5aeb5")  # ReentrancyGuardReentrantCall()
@@ -524,7 +687,7 @@ def test_reverting_researcher_is_credited(
     receiver = deployer.deploy(project.RevertingReceiver)
     bounty_id = make_bounty()
     salt = commit(bounty, bounty_id, receiver, sender=relayer)
-    receipt = bounty.reveal(*reveal_args(bounty_id, receiver, salt), sender=relayer)
+    receipt = bounty.reveal(*reveal_args(bounty, bounty_id, receiver, salt), sender=relayer)
     assert events(receipt, bounty, "PayoutCredited")[0].account == receiver.address
     before = stranger.balance
     receiver.withdrawTo(bounty, ETH, stranger, sender=relayer)
@@ -541,7 +704,7 @@ def test_reveal_at_deadline(bounty, make_bounty, researcher, chain, offset):
     bounty_id = make_bounty(deadline=deadline)
     salt = commit(bounty, bounty_id, researcher)
     chain.pending_timestamp = deadline + offset
-    args = reveal_args(bounty_id, researcher, salt)
+    args = reveal_args(bounty, bounty_id, researcher, salt)
     if offset < 0:
         bounty.reveal(*args, sender=researcher)
         assert bounty.getBounty(bounty_id).status == B_AWARDED
@@ -581,6 +744,6 @@ def test_erc20_bounty_with_fee_token(bounty, fot, make_bounty, deployer, researc
     bounty_id = make_bounty(asset=fot, amount=100 * E18)
     assert bounty.getBounty(bounty_id).amount == 99 * E18 == fot.balanceOf(bounty)
     salt = commit(bounty, bounty_id, researcher)
-    bounty.reveal(*reveal_args(bounty_id, researcher, salt), sender=researcher)
+    bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
     assert fot.balanceOf(researcher) == 99 * E18 * 99 // 100
     assert fot.balanceOf(bounty) == 0

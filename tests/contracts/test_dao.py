@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from .helpers import ETH, EVAL_MODEL, NO_INDEX, ONE, encode_signed, events, mock_proof, reverts
+from .helpers import (
+    CONTEXT_SCALE,
+    ETH,
+    EVAL_MODEL,
+    ONE,
+    eval_instances,
+    events,
+    mock_proof,
+    reverts,
+)
 
 E18 = 10**18
 USD = 10**6
@@ -14,7 +23,7 @@ VOTING_PERIOD = 10  # blocks
 TIMELOCK_DELAY = 2 * 86400  # seconds
 SUCCEEDED, QUEUED, EXECUTED = 4, 5, 7
 FOR = 1
-BENCH, WEIGHTS = 0xBE7C4, 0x3E16475
+WEIGHTS = 0x3E16475
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +64,7 @@ def pass_proposal(governor, timelock, chain, dao, targets, values, calldatas, de
 
 def bounty_params(chain, asset, amount, deadline=None):
     deadline = deadline or chain.pending_timestamp + 30 * 86400
-    return (str(asset), amount, EVAL_MODEL, 1, BENCH, 0, 1, NO_INDEX, ONE * 9 // 10, deadline)
+    return (str(asset), amount, EVAL_MODEL, 1, CONTEXT_SCALE, ONE * 9 // 10, deadline)
 
 
 def test_dao_funds_eth_bounty_and_researcher_is_paid(governance, bounty, chain, dao, researcher):
@@ -81,7 +90,7 @@ def test_dao_funds_eth_bounty_and_researcher_is_paid(governance, bounty, chain, 
     bounty.commit(
         bounty.submissionCommitment(bounty_id, researcher, WEIGHTS, salt), sender=researcher
     )
-    instances = [BENCH, WEIGHTS, encode_signed(ONE * 95 // 100)]
+    instances = eval_instances(bounty, bounty_id, researcher, WEIGHTS, ONE * 95 // 100)
     before = researcher.balance
     bounty.reveal(
         bounty_id, researcher, WEIGHTS, salt, mock_proof(instances), instances, sender=dao

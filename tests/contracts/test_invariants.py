@@ -2,8 +2,9 @@
 
 Invariants after every step: paid <= funded; reserved <= balance; the contract holds exactly
 pool balance + credited payouts; at most one claim per input commitment and per (policy, record);
-at most one payout per bounty (never awarded and reclaimed). Every transaction's outcome
-(success, or the exact named error) is predicted by the model first.
+at most one payout per bounty (never awarded and reclaimed), never for a proof made for the
+other researcher. Every transaction's outcome (success, or the exact named error) is predicted
+by the model first.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from .helpers import (
     B_AWARDED,
     B_OPEN,
     B_RECLAIMED,
+    CONTEXT_SCALE,
     ETH,
     EVAL_MODEL,
-    NO_INDEX,
     ONE,
     b32,
-    encode_signed,
+    eval_instances,
     mock_proof,
 )
 
@@ -45,7 +46,6 @@ PAYOUTS = (
     E18,
     E18 // 2,
 )  # product 0: pay 1 ETH if output >= 0; product 1: pay 0.5 ETH if output <= 0
-BENCH = 0xBE7C4
 MIN_METRIC = ONE // 2
 
 
@@ -87,7 +87,7 @@ def test_invariants(
     ]
     bounty_deadline = chain.pending_timestamp + 25 * DAY
     receipt = bounty.createBounty(
-        (ETH, E18, EVAL_MODEL, 1, BENCH, 0, 1, NO_INDEX, MIN_METRIC, bounty_deadline),
+        (ETH, E18, EVAL_MODEL, 1, CONTEXT_SCALE, MIN_METRIC, bounty_deadline),
         value=E18,
         sender=deployer,
     )
@@ -269,14 +269,16 @@ def test_invariants(
             action=st.sampled_from(["submit", "submit", "reclaim"]),
             who=st.sampled_from([0, 1]),
             good=st.booleans(),
+            forged=st.booleans(),
         )
-        def bounty_step(self, action, who, good):
+        def bounty_step(self, action, who, good, forged):
             if action == "reclaim":
                 self._bounty_reclaim()
             else:
-                self._bounty_submit(who, good)
+                self._bounty_submit(who, good, forged)
 
-        def _bounty_submit(self, who, good):
+        def _bounty_submit(self, who, good, forged):
+            """Commit and reveal; ``forged``: with a proof made for the other researcher."""
             account = researchers[who]
             weights = 1000 + who
             salt = b32(
@@ -286,7 +288,8 @@ def test_invariants(
                 bounty.submissionCommitment(bounty_id, account, weights, salt), sender=account
             )
             metric = MIN_METRIC if good else MIN_METRIC - 1
-            instances = [BENCH, weights, encode_signed(metric)]
+            proven_for = researchers[1 - who] if forged else account
+            instances = eval_instances(bounty, bounty_id, proven_for, weights, metric)
             now = chain.pending_timestamp
             expected = (
                 "ResearchBountyAlreadyAwarded"
@@ -295,6 +298,8 @@ def test_invariants(
                 if self.bounty_status == B_RECLAIMED
                 else "ResearchBountyDeadlinePassed"
                 if now >= bounty_deadline
+                else "ResearchBountyContextMismatch"
+                if forged
                 else "ResearchBountyMetricBelowMinimum"
                 if not good
                 else None
