@@ -14,16 +14,20 @@ from eth_account import Account
 from eth_utils import keccak
 
 from prover.attestation import Attestation, sign_attestation
-from prover.deploy import eval_reference_onnx, instance_layout, verifier_container
+from prover.deploy import instance_layout, verifier_container
 from prover.models.bounty_eval import (
-    LABELS_INDEX,
-    WEIGHTS_INDEX,
-    benchmark_commitments,
     build_eval_bundle,
-    held_out_benchmark,
+    context_scale,
     prove_evaluation,
+    submission_context,
+    weights_of,
 )
-from prover.models.breast_cancer import build_diagnostic_bundle, load_dataset, prove_diagnosis
+from prover.models.breast_cancer import (
+    DIAGNOSTIC_MODEL,
+    build_diagnostic_bundle,
+    load_dataset,
+    prove_diagnosis,
+)
 from prover.zk import proof as proofs
 
 TARGETS = {"claim_gas": 450_000, "batch10_gas_per_claim": 400_000}
@@ -39,7 +43,7 @@ def run() -> dict[str, Any]:
     from ape import accounts, chain, networks, project
 
     diag = build_diagnostic_bundle()
-    evaluation = build_eval_bundle(eval_reference_onnx(), held_out_benchmark())
+    evaluation = build_eval_bundle()
     ds = load_dataset()
     hospital = Account.create()
     out: dict[str, Any] = {"deploy_gas": {}}
@@ -121,17 +125,13 @@ def run() -> dict[str, Any]:
         out["batch10_gas_per_claim"] = int(receipt.gas_used) // 10
         out["batch10_paid"] = len(receipt.decode_logs(settlement.ClaimPaid))
 
-        bench_c, labels_c = benchmark_commitments(held_out_benchmark(), evaluation.input_scale)
         params = (
             ETH,
             E18,
             EVAL,
             1,
-            bench_c,
-            labels_c,
-            WEIGHTS_INDEX,
-            LABELS_INDEX,
-            7,
+            context_scale(evaluation),
+            100,
             chain.pending_timestamp + 86400,
         )
         bounty_id = (
@@ -139,7 +139,8 @@ def run() -> dict[str, Any]:
             .decode_logs(bounty.BountyCreated)[0]
             .bountyId
         )
-        ev = prove_evaluation(evaluation, held_out_benchmark(), work)
+        context = submission_context(chain.chain_id, bounty.address, bounty_id, holder.address)
+        ev = prove_evaluation(evaluation, weights_of(DIAGNOSTIC_MODEL), context, work)
         salt = keccak(text="bench")
         commit = bounty.commit(
             bounty.submissionCommitment(bounty_id, holder, ev.weights_commitment, salt),

@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {Bn254Field} from "./Bn254Field.sol";
 import {IModelRegistry, IModelRegistryErrors, ModelStatus, ModelVersion} from "./interfaces/IModelRegistry.sol";
 import {Payouts} from "./Payouts.sol";
 
 /// @title ResearchBounty
 /// @notice Escrowed bounties (ETH or ERC-20) for a model that reaches a minimum metric on a committed benchmark,
-/// proven with an evaluation circuit (e.g. `instances = [benchmarkCommitment, weightsCommitment, metric]`) while the
-/// weights stay private. The metric is the version's first output (`outputs[0]`; evaluation circuits register
-/// `outputCount = 1`). The first valid submission meeting the metric is paid; the sponsor (e.g. a DAO timelock)
-/// gets unpaid funds back after the deadline.
+/// proven with an evaluation circuit while the weights stay private. The benchmark is part of the circuit (its rows are
+/// constants of the registered model version, named by the registry's ONNX sha256 and verifying key), so a bounty names
+/// its benchmark by `(modelId, version)`. Every instance of the evaluation layout is pinned: the input commitment is
+/// the researcher's weights commitment (compared with the committed one), the metric is the first output
+/// (`outputs[0]`), and outputs 1..6 must carry this submission's context (see below).
+/// The first valid submission meeting the metric is paid; the sponsor (e.g. a DAO timelock) gets unpaid funds back
+/// after the deadline.
+///
+/// Binding: a proof pays exactly one bounty and one researcher. The circuit passes six 24-bit context limbs through to
+/// its outputs; `reveal` requires them to be the limbs of `submissionContext(bountyId, researcher)`, a 144-bit
+/// digest of the chain id, this contract, the bounty and the researcher. A revealed proof is therefore worthless on any
+/// other bounty, contract or chain, and for any other researcher.
 ///
 /// Front-running protection (commit-reveal): a researcher first calls `commit(h)` with
 /// `h = keccak256(abi.encode(bountyId, researcher, weightsCommitment, salt))`, then, at least `minRevealDelay` blocks
@@ -23,9 +30,12 @@ import {Payouts} from "./Payouts.sol";
 /// Deadline semantics: reveals are accepted while `block.timestamp < deadline`; from `deadline` on (inclusive) no
 /// reveal is accepted and `reclaim` returns the escrow to the sponsor (anyone may trigger it).
 contract ResearchBounty is Payouts, IModelRegistryErrors {
-    /// @notice Marks `labelsIndex` as "labels commitment is not a separate public instance" (it is then bound inside
-    /// the benchmark commitment and only recorded here).
-    uint16 public constant NO_INDEX = type(uint16).max;
+    /// @notice Number of context limbs an evaluation circuit outputs after its metric (`outputs[1..CONTEXT_LIMBS]`).
+    uint256 public constant CONTEXT_LIMBS = 6;
+    /// @notice Bits per context limb (each limb is exact in the circuit's f32 inputs).
+    uint256 public constant CONTEXT_LIMB_BITS = 24;
+    /// @notice Largest accepted fixed-point scale of the context outputs.
+    uint8 public constant MAX_CONTEXT_SCALE = 32;
 
     /// @notice Lifecycle of a bounty.
     enum BountyStatus {
@@ -41,10 +51,7 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         uint256 amount;
         bytes32 modelId; // evaluation circuit's model id in the registry
         uint32 version;
-        uint256 benchmarkCommitment; // must equal the proof's input-commitment instance (registry layout)
-        uint256 labelsCommitment; // commitment to the benchmark labels
-        uint16 weightsIndex; // instance index of the weights commitment
-        uint16 labelsIndex; // instance index of the labels commitment, or NO_INDEX
+        uint8 contextScale; // fixed-point scale (log2) of the context outputs
         int128 minMetric; // in the circuit's fixed-point units (registry outputScale)
         uint64 deadline;
     }
@@ -55,21 +62,16 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         address sponsor;
         uint40 deadline;
         BountyStatus status;
-        uint16 weightsIndex;
-        uint16 labelsIndex;
+        uint8 contextScale;
         // slot 1
         address asset;
         uint32 version;
         // slot 2
         bytes32 modelId;
         // slot 3
-        uint256 benchmarkCommitment;
-        // slot 4
-        uint256 labelsCommitment;
-        // slot 5
         int128 minMetric;
         uint128 amount;
-        // slot 6
+        // slot 4
         address winner;
     }
 
@@ -87,7 +89,6 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         uint256 amount,
         bytes32 modelId,
         uint32 version,
-        uint256 benchmarkCommitment,
         int128 minMetric,
         uint64 deadline
     );
@@ -106,11 +107,6 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
     error ResearchBountyUnknown(uint256 bountyId);
     /// @dev The evaluation model version is not active.
     error ResearchBountyModelNotActive(bytes32 modelId, uint32 version);
-    /// @dev The weights/labels indices do not fit the model's instance layout (out of range, the input index, inside
-    /// the output range, or equal).
-    error ResearchBountyInvalidLayout(uint16 weightsIndex, uint16 labelsIndex);
-    /// @dev A commitment is not a field element.
-    error ResearchBountyInvalidCommitment(uint256 commitment);
     /// @dev The deadline is not in the future (or does not fit 40 bits).
     error ResearchBountyInvalidDeadline(uint64 deadline);
     /// @dev The bounty was already awarded to `winner`.
@@ -127,12 +123,15 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
     error ResearchBountyUnknownCommitment(bytes32 commitment);
     /// @dev The commitment can be revealed from block `revealableAt` on.
     error ResearchBountyRevealTooEarly(bytes32 commitment, uint256 revealableAt);
-    /// @dev The proof's benchmark (input) commitment is not the bounty's.
-    error ResearchBountyBenchmarkMismatch(uint256 expected, uint256 actual);
-    /// @dev The proof's labels commitment is not the bounty's.
-    error ResearchBountyLabelsMismatch(uint256 expected, uint256 actual);
     /// @dev The proof's weights commitment is not the committed one.
     error ResearchBountyWeightsMismatch(uint256 committed, uint256 proven);
+    /// @dev The evaluation model does not output the metric and `CONTEXT_LIMBS` context limbs.
+    error ResearchBountyNoContextOutputs(uint16 outputCount);
+    /// @dev The context scale is above `MAX_CONTEXT_SCALE`.
+    error ResearchBountyInvalidContextScale(uint8 contextScale);
+    /// @dev The proof's context limb `limb` is not that of `submissionContext(bountyId, researcher)`: the proof was
+    /// made for another bounty, contract, chain or researcher.
+    error ResearchBountyContextMismatch(uint256 bountyId, address researcher, uint256 limb);
     /// @dev The proven metric is below the bounty's minimum.
     error ResearchBountyMetricBelowMinimum(uint256 bountyId, int256 metric, int256 minMetric);
 
@@ -153,17 +152,8 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         if (model.status != ModelStatus.Active || !_registry.isActive(params.modelId, params.version)) {
             revert ResearchBountyModelNotActive(params.modelId, params.version);
         }
-        uint16 w = params.weightsIndex;
-        uint16 l = params.labelsIndex;
-        if (!_isCommitmentIndex(model, w) || (l != NO_INDEX && (!_isCommitmentIndex(model, l) || l == w))) {
-            revert ResearchBountyInvalidLayout(w, l);
-        }
-        if (params.benchmarkCommitment >= Bn254Field.MODULUS) {
-            revert ResearchBountyInvalidCommitment(params.benchmarkCommitment);
-        }
-        if (l != NO_INDEX && params.labelsCommitment >= Bn254Field.MODULUS) {
-            revert ResearchBountyInvalidCommitment(params.labelsCommitment);
-        }
+        if (model.outputCount != 1 + CONTEXT_LIMBS) revert ResearchBountyNoContextOutputs(model.outputCount);
+        if (params.contextScale > MAX_CONTEXT_SCALE) revert ResearchBountyInvalidContextScale(params.contextScale);
         if (params.deadline <= block.timestamp || params.deadline > type(uint40).max) {
             revert ResearchBountyInvalidDeadline(params.deadline);
         }
@@ -174,13 +164,10 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
             sponsor: msg.sender,
             deadline: uint40(params.deadline),
             status: BountyStatus.Open,
-            weightsIndex: w,
-            labelsIndex: l,
+            contextScale: params.contextScale,
             asset: params.asset,
             version: params.version,
             modelId: params.modelId,
-            benchmarkCommitment: params.benchmarkCommitment,
-            labelsCommitment: params.labelsCommitment,
             minMetric: params.minMetric,
             amount: received,
             winner: address(0)
@@ -192,7 +179,6 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
             received,
             params.modelId,
             params.version,
-            params.benchmarkCommitment,
             params.minMetric,
             params.deadline
         );
@@ -223,7 +209,8 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
     }
 
     /// @notice Reveals a committed submission with its proof; pays `researcher` if the proof is valid for the bounty's
-    /// evaluation model, benchmark (and labels), the committed weights, and the metric reaches the minimum. Anyone may
+    /// evaluation model (its benchmark), the committed weights and this bounty and researcher (the context), and the
+    /// metric reaches the minimum. Anyone may
     /// send it (e.g. a relayer); the payout always goes to `researcher`. Reverts with a named error otherwise.
     // Safe: the award needs the verified metric, so its effects follow the call to the registry, an immutable,
     // trusted contract set at deployment; and `reveal` is nonReentrant.
@@ -249,7 +236,7 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
             revert ResearchBountyRevealTooEarly(commitment, committedAt + _minRevealDelay);
         }
 
-        int256 metric = _verifySubmission(bounty, weightsCommitment, proof, instances);
+        int256 metric = _verifySubmission(bounty, bountyId, researcher, weightsCommitment, proof, instances);
         if (metric < bounty.minMetric) revert ResearchBountyMetricBelowMinimum(bountyId, metric, bounty.minMetric);
 
         // Effects.
@@ -263,30 +250,24 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         _pushOrCredit(bounty.asset, researcher, amount);
     }
 
-    /// @dev Whether `index` is a public instance of `model` other than its input commitment and its outputs.
-    function _isCommitmentIndex(ModelVersion memory model, uint16 index) private pure returns (bool) {
-        uint256 first = model.outputIndex;
-        return index < model.instanceCount && index != model.inputIndex
-            && (index < first || index >= first + model.outputCount);
-    }
-
     function _verifySubmission(
         Bounty storage bounty,
+        uint256 bountyId,
+        address researcher,
         uint256 weightsCommitment,
         bytes calldata proof,
         uint256[] calldata instances
     ) private returns (int256 metric) {
-        (uint256 benchmark, int256[] memory outputs) = _registry.verify(bounty.modelId, bounty.version, proof, instances);
-        metric = outputs[0]; // the registry returns outputCount >= 1 values
-        // The registry checked the instance count against the layout the indices were validated with.
-        if (benchmark != bounty.benchmarkCommitment) {
-            revert ResearchBountyBenchmarkMismatch(bounty.benchmarkCommitment, benchmark);
-        }
-        uint256 provenWeights = instances[bounty.weightsIndex];
+        (uint256 provenWeights, int256[] memory outputs) =
+            _registry.verify(bounty.modelId, bounty.version, proof, instances);
         if (provenWeights != weightsCommitment) revert ResearchBountyWeightsMismatch(weightsCommitment, provenWeights);
-        uint16 labelsIndex = bounty.labelsIndex;
-        if (labelsIndex != NO_INDEX && instances[labelsIndex] != bounty.labelsCommitment) {
-            revert ResearchBountyLabelsMismatch(bounty.labelsCommitment, instances[labelsIndex]);
+        metric = outputs[0];
+        // createBounty checked outputCount == 1 + CONTEXT_LIMBS for this version.
+        uint256 context = submissionContext(bountyId, researcher);
+        uint8 scale = bounty.contextScale;
+        for (uint256 i = 0; i < CONTEXT_LIMBS; ++i) {
+            int256 expected = int256(((context >> (CONTEXT_LIMB_BITS * i)) & 0xFFFFFF) << scale);
+            if (outputs[1 + i] != expected) revert ResearchBountyContextMismatch(bountyId, researcher, i);
         }
     }
 
@@ -307,6 +288,13 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         returns (bytes32)
     {
         return keccak256(abi.encode(bountyId, researcher, weightsCommitment, salt));
+    }
+
+    /// @notice The 144-bit context a submission's proof must carry (as `CONTEXT_LIMBS` 24-bit limbs, least significant
+    /// first): binds the proof to this chain, this contract, `bountyId` and `researcher`.
+    function submissionContext(uint256 bountyId, address researcher) public view returns (uint256) {
+        return uint256(keccak256(abi.encode(block.chainid, address(this), bountyId, researcher)))
+            >> (256 - CONTEXT_LIMBS * CONTEXT_LIMB_BITS);
     }
 
     /// @notice The block in which `commitment` was registered (0 if never, or consumed by a winning reveal).

@@ -260,3 +260,126 @@ def model_show(bundle_dir: Path) -> None:
 def main() -> None:
     """Console-script entry point."""
     sys.exit(cli())
+
+
+# ------------------------------------------------------------------------------------ bounty
+
+
+def _submission_options(fn: F) -> F:
+    options = [
+        click.argument("bounty_id", type=click.IntRange(min=1)),
+        click.option("--rpc", required=True, envvar="ZKCARE_RPC_URL", help="JSON-RPC URL."),
+        click.option(
+            "--deployment",
+            type=_FILE,
+            help="deployments/<chain-id>.json from `ape run deploy all` (or --contract).",
+        ),
+        click.option("--contract", help="ResearchBounty address (instead of --deployment)."),
+        click.option("--keystore", type=_FILE, help="The researcher's keystore file."),
+        click.option("--password-file", type=_FILE, help="File holding the keystore password."),
+        click.option("--key-env", help="Name of a variable holding a hex private key (dev)."),
+        click.option(
+            "--state-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=Path("bounty-submissions"),
+            show_default=True,
+            help="Where the submission's state and proof live (keep it: re-runs resume).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _open_submission(
+    bounty_id: int,
+    rpc: str,
+    deployment: Path | None,
+    contract: str | None,
+    keystore: Path | None,
+    password_file: Path | None,
+    key_env: str | None,
+    state_dir: Path,
+    timeout: float = 120.0,
+) -> Any:
+    from prover import research
+
+    if (deployment is None) == (contract is None):
+        raise ZkcareClickError("give exactly one of --deployment and --contract")
+    address = contract or research.bounty_contract_of(deployment)  # type: ignore[arg-type]
+    account = research.load_researcher(keystore, password_file, key_env)
+    target = research.Target(rpc, address, bounty_id)
+    return research.Submission(target, account, state_dir, echo=_say, timeout=timeout)
+
+
+@cli.group()
+def bounty() -> None:
+    """The researcher's side of a research bounty: submit (prove, commit, reveal), status."""
+
+
+@bounty.command("submit")
+@_submission_options
+@click.option(
+    "--weights",
+    required=True,
+    type=_FILE,
+    help='Your model: JSON {"weights": [30], "bias": b} or a logistic-regression ONNX.',
+)
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=_DIR,
+    help="The benchmark's published evaluation bundle (default: the built-in 114 patients).",
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per wait.")
+@one_line_errors
+def bounty_submit(
+    bounty_id: int,
+    rpc: str,
+    deployment: Path | None,
+    contract: str | None,
+    keystore: Path | None,
+    password_file: Path | None,
+    key_env: str | None,
+    state_dir: Path,
+    weights: Path,
+    bundle_dir: Path | None,
+    timeout: float,
+) -> None:
+    """Prove your model's accuracy on the bounty's benchmark, commit, reveal, follow to the payout.
+
+    Exactly once and resumable: the state lives in --state-dir; re-run the same command after
+    any crash or interruption and it goes on where it stopped, never sending twice.
+    """
+    from prover.models.bounty_eval import build_eval_bundle, weights_of
+    from prover.zk.circuit import load_bundle
+
+    params = weights_of(weights)
+    submission = _open_submission(
+        bounty_id, rpc, deployment, contract, keystore, password_file, key_env, state_dir, timeout
+    )
+    bundle = load_bundle(bundle_dir) if bundle_dir else build_eval_bundle(progress=_say)
+    state = submission.run(bundle, params)
+    click.echo(submission.describe())
+    if state["status"] != "awarded":
+        raise ZkcareClickError(state.get("error") or f"submission ended {state['status']}")
+
+
+@bounty.command("status")
+@_submission_options
+@one_line_errors
+def bounty_status(
+    bounty_id: int,
+    rpc: str,
+    deployment: Path | None,
+    contract: str | None,
+    keystore: Path | None,
+    password_file: Path | None,
+    key_env: str | None,
+    state_dir: Path,
+) -> None:
+    """Where your submission to BOUNTY_ID stands (from its state file)."""
+    submission = _open_submission(
+        bounty_id, rpc, deployment, contract, keystore, password_file, key_env, state_dir
+    )
+    click.echo(submission.describe())

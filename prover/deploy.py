@@ -19,7 +19,7 @@ from typing import Any
 from eth_utils import keccak
 
 from prover.exceptions import ZkcareError
-from prover.paths import ARTIFACTS, ROOT
+from prover.paths import ROOT
 from prover.zk.circuit import Bundle
 
 DEPLOYMENTS_DIR = Path(os.environ.get("ZKCARE_DEPLOYMENTS", ROOT / "deployments"))
@@ -42,9 +42,13 @@ def instance_layout(bundle: Bundle) -> tuple[int, int, int, int, int]:
     """The registry's ``(count, input-commitment index, output index, output count, scale)``.
 
     A bundle built by :func:`prover.models.build.build_model` carries it in its model card,
-    read from a real proof at build time. The evaluation circuit (not yet a model package)
-    names its instances in the manifest: commitment first, its one metric last.
+    read from a real proof at build time; the evaluation circuit's is
+    :func:`prover.models.bounty_eval.eval_layout`.
     """
+    if "benchmark_sha256" in bundle.manifest:
+        from prover.models.bounty_eval import eval_layout
+
+        return eval_layout(bundle)
     card = bundle.card
     if card is not None:
         from prover.models.card import ModelCard
@@ -197,15 +201,6 @@ def verifier_container(bundle: Bundle) -> Any:
     )
 
 
-def eval_reference_onnx() -> Path:
-    """The DAO's reference model for the evaluation circuit (diagnostic weights)."""
-    from prover.models.bounty_eval import BENCHMARK_SIZE, export_eval_onnx
-    from prover.models.breast_cancer import diagnostic_weights
-
-    weights, bias = diagnostic_weights()
-    return export_eval_onnx(weights, bias, BENCHMARK_SIZE, ARTIFACTS / "eval" / "reference.onnx")
-
-
 def deploy_all(
     account: Any,
     *,
@@ -217,15 +212,11 @@ def deploy_all(
     """Build bundles, deploy verifiers + registry + settlement + bounty, register models."""
     from ape import project
 
-    from prover.models.bounty_eval import (
-        LABELS_INDEX,
-        build_eval_bundle,
-        held_out_benchmark,
-    )
+    from prover.models.bounty_eval import build_eval_bundle, context_scale
     from prover.models.breast_cancer import build_diagnostic_bundle
 
     diag = build_diagnostic_bundle(srs_file=srs_file)
-    evaluation = build_eval_bundle(eval_reference_onnx(), held_out_benchmark(), srs_file=srs_file)
+    evaluation = build_eval_bundle(srs_file=srs_file)
     d = Deployer.open(account, directory, log)
     d.data["deployer"] = str(account.address)
     diag_verifier = d.contract(diag.contract_name, verifier_container(diag))
@@ -244,7 +235,11 @@ def deploy_all(
     d.register_model(
         registry, EVAL_MODEL_NAME, 1, eval_verifier, evaluation, instance_layout(evaluation)
     )
-    d.data["evaluation"] = {"labelsIndex": LABELS_INDEX, "benchmarkSize": 8}
+    d.data["evaluation"] = {
+        "benchmarkSize": evaluation.manifest["benchmark_size"],
+        "benchmarkSha256": evaluation.manifest["benchmark_sha256"],
+        "contextScale": context_scale(evaluation),
+    }
     d.save()
     _ = (settlement, bounty)
     return d

@@ -302,14 +302,14 @@ def payout_rule(
     return PayoutRule(cmp, index, to_fixed(threshold, scale, "threshold", "threshold"))
 
 
-def min_metric(min_accuracy: float, scale: int) -> int:
-    """The bounty's ``minMetric``: the accuracy at the metric's scale, rounded up (never lower)."""
+def min_metric(min_accuracy: float, size: int) -> int:
+    """The bounty's ``minMetric``: patients of ``size`` to classify right, rounded up."""
     if not (math.isfinite(min_accuracy) and 0 <= min_accuracy <= 1):
         raise InvalidArgument(
             f"min accuracy must be within [0, 1], got {min_accuracy}", "min_accuracy"
         )
     with localcontext(prec=_EXACT):
-        return math.ceil(Decimal(str(min_accuracy)) * (1 << scale))
+        return math.ceil(Decimal(str(min_accuracy)) * size)
 
 
 def utc(timestamp: int) -> str:
@@ -479,14 +479,13 @@ class BountyView:
     output_scale: int
     deadline: int
     winner: str
-    benchmark_commitment: int
-    labels_commitment: int
+    context_scale: int
 
     def describe(self) -> str:
         text = (
             f"bounty {self.id}: {self.status.name.lower()}, {self.asset.format(self.amount)}, "
-            f"sponsor {self.sponsor}, {self.model} v{self.version}, min accuracy "
-            f"{from_fixed(self.min_metric, self.output_scale):g} (raw {self.min_metric}), "
+            f"sponsor {self.sponsor}, {self.model} v{self.version}, at least "
+            f"{from_fixed(self.min_metric, self.output_scale):g} benchmark patients right, "
             f"deadline {utc(self.deadline)}"
         )
         return text + (f", winner {self.winner}" if self.status is BountyStatus.AWARDED else "")
@@ -715,8 +714,7 @@ class Deployment:
             self.output_scale(mid, version),
             int(b.deadline),
             str(b.winner),
-            int(b.benchmarkCommitment),
-            int(b.labelsCommitment),
+            int(b.contextScale),
         )
 
     def _all(self, get: Callable[[int, str | None], Any]) -> Iterator[Any]:
@@ -817,8 +815,7 @@ def resolve_bundle(
     from prover.zk.circuit import load_bundle
 
     if source in BUILTIN_BUNDLES:
-        from prover.deploy import eval_reference_onnx
-        from prover.models.bounty_eval import build_eval_bundle, held_out_benchmark
+        from prover.models.bounty_eval import build_eval_bundle
 
         if source == "diagnostic":
             from prover.models.breast_cancer import build_diagnostic_bundle
@@ -827,7 +824,7 @@ def resolve_bundle(
             if not skip_checks:
                 check_bundle(bundle)
         else:
-            bundle = build_eval_bundle(eval_reference_onnx(), held_out_benchmark())
+            bundle = build_eval_bundle()
         return (
             bundle,
             name or BUILTIN_BUNDLES[source],
@@ -1099,15 +1096,12 @@ def create_bounty(
     deadline_hours: float,
     token: str | None = None,
 ) -> BountyView:
-    """Escrow a bounty for the evaluation circuit on the committed held-out benchmark."""
-    from prover.deploy import eval_reference_onnx
-    from prover.models.bounty_eval import (
-        LABELS_INDEX,
-        WEIGHTS_INDEX,
-        benchmark_commitments,
-        build_eval_bundle,
-        held_out_benchmark,
-    )
+    """Escrow a bounty for the evaluation circuit: its benchmark is the registered version's.
+
+    ``min_accuracy`` becomes ``minMetric``, the number of benchmark patients to classify
+    right (rounded up, never lower).
+    """
+    from prover.models.bounty_eval import build_eval_bundle, context_scale
 
     if not (math.isfinite(deadline_hours) and deadline_hours > 0):
         raise InvalidArgument(
@@ -1116,22 +1110,22 @@ def create_bounty(
     asset = d.asset(token, "token") if token else d.asset(ETH)
     raw = to_raw(amount, asset.decimals, "amount", "amount")
     view = d.active_model(EVAL_MODEL_NAME)
-    metric = min_metric(min_accuracy, view.output_scale)
+    bundle = build_eval_bundle()
+    if view.vk_sha256.hex() != bundle.manifest["sha256"]["vk"]:
+        raise OperationRefused(
+            f"{EVAL_MODEL_NAME} v{view.version} on chain is not this machine's evaluation circuit "
+            "(verifying keys differ): register it with `ape run manage model register eval`"
+        )
+    metric = min_metric(min_accuracy, int(bundle.manifest["benchmark_size"]))
     deadline = _now() + math.ceil(deadline_hours * 3600)
     if deadline > UINT40_MAX:
         raise InvalidArgument(f"deadline {deadline_hours} h is too far away", "deadline_hours")
-    benchmark = held_out_benchmark()
-    bundle = build_eval_bundle(eval_reference_onnx(), benchmark)
-    bench_c, labels_c = benchmark_commitments(benchmark, bundle.input_scale)
     params = (
         asset.address,
         raw,
         view.model_id,
         view.version,
-        bench_c,
-        labels_c,
-        WEIGHTS_INDEX,
-        LABELS_INDEX,
+        context_scale(bundle),
         metric,
         deadline,
     )

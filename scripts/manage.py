@@ -13,7 +13,7 @@ Addresses come from the connected chain's manifest (``deployments/<chain-id>.jso
     ape run manage product create 1 --pay-if malignant --payout 1 --network ... --account insurer
     ape run manage product create 1 --model acme/cnn --pay-if-class 3 --payout 1 ...
     ape run manage policy issue 1 0xHolder --coverage 2 --days 365 --network ... --account insurer
-    ape run manage bounty create --amount 5 --min-accuracy 0.875 --deadline-hours 72 ...
+    ape run manage bounty create --amount 5 --min-accuracy 0.95 --deadline-hours 72 ...
     ape run manage bounty reclaim 1 --network ... --account sponsor
 
 The logic lives in :mod:`prover.operations`; this file only parses and reports. Bad input and
@@ -371,7 +371,12 @@ def bounty() -> None:
 @ape_cli_context()
 @account_option()
 @click.option("--amount", type=AMOUNT, required=True, help="Escrow (ether or token units).")
-@click.option("--min-accuracy", type=float, required=True, help="In [0, 1], e.g. 0.875 (7/8).")
+@click.option(
+    "--min-accuracy",
+    type=float,
+    required=True,
+    help="In [0, 1], e.g. 0.95 (of the benchmark's patients).",
+)
 @click.option("--deadline-hours", type=float, default=72.0, show_default=True)
 @click.option("--token", type=ADDRESS, help="ERC-20 address (default: ETH).")
 def bounty_create(
@@ -387,8 +392,8 @@ def bounty_create(
         lambda d: ops.create_bounty(d, account, amount, min_accuracy, deadline_hours, token)
     )
     cli_ctx.logger.success(
-        f"bounty {view.id} created: {view.asset.format(view.amount)} escrowed, min accuracy "
-        f"{ops.from_fixed(view.min_metric, view.output_scale):g}, "
+        f"bounty {view.id} created: {view.asset.format(view.amount)} escrowed, at least "
+        f"{view.min_metric} benchmark patients right, "
         f"deadline {ops.utc(view.deadline)}"
     )
 

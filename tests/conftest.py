@@ -10,17 +10,17 @@ import pytest
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.chain import ChainClient
 from prover.models.bounty_eval import (
-    BENCHMARK_SIZE,
     Benchmark,
+    Weights,
     build_eval_bundle,
-    export_eval_onnx,
     held_out_benchmark,
+    weights_of,
 )
 from prover.models.breast_cancer import (
+    DIAGNOSTIC_MODEL,
     Dataset,
     DiagnosisProof,
     build_diagnostic_bundle,
-    diagnostic_weights,
     load_dataset,
     prove_diagnosis,
     train_diagnostic_model,
@@ -86,21 +86,19 @@ def benchmark() -> Benchmark:
 
 
 @pytest.fixture(scope="session")
-def reference_eval_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The DAO's reference model for the evaluation circuit (zkcare's diagnostic weights)."""
-    w, b = diagnostic_weights()
-    return export_eval_onnx(w, b, BENCHMARK_SIZE, tmp_path_factory.mktemp("eval") / "ref.onnx")
+def eval_bundle(benchmark: Benchmark) -> Bundle:
+    """The real evaluation circuit on all 114 held-out patients (cached under artifacts/)."""
+    return build_eval_bundle(benchmark)
 
 
 @pytest.fixture(scope="session")
-def eval_bundle(reference_eval_onnx: Path, benchmark: Benchmark) -> Bundle:
-    """The real evaluation circuit (cached under artifacts/ by content hash)."""
-    return build_eval_bundle(reference_eval_onnx, benchmark)
+def reference_weights() -> Weights:
+    """The DAO's reference model for the evaluation circuit (zkcare's diagnostic weights)."""
+    return weights_of(DIAGNOSTIC_MODEL)
 
 
 @pytest.fixture(scope="session")
 def researcher_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A researcher's private model: trained with other regularization (other weights)."""
+    """A researcher's private model (an ONNX file): trained with other regularization."""
     trained = train_diagnostic_model(tmp_path_factory.mktemp("researcher"), regularization=0.05)
-    w, b = diagnostic_weights(trained.onnx_path)
-    return export_eval_onnx(w, b, BENCHMARK_SIZE, trained.onnx_path.parent / "eval.onnx")
+    return trained.onnx_path

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 from eth_utils import keccak
 
 from prover.deploy import verifier_container
 from prover.models.bounty_eval import (
-    LABELS_INDEX,
-    METRIC_INDEX,
-    WEIGHTS_INDEX,
-    benchmark_commitments,
-    export_eval_onnx,
+    Weights,
+    context_scale,
+    eval_layout,
     prove_evaluation,
+    submission_context,
+    weights_of,
 )
-from prover.models.breast_cancer import DiagnosisProof, diagnostic_weights, prove_diagnosis
+from prover.models.breast_cancer import DiagnosisProof, prove_diagnosis
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash
@@ -56,7 +55,7 @@ def real(project, chain, deployer, guardian, diagnostic_bundle, eval_bundle, oth
     for mid, verifier, bundle, layout in [
         (REAL_DIAG, diag_v, diagnostic_bundle, (2, 0, 1, 1, diagnostic_bundle.output_scale)),
         (OTHER_DIAG, other_v, other_bundle, (2, 0, 1, 1, other_bundle.output_scale)),
-        (REAL_EVAL, eval_v, eval_bundle, (4, 0, METRIC_INDEX, 1, eval_bundle.output_scale)),
+        (REAL_EVAL, eval_v, eval_bundle, eval_layout(eval_bundle)),
     ]:
         registry.registerModel(
             mid,
@@ -325,25 +324,34 @@ def test_revoked_model_stops_real_claims(
 
 
 @pytest.fixture(scope="module")
-def researcher_proof(eval_bundle, benchmark, researcher_onnx, proof_dir):
-    return prove_evaluation(eval_bundle, benchmark, proof_dir, model=researcher_onnx)
+def researcher_weights(researcher_onnx) -> Weights:
+    return weights_of(researcher_onnx)
 
 
 @pytest.fixture(scope="module")
-def make_real_bounty(real, deployer, chain, eval_bundle, benchmark):
-    _, _, bounty = real
-    bench, labels = benchmark_commitments(benchmark, eval_bundle.input_scale)
+def prove_for(eval_bundle, proof_dir, chain, researcher_weights):
+    """``prove_for(bounty, bounty_id, researcher, weights=…, chain_id=…)``: a real proof."""
 
-    def make(min_correct: int = 7) -> int:
+    def prove(bounty, bounty_id, who, weights=None, chain_id=None):
+        context = submission_context(
+            chain.chain_id if chain_id is None else chain_id, bounty.address, bounty_id, who.address
+        )
+        assert chain_id is not None or context == bounty.submissionContext(bounty_id, who)
+        return prove_evaluation(eval_bundle, weights or researcher_weights, context, proof_dir)
+
+    return prove
+
+
+@pytest.fixture(scope="module")
+def make_real_bounty(real, deployer, chain, eval_bundle):
+    def make(min_correct: int = 105, bounty=None) -> int:
+        bounty = bounty or real[2]
         params = (
             ETH,
             E18,
             REAL_EVAL,
             1,
-            bench,
-            labels,
-            WEIGHTS_INDEX,
-            LABELS_INDEX,
+            context_scale(eval_bundle),
             min_correct,
             chain.pending_timestamp + 86400,
         )
@@ -357,74 +365,129 @@ def _commit(bounty, bounty_id, who, weights, salt):
     bounty.commit(bounty.submissionCommitment(bounty_id, who, weights, salt), sender=who)
 
 
-def test_private_model_meeting_the_metric_is_paid(
-    real, make_real_bounty, researcher_proof, researcher, relayer, chain
-):
+def _reveal(bounty, bounty_id, who, result, salt, sender):
+    return bounty.reveal(
+        bounty_id,
+        who,
+        result.weights_commitment,
+        salt,
+        result.proof.proof,
+        list(result.proof.instances),
+        sender=sender,
+    )
+
+
+@pytest.fixture(scope="module")
+def won(real, make_real_bounty, prove_for, researcher, relayer, chain):
+    """A bounty won with a real proof: (bounty id, the revealed proof, salt, receipt, balance +)."""
     _, _, bounty = real
-    assert researcher_proof.metric_raw >= 7  # 7/8 or better on the committed benchmark
     bounty_id = make_real_bounty()
+    result = prove_for(bounty, bounty_id, researcher)
+    assert result.correct >= 105  # of the 114 held-out patients
     salt = b32("researcher-salt")
-    _commit(bounty, bounty_id, researcher, researcher_proof.weights_commitment, salt)
+    _commit(bounty, bounty_id, researcher, result.weights_commitment, salt)
     chain.mine()
     before = researcher.balance
-    receipt = bounty.reveal(
-        bounty_id,
-        researcher,
-        researcher_proof.weights_commitment,
-        salt,
-        researcher_proof.proof.proof,
-        list(researcher_proof.proof.instances),
-        sender=relayer,
-    )
+    receipt = _reveal(bounty, bounty_id, researcher, result, salt, relayer)
+    return bounty_id, result, salt, receipt, researcher.balance - before
+
+
+def test_private_model_meeting_the_metric_is_paid(real, won, researcher):
+    _, _, bounty = real
+    bounty_id, result, _, receipt, gained = won
     [award] = events(receipt, bounty, "BountyAwarded")
-    assert (award.researcher, award.weightsCommitment, award.metric) == (
+    assert (award.bountyId, award.researcher, award.weightsCommitment, award.metric) == (
+        bounty_id,
         researcher.address,
-        researcher_proof.weights_commitment,
-        researcher_proof.metric_raw,
+        result.weights_commitment,
+        result.correct,
     )
-    assert researcher.balance - before == E18
+    assert gained == E18
+
+
+def test_revealed_proof_does_not_pay_another_bounty(real, won, make_real_bounty, researcher, chain):
+    """Same model, same benchmark, same researcher, a second bounty: the context differs."""
+    _, _, bounty = real
+    _, result, _, _, _ = won
+    other = make_real_bounty()
+    salt = b32("replay-other-bounty")
+    _commit(bounty, other, researcher, result.weights_commitment, salt)
+    chain.mine()
+    with reverts(bounty.ResearchBountyContextMismatch, bountyId=other, researcher=researcher):
+        _reveal(bounty, other, researcher, result, salt, researcher)
+
+
+def test_revealed_proof_does_not_pay_a_copier(real, won, make_real_bounty, copier, chain):
+    """A copier commits the published weights commitment for itself: the context is not its own."""
+    _, _, bounty = real
+    _, result, _, _, _ = won
+    fresh = make_real_bounty()
+    salt = b32("copier")
+    _commit(bounty, fresh, copier, result.weights_commitment, salt)
+    chain.mine()
+    with reverts(bounty.ResearchBountyContextMismatch, bountyId=fresh, researcher=copier):
+        _reveal(bounty, fresh, copier, result, salt, copier)
+
+
+def test_revealed_proof_does_not_pay_on_another_contract(
+    project, real, won, make_real_bounty, deployer, researcher, chain
+):
+    registry, _, _ = real
+    _, result, _, _, _ = won
+    twin = deployer.deploy(project.ResearchBounty, registry, 1)
+    bounty_id = make_real_bounty(bounty=twin)
+    salt = b32("replay-other-contract")
+    _commit(twin, bounty_id, researcher, result.weights_commitment, salt)
+    chain.mine()
+    with reverts(twin.ResearchBountyContextMismatch, bountyId=bounty_id, researcher=researcher):
+        _reveal(twin, bounty_id, researcher, result, salt, researcher)
+
+
+def test_proof_made_for_another_chain_is_refused(
+    real, make_real_bounty, prove_for, researcher, chain
+):
+    _, _, bounty = real
+    bounty_id = make_real_bounty()
+    result = prove_for(bounty, bounty_id, researcher, chain_id=chain.chain_id + 1)
+    salt = b32("other-chain")
+    _commit(bounty, bounty_id, researcher, result.weights_commitment, salt)
+    chain.mine()
+    with reverts(bounty.ResearchBountyContextMismatch, bountyId=bounty_id, researcher=researcher):
+        _reveal(bounty, bounty_id, researcher, result, salt, researcher)
 
 
 def test_model_below_the_metric_is_refused(
-    real, make_real_bounty, eval_bundle, benchmark, researcher, proof_dir, chain
+    real, make_real_bounty, prove_for, researcher_weights, researcher, chain
 ):
     _, _, bounty = real
-    w, b = diagnostic_weights()
-    worse = export_eval_onnx(-np.asarray(w), -b, benchmark.size, proof_dir / "inverted.onnx")
-    result = prove_evaluation(eval_bundle, benchmark, proof_dir, model=worse)
-    assert result.metric_raw < 7
     bounty_id = make_real_bounty()
+    inverted = Weights(-researcher_weights.w, -researcher_weights.b)
+    result = prove_for(bounty, bounty_id, researcher, weights=inverted)
+    assert result.correct < 105
     salt = b32("inverted")
     _commit(bounty, bounty_id, researcher, result.weights_commitment, salt)
     chain.mine()
     with reverts(
         bounty.ResearchBountyMetricBelowMinimum,
         bountyId=bounty_id,
-        metric=result.metric_raw,
-        minMetric=7,
+        metric=result.correct,
+        minMetric=105,
     ):
-        bounty.reveal(
-            bounty_id,
-            researcher,
-            result.weights_commitment,
-            salt,
-            result.proof.proof,
-            list(result.proof.instances),
-            sender=researcher,
-        )
+        _reveal(bounty, bounty_id, researcher, result, salt, researcher)
 
 
 def test_copied_real_proof_never_pays_the_copier(
-    real, make_real_bounty, researcher_proof, researcher, copier, chain
+    real, make_real_bounty, prove_for, researcher, copier, chain
 ):
     """Automine off: the copier races the researcher's reveal with a higher tip."""
     _, _, bounty = real
     bounty_id = make_real_bounty()
+    result = prove_for(bounty, bounty_id, researcher)
     salt = b32("honest")
-    weights = researcher_proof.weights_commitment
+    weights = result.weights_commitment
     _commit(bounty, bounty_id, researcher, weights, salt)
     chain.mine()
-    proof, inst = researcher_proof.proof.proof, list(researcher_proof.proof.instances)
+    proof, inst = result.proof.proof, list(result.proof.instances)
     researcher_before, copier_before = researcher.balance, copier.balance
     with BigBlock(chain) as block:
         stolen = block.send(
