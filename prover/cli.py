@@ -48,16 +48,33 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--patient", default=0, show_default=True, help="Held-out patient index.")
+@click.option(
+    "--patients",
+    metavar="I,J,…",
+    help="Held-out patients to claim for (default: 0,2,1,5: two malignant, two benign).",
+)
+@click.option(
+    "--relay-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Loopback port of the demo's relay (0: a free one).",
+)
 @click.option("--srs", "srs_file", type=_FILE, help="Ceremony SRS (default: dev SRS).")
-def demo(patient: int, srs_file: Path | None) -> None:
-    """Prove a held-out patient's diagnosis and verify it on a local anvil chain."""
-    from prover.demo import run_demo
+@one_line_errors
+def demo(patients: str | None, relay_port: int, srs_file: Path | None) -> None:
+    """Run the main job on a local anvil chain: deploy, insure, claim through the relay, pay;
+    a DAO funds a research bounty. Prints a report; anvil and the relay stop at the end."""
+    from prover.demo import parse_patients, run_demo
 
     try:
-        report = run_demo(patient, srs_file=srs_file, echo=_say)
-    except (ZkcareError, IndexError) as exc:
-        raise ZkcareClickError(str(exc)) from exc
+        report = run_demo(
+            parse_patients(patients), relay_port=relay_port, srs_file=srs_file, echo=_say
+        )
+    except KeyboardInterrupt as exc:
+        error = ZkcareClickError("interrupted; anvil and the relay stopped, temp files removed")
+        error.exit_code = 130
+        raise error from exc
     click.echo(report.render())
 
 
