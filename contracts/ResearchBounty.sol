@@ -19,13 +19,17 @@ import {Payouts} from "./Payouts.sol";
 /// digest of the chain id, this contract, the bounty and the researcher. A revealed proof is therefore worthless on any
 /// other bounty, contract or chain, and for any other researcher.
 ///
-/// Front-running protection (commit-reveal): a researcher first calls `commit(h)` with
+/// Commit-reveal (a second line of defence behind the context): a researcher first calls `commit(h)` with
 /// `h = keccak256(abi.encode(bountyId, researcher, weightsCommitment, salt))`, then, at least `minRevealDelay` blocks
 /// later, `reveal(...)` with the proof. The payout always goes to the `researcher` inside the commitment, so a copied
 /// reveal transaction (from the mempool, from any sender) either pays the rightful researcher or reverts; a copier
 /// who substitutes its own address has no matching commitment, and a fresh commitment cannot be revealed in the same
-/// block. A copier can only win if it commits after seeing the weights commitment and the rightful reveal is then
-/// kept out of the chain for `minRevealDelay` blocks - choose the delay accordingly.
+/// block. Even a copier who commits early cannot win with the rightful researcher's proof: its context names the
+/// rightful researcher.
+///
+/// `contextScale` is the sponsor's statement of the circuit's context scale (zkcare's evaluation circuit: 10, see
+/// `prover.models.bounty_eval.context_scale`); a wrong one makes the bounty unwinnable until the sponsor reclaims it,
+/// so it is in `BountyCreated` for provers and indexers to check.
 ///
 /// Deadline semantics: reveals are accepted while `block.timestamp < deadline`; from `deadline` on (inclusive) no
 /// reveal is accepted and `reclaim` returns the escrow to the sponsor (anyone may trigger it).
@@ -89,6 +93,7 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
         uint256 amount,
         bytes32 modelId,
         uint32 version,
+        uint8 contextScale,
         int128 minMetric,
         uint64 deadline
     );
@@ -179,6 +184,7 @@ contract ResearchBounty is Payouts, IModelRegistryErrors {
             received,
             params.modelId,
             params.version,
+            params.contextScale,
             params.minMetric,
             params.deadline
         );
