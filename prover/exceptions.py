@@ -216,6 +216,22 @@ class KeyLoadError(RelayError, ValueError):
         super().__init__(f"{role} key: {reason}")
 
 
+class KeyFileExists(RelayError, FileExistsError):
+    """A new keystore or secret file would replace an existing file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} already exists; refusing to overwrite it")
+
+
+class DevRelayError(RelayError):
+    """``python -m prover.relay dev`` could not set up its local chain, keys or relay."""
+
+    def __init__(self, stage: str, reason: str) -> None:
+        self.stage = stage
+        super().__init__(f"{stage}: {reason}")
+
+
 class UnknownModel(RelayError, LookupError):
     """A job names a model version this relay does not prove."""
 

@@ -1,9 +1,11 @@
-"""``python -m prover.relay``: serve, check, submit, show, list.
+"""``python -m prover.relay``: serve, check, submit, show, list, dev, keys.
 
 ``serve`` and ``check`` read the settings (``--config FILE`` or ``$ZKCARE_RELAY_CONFIG``, plus
 ``ZKCARE_RELAY_*`` variables) and exit 2 with one line per problem if they are invalid.
 ``submit``, ``show`` and ``list`` talk to a running relay over HTTP (``--url`` or
-``$ZKCARE_RELAY_URL``, default ``http://127.0.0.1:8080``).
+``$ZKCARE_RELAY_URL``, default ``http://127.0.0.1:8080``). ``dev`` runs a local anvil chain
+with everything deployed and a relay on it (:mod:`prover.relay.dev`); ``keys`` writes the
+keystores and the nullifier secret a relay reads.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import click
 import requests
 
 from prover.exceptions import RelayConfigError, ZkcareError
+from prover.relay.states import JobState
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 config_option = click.option(
@@ -131,7 +135,20 @@ def _request(method: str, url: str, **kwargs: Any) -> Any:
 @cli.command()
 @click.argument("job_file", type=click.File("rb"))
 @url_option
-def submit(job_file: Any, url: str) -> None:
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the job until it is paid, denied or failed; print its final status "
+    "(exit 1 if it failed).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds --wait waits.",
+)
+def submit(job_file: Any, url: str, wait: bool, timeout: float) -> None:
     """Submit the claim job in JOB_FILE (JSON; see the OpenAPI schema at /docs)."""
     body = _request(
         "POST",
@@ -139,7 +156,29 @@ def submit(job_file: Any, url: str) -> None:
         data=job_file.read(),
         headers={"Content-Type": "application/json"},
     )
-    click.echo(json.dumps(body, indent=1))
+    if not wait:
+        click.echo(json.dumps(body, indent=1))
+        return
+    status = _follow(url, str(body["job_id"]), timeout)
+    click.echo(json.dumps(status, indent=1))
+    if status["state"] == JobState.FAILED:
+        raise click.ClickException(f"job {status['job_id']} failed: {status.get('reason')}")
+
+
+def _follow(url: str, job_id: str, timeout: float) -> dict[str, Any]:
+    """Poll a job until it is final, printing each state it passes to stderr."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while True:
+        status: dict[str, Any] = _request("GET", f"{url}/v1/jobs/{job_id}")
+        if status["state"] != seen:
+            seen = status["state"]
+            click.echo(f"job {job_id}: {seen}", err=True)
+        if JobState(status["state"]).final:
+            return status
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"job {job_id} is still {seen} after {timeout:g} s")
+        time.sleep(0.25)
 
 
 @cli.command()
@@ -163,6 +202,116 @@ def list_jobs(state: str | None, limit: int, url: str) -> None:
         tx = job.get("tx_hash") or "-"
         reason = f"  {job['reason']}" if job.get("reason") else ""
         click.echo(f"{job['job_id']}  {job['state']:<9}  policy {job['policy_id']}  {tx}{reason}")
+
+
+@cli.command()
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="The relay's port on 127.0.0.1.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("relay-dev"),
+    show_default=True,
+    help="Folder for the keys, the secret, relay.toml, anvil's chain state and the jobs; "
+    "reused by the next start (delete it to start over).",
+)
+def dev(port: int, directory: Path) -> None:
+    """Local relay in one command: anvil, contracts, keys, a policy, then serve.
+
+    Starts anvil (its chain kept in DIR/anvil-state.json), deploys the model registry with the
+    built-in diagnostic model, a ClaimSettlement with a funded ETH pool trusting the hospital, a
+    product and a policy, funds the submitter, writes the hospital and submitter keystores, the
+    nullifier secret and DIR/relay.toml, and serves the relay until Ctrl-C, which stops anvil
+    too. Its last lines give the relay URL and the command that submits the example job
+    (examples/job.json). Run it from the repository root. For local use only: the keys'
+    passphrase and the secret lie in DIR.
+    """
+    from prover.relay.dev import run_dev
+
+    try:
+        run_dev(directory, port, click.echo)
+    except RelayConfigError as exc:
+        _fail_config(exc)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.group()
+def keys() -> None:
+    """Create the keystores and the nullifier secret a relay reads (files mode 0600)."""
+
+
+@keys.command("new-keystore")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--password-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read the passphrase from this file (trailing newlines dropped); default: prompt.",
+)
+def new_keystore(path: Path, password_file: Path | None) -> None:
+    """Write a new key as an encrypted keystore at PATH and print its address.
+
+    The relay takes it as `keystore = "PATH"` under [hospital_key] or [submitter_key] and reads
+    the passphrase from ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE or
+    ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE. Refuses to overwrite an existing file.
+    """
+    from prover.relay import keys as relay_keys
+
+    _refuse_existing(path)
+    if password_file is not None:
+        try:
+            passphrase = password_file.read_text().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(
+                f"cannot read {password_file} ({type(exc).__name__})"
+            ) from None
+        if not passphrase:
+            raise click.ClickException(f"{password_file} holds no passphrase")
+    else:
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True)
+    try:
+        address = relay_keys.new_keystore(path, passphrase)
+    except (ZkcareError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
+    click.echo(f"wrote keystore {path} (mode 0600)", err=True)
+    click.echo(address)
+
+
+@keys.command("new-secret")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def new_secret(path: Path) -> None:
+    """Write a new nullifier secret (32 random bytes, hex) at PATH.
+
+    The relay reads it from ZKCARE_RELAY_NULLIFIER_SECRET, e.g.
+    ZKCARE_RELAY_NULLIFIER_SECRET="$(cat PATH)". Refuses to overwrite an existing file.
+    """
+    from prover.relay import keys as relay_keys
+
+    _refuse_existing(path)
+    try:
+        relay_keys.new_secret(path)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
+    click.echo(f"wrote nullifier secret {path} (mode 0600)", err=True)
+
+
+def _refuse_existing(path: Path) -> None:
+    """Fail before asking for anything when PATH exists or its folder does not."""
+    if path.exists() or path.is_symlink():
+        raise click.ClickException(f"{path} already exists; refusing to overwrite it")
+    if not path.parent.is_dir():
+        raise click.ClickException(f"folder {path.parent} does not exist")
 
 
 if __name__ == "__main__":

@@ -3,20 +3,30 @@
 Passphrases come from the environment (``ZKCARE_RELAY_<ROLE>_KEY__PASSPHRASE``; for an ape alias
 ape's own ``APE_ACCOUNTS_<alias>_PASSPHRASE`` works too). Errors name the file and the variable,
 never the passphrase or key.
+
+:func:`new_keystore` and :func:`new_secret` write the files the relay reads (``python -m
+prover.relay keys …``): an eth-account v3 keystore (the format ape accounts use too) and a hex
+nullifier secret, each created ``0600`` and never over an existing file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
 
-from prover.exceptions import KeyLoadError, RelayConfigError
+from prover.exceptions import KeyFileExists, KeyLoadError, RelayConfigError
 from prover.relay.settings import ENV_PREFIX, KeyConfig, RelaySettings
+
+#: Bytes of a new nullifier secret (the relay requires at least 32).
+SECRET_BYTES = 32
 
 
 def ape_data_folder() -> Path:
@@ -84,3 +94,60 @@ def load_keys(settings: RelaySettings) -> RelayKeys:
     if problems:
         raise RelayConfigError(problems)
     return RelayKeys(loaded["hospital"], loaded["submitter"])
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` with ``text``, mode ``0600``; :class:`KeyFileExists` if it exists.
+
+    The file is written next to ``path`` and hard-linked into place, so it appears complete or
+    not at all and an existing file is never replaced, even by a concurrent writer.
+    """
+    if path.exists() or path.is_symlink():
+        raise KeyFileExists(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise KeyFileExists(path) from None
+    finally:
+        os.unlink(tmp)
+
+
+def new_keystore(path: Path, passphrase: str) -> str:
+    """Write a fresh key as an encrypted keystore at ``path`` (``0600``); its address.
+
+    The relay decrypts it with the passphrase in ``ZKCARE_RELAY_<ROLE>_KEY__PASSPHRASE``.
+    """
+    if not passphrase:
+        raise ValueError("the passphrase is empty")
+    account: LocalAccount = Account.create()
+    keyfile = Account.encrypt(account.key, passphrase)
+    write_private(path, json.dumps(keyfile) + "\n")
+    return str(account.address)
+
+
+def new_secret(path: Path) -> None:
+    """Write a fresh nullifier secret (32 random bytes, hex) at ``path`` (``0600``).
+
+    The relay reads it from ``ZKCARE_RELAY_NULLIFIER_SECRET`` (``"$(cat PATH)"``).
+    """
+    write_private(path, secrets.token_hex(SECRET_BYTES) + "\n")
+
+
+def keystore_address(path: Path) -> str:
+    """The address a keystore file declares (no decryption); :class:`KeyLoadError` if none."""
+    try:
+        declared = json.loads(path.read_text()).get("address")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise KeyLoadError(
+            "keystore", f"{path} is not a keystore file ({type(exc).__name__})"
+        ) from None
+    if not isinstance(declared, str):
+        raise KeyLoadError("keystore", f"{path} does not name its address")
+    return str(to_checksum_address(declared if declared.startswith("0x") else "0x" + declared))
