@@ -331,9 +331,10 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
         version = c.registry.functions.getModelVersion(m["modelId"], m["version"]).call()
         assert version[0] == m["verifier"] and version[1] == 1  # verifier, Active
         assert list(version[2:7]) == m["layout"]
-    # (instanceCount, inputIndex, outputIndex, outputCount, outputScale): one output each.
+    # (instanceCount, inputIndex, outputIndex, outputCount, outputScale): the diagnosis has one
+    # output; the evaluation's are the correct count (scale 0) and the six context limbs.
     assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
-    assert deployed["models"][EVAL]["layout"] == [4, 0, 3, 1, 3]
+    assert deployed["models"][EVAL]["layout"] == [9, 0, 2, 7, 0]
 
 
 def test_second_deploy_changes_nothing(deployed, run, w3, out_dir, acct) -> None:
@@ -405,24 +406,20 @@ def test_token_pool_is_approved_and_funded(token_pool, c, acct) -> None:
 
 
 def test_bounty_create_cancel_refund_show(bounty_flow, acct) -> None:
-    from prover.deploy import eval_reference_onnx
-    from prover.models.bounty_eval import (
-        benchmark_commitments,
-        build_eval_bundle,
-        held_out_benchmark,
-    )
+    from prover.models.bounty_eval import build_eval_bundle, context_scale
 
     i = bounty_flow["id"]
-    assert f"bounty {i} created: 0.5 ETH escrowed, min accuracy 0.875" in bounty_flow["created"]
-    bench = held_out_benchmark()
-    scale = build_eval_bundle(eval_reference_onnx(), bench).input_scale
-    (sponsor, deadline, status, weights_index, labels_index, asset, version, mid, bench_c,
-     labels_c, min_metric, amount, winner) = bounty_flow["record"]  # fmt: skip
+    assert (
+        f"bounty {i} created: 0.5 ETH escrowed, at least 92 benchmark patients right"
+        in bounty_flow["created"]
+    )
+    bundle = build_eval_bundle()
+    (sponsor, deadline, status, scale, asset, version, mid, min_metric,
+     amount, winner) = bounty_flow["record"]  # fmt: skip
     assert (sponsor, status, asset, version) == (acct[0], 1, ETH, 1)
-    assert (weights_index, labels_index) == (2, 1)
+    assert scale == context_scale(bundle)
     assert mid == Web3.keccak(text=EVAL)
-    assert (bench_c, labels_c) == benchmark_commitments(bench, scale)
-    assert min_metric == 7  # 0.8 of 8 patients rounds up to 7 correct (scale 2^-3)
+    assert min_metric == 92  # 0.8 of 114 patients = 91.2, rounded up
     assert (amount, winner) == (E18 // 2, ETH)
     assert abs(deadline - (bounty_flow["head"] + 3600)) < 120
     assert bounty_flow["escrow"] == E18 // 2
@@ -433,7 +430,7 @@ def test_bounty_create_cancel_refund_show(bounty_flow, acct) -> None:
     assert bounty_flow["escrow_after"] == 0
     assert f"bounty {i} was already reclaimed" in one_line_error(bounty_flow["again"])
     assert f"bounty {i}: reclaimed, 0.5 ETH, sponsor {acct[0]}" in bounty_flow["show"]
-    assert "min accuracy 0.875 (raw 7)" in bounty_flow["show"]
+    assert "at least 92 benchmark patients right" in bounty_flow["show"]
 
 
 def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
