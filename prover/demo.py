@@ -21,7 +21,6 @@ environment variable ``ZKCARE_DEMO_FAIL_AT=<stage>`` forces a failure as that st
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import signal
@@ -297,13 +296,8 @@ def _stages(run: _Run, stack: ExitStack, chosen: list[Patient], sock: socket.soc
         bounty_id = _dao_funds_bounty(run, BOUNTY_AMOUNT)
         run.report.bounty = _bounty_line(run, bounty_id, None)
     with _stage(run, "research", "researcher: claim the bounty"):
-        try:
-            award = _researcher_claims_bounty(run, bounty_id)
-        except NotImplementedError as exc:
-            run.say(f"skipped: {exc}")
-            run.report.bounty = _bounty_line(run, bounty_id, None, f"not claimed: {exc}")
-        else:
-            run.report.bounty = _bounty_line(run, bounty_id, award)
+        award = _researcher_claims_bounty(run, bounty_id)
+        run.report.bounty = _bounty_line(run, bounty_id, award)
 
 
 @contextmanager
@@ -801,16 +795,50 @@ def _dao_funds_bounty(run: _Run, amount_wei: int) -> int:
 
 
 def _researcher_claims_bounty(run: _Run, bounty_id: int) -> BountyAward:
-    """Stage 8, TO BE WIRED to :mod:`prover.research` (the researcher library being written).
+    """Stage 8: a researcher trains a model and claims bounty ``bounty_id`` with the CLI's code.
 
-    A researcher trains a model, proves its accuracy on bounty ``bounty_id``'s committed
-    benchmark, commits, waits the reveal delay (``_mine``) and reveals; return the award read
-    from the chain. Until then this raises ``NotImplementedError`` and the demo reports the
-    bounty as funded but not claimed.
+    :class:`prover.research.Submission` proves the model's accuracy on the registered
+    benchmark (bound to this chain, contract, bounty and researcher), commits, waits the reveal
+    delay and reveals; anvil mines a block every half second meanwhile. The award is read
+    back from the submission's state, which the report then checks against the chain.
     """
-    if importlib.util.find_spec("prover.research") is None:
-        raise NotImplementedError("researcher stage not wired yet (prover.research is missing)")
-    raise NotImplementedError("researcher stage not wired yet (see demo._researcher_claims_bounty)")
+    from eth_account import Account
+    from web3 import Web3
+
+    from prover.models.bounty_eval import weights_of
+    from prover.models.breast_cancer import train_diagnostic_model
+    from prover.research import Submission, Target
+
+    trained = train_diagnostic_model(run.work / "researcher-model", regularization=0.05)
+    researcher = Account.create()
+    w3 = Web3(Web3.HTTPProvider(run.node.url, request_kwargs={"timeout": 30}))
+    w3.provider.make_request("anvil_setBalance", [researcher.address, hex(10**18)])  # type: ignore[arg-type]
+    run.say(f"researcher {_short(researcher.address)} trained a model (C = 0.05)")
+    target = Target(run.node.url, str(run.d.bounty.address), bounty_id)
+    submission = Submission(target, researcher, run.work / "research", echo=run.say)
+    done = threading.Event()
+
+    def mine() -> None:
+        while not done.wait(0.5):
+            w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    miner = threading.Thread(target=mine, name="demo-miner", daemon=True)
+    miner.start()
+    try:
+        state = submission.run(run.evaluation, weights_of(trained.onnx_path))
+    finally:
+        done.set()
+        miner.join(5)
+    if state["status"] != "awarded":
+        raise DemoFailed("research", state.get("error") or f"submission {state['status']}")
+    award = state["award"]
+    return BountyAward(
+        researcher=researcher.address,
+        metric=state["correct"] / state["size"],
+        amount_wei=int(award["amount"]),
+        tx_hash=state["reveal_tx"]["hash"],
+        gas_used=int(award["gas"] or 0),
+    )
 
 
 def _bounty_line(run: _Run, bounty_id: int, award: BountyAward | None, note: str = "") -> str:

@@ -253,16 +253,14 @@ def test_the_dao_funds_the_bounty_through_a_passed_proposal(demo_report: str) ->
     assert "by the DAO timelock" in line and "through a passed proposal" in line, line
 
 
-@pytest.mark.xfail(
-    reason="NOT WIRED YET: demo._researcher_claims_bounty awaits prover.research; "
-    "remove this mark when it is wired (xfail_strict turns a pass into a failure)",
-    strict=True,
-)
 def test_a_researcher_is_awarded_the_bounty(demo_report: str) -> None:
+    """The demo checks the award on chain; the line names the proved accuracy on 114 patients."""
     line = report_line(demo_report, "bounty")
     assert re.match(rf"#1 awarded {BOUNTY_ETH:g} ETH to researcher 0x[0-9a-fA-F]{{40}} ", line), (
         line
     )
+    accuracy = float(re.search(r"proved accuracy (\d\.\d+)", line).group(1))  # type: ignore[union-attr]
+    assert 0.875 <= accuracy <= 1.0, line
 
 
 def test_a_failure_exits_with_one_line_and_leaves_no_anvil(tmp_path: Path) -> None:

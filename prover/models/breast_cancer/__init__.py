@@ -243,4 +243,3 @@ def prove_diagnosis(
 def load_preprocessor() -> Preprocessor:
     """The built-in model's preprocessing."""
     return Preprocessor.load(DIAGNOSTIC_PREPROCESS)
-
