@@ -241,7 +241,13 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     }
 
     /// @notice Withdraws unreserved funds (`balance - reserved`) of the caller's pool to `to`.
-    function withdrawFromPool(uint256 poolId, uint256 amount, address to) external nonReentrant onlyInsurer(poolId) {
+    /// Closed while paused: claims cannot land then, so funds they rely on stay in the pool.
+    function withdrawFromPool(uint256 poolId, uint256 amount, address to)
+        external
+        nonReentrant
+        whenNotPaused
+        onlyInsurer(poolId)
+    {
         if (to == address(0)) revert PayoutsZeroRecipient();
         Pool storage pool = _pools[poolId];
         uint256 available = pool.balance - pool.reserved;
@@ -329,8 +335,9 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         emit PolicyIssued(policyId, productId, holder, coverage, expiry);
     }
 
-    /// @notice After a policy expired, returns its unused reservation to the pool (anyone may call).
-    function releasePolicy(uint256 policyId) external {
+    /// @notice After a policy expired, returns its unused reservation to the pool (anyone may call). Closed while
+    /// paused, so a claim held up by a pause is not lost to a release.
+    function releasePolicy(uint256 policyId) external whenNotPaused {
         Policy storage policy = _policies[policyId];
         if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
         uint64 expiry = policy.expiry;

@@ -171,9 +171,10 @@ contract ModelRegistry is AccessControl, IModelRegistry {
             revert ModelRegistryVerifierCodeChanged(verifier, registeredCodeHash, currentCodeHash);
         }
 
-        try IHalo2Verifier(verifier).verifyProof(proof, instances) returns (bool valid) {
-            if (!valid) revert ModelRegistryProofRejected(modelId, version);
-        } catch {
+        // A low-level call, so that malformed return data (not one ABI-encoded `true`) is a named rejection too;
+        // `try ... returns (bool)` would revert with empty data while decoding it.
+        (bool ok, bytes memory ret) = verifier.call(abi.encodeCall(IHalo2Verifier.verifyProof, (proof, instances)));
+        if (!ok || ret.length != 32 || abi.decode(ret, (uint256)) != 1) {
             revert ModelRegistryProofRejected(modelId, version);
         }
 

@@ -13,7 +13,9 @@ contract MockVerifier is IHalo2Verifier {
         Pattern,
         AcceptAll,
         RejectAll,
-        ReturnFalse
+        ReturnFalse,
+        ReturnShort, // one byte of return data: not an ABI bool
+        ReturnNonBool // a 32-byte word equal to 2: not an ABI bool
     }
 
     /// @notice Tag prefixed to every valid mock proof.
@@ -45,6 +47,18 @@ contract MockVerifier is IHalo2Verifier {
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool) {
         Mode mode_ = _mode;
         if (mode_ == Mode.ReturnFalse) return false;
+        if (mode_ == Mode.ReturnShort) {
+            assembly ("memory-safe") {
+                mstore(0, shl(248, 1))
+                return(0, 1)
+            }
+        }
+        if (mode_ == Mode.ReturnNonBool) {
+            assembly ("memory-safe") {
+                mstore(0, 2)
+                return(0, 32)
+            }
+        }
         bool ok = mode_ == Mode.AcceptAll;
         if (mode_ == Mode.Pattern) {
             ok = proof.length == 64 && bytes32(proof[0:32]) == PROOF_TAG

@@ -576,10 +576,27 @@ def test_pause(
         settlement.issuePolicy(
             product_id, patient, E18, chain.pending_timestamp + 100, sender=insurer
         )
-    # Unreserved funds can still leave while paused.
-    settlement.withdrawFromPool(pool_id, E18, insurer, sender=insurer)
+    # Nothing a held-up claim relies on can leave while paused: no withdrawal, no release.
+    with reverts(settlement.EnforcedPause):
+        settlement.withdrawFromPool(pool_id, E18, insurer, sender=insurer)
     settlement.unpause(sender=deployer)
     assert events(settlement.submitClaim(claim.as_tuple(), sender=relayer), settlement, "ClaimPaid")
+    settlement.withdrawFromPool(pool_id, E18, insurer, sender=insurer)
+
+
+def test_a_pause_does_not_let_an_expired_policy_be_released(
+    settlement, make_pool, make_product, make_policy, make_claim, deployer, stranger, chain
+):
+    """The audit's case: paused past a policy's expiry, the reservation must stay for the claim."""
+    product_id = make_product(make_pool())
+    policy_id = make_policy(product_id, expiry=chain.pending_timestamp + 100)
+    settlement.pause(sender=deployer)
+    chain.mine(deltatime=200)
+    with reverts(settlement.EnforcedPause):
+        settlement.releasePolicy(policy_id, sender=stranger)
+    settlement.unpause(sender=deployer)
+    settlement.releasePolicy(policy_id, sender=stranger)
+    assert settlement.getPolicy(policy_id).reserved == 0
 
 
 def test_fund_value_checks(settlement, make_pool, insurer, usdc):

@@ -18,6 +18,8 @@ from .helpers import (
     OUTPUT_SCALE,
     REJECT_ALL,
     RETURN_FALSE,
+    RETURN_NON_BOOL,
+    RETURN_SHORT,
     REVOKED,
     UNREGISTERED,
     VK_SHA,
@@ -290,9 +292,18 @@ def test_verify_rejects_changed_verifier_code(registry, chain, deployer, verifie
 
 
 @pytest.mark.parametrize(
-    "how", ["tampered-proof", "other-instances", "verifier-reverts", "verifier-returns-false"]
+    "how",
+    [
+        "tampered-proof",
+        "other-instances",
+        "verifier-reverts",
+        "verifier-returns-false",
+        "verifier-returns-one-byte",
+        "verifier-returns-non-bool",
+    ],
 )
 def test_verify_proof_rejected(registry, deployer, verifier, how):
+    """Every way a verifier can say no — malformed return data included — is the named error."""
     instances = [11, encode_signed(-3)]
     proof = mock_proof(instances)
     if how == "tampered-proof":
@@ -301,8 +312,12 @@ def test_verify_proof_rejected(registry, deployer, verifier, how):
         proof = mock_proof([11, encode_signed(3)])
     elif how == "verifier-reverts":
         verifier.setMode(REJECT_ALL, sender=deployer)
-    else:
+    elif how == "verifier-returns-false":
         verifier.setMode(RETURN_FALSE, sender=deployer)
+    elif how == "verifier-returns-one-byte":
+        verifier.setMode(RETURN_SHORT, sender=deployer)
+    else:
+        verifier.setMode(RETURN_NON_BOOL, sender=deployer)
     with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=1):
         registry.verify(DIAG_MODEL, 1, proof, instances, sender=deployer)
 
