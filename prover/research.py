@@ -10,6 +10,11 @@ re-signed only if its nonce was provably used by something else.
 States: ``new`` → ``proved`` → ``commit_signed`` → ``committed`` → ``reveal_signed`` →
 ``awarded``; or ``lost`` (someone else won first) / ``failed`` (the chain refused the
 submission; the decoded custom error is recorded).
+
+Two hooks serve a relay that submits *for* a researcher (``prover.relay.evaluations``): the
+payee ``researcher`` may differ from the signing account (the contract pays the researcher
+named in the commitment, whoever sends the transactions), and ``prove`` replaces the
+in-process proof (the relay proves in a separate process).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ CRASH_POINTS = (
 STATE_VERSION = 1
 OPEN, AWARDED, RECLAIMED = 1, 2, 3
 Echo = Callable[[str], None]
+ProveFn = Callable[[Bundle, ev.Weights, int, Path], ev.EvaluationProof]
 
 
 class SubmissionError(ZkcareError):
@@ -97,7 +103,10 @@ class Submission:
         echo: Echo = print,
         timeout: float = 120.0,
         poll: float = 0.5,
+        researcher: str | None = None,
+        prove: ProveFn = ev.prove_evaluation,
     ) -> None:
+        """``researcher``: who is paid (default: ``account``, which signs and pays the gas)."""
         self.w3 = Web3(Web3.HTTPProvider(target.rpc_url, request_kwargs={"timeout": 30}))
         try:
             self.chain_id = int(self.w3.eth.chain_id)
@@ -105,6 +114,8 @@ class Submission:
             raise ChainUnavailable(target.rpc_url, type(exc).__name__) from exc
         self.target = target
         self.account = account
+        self.researcher = to_checksum_address(researcher or account.address)
+        self.prove = prove
         self.echo = echo
         self.timeout = timeout
         self.poll = poll
@@ -116,7 +127,7 @@ class Submission:
         from prover.relay.chain import RevertDecoder
 
         self.decoder = RevertDecoder(abi)
-        name = f"{self.chain_id}-{address.lower()}-{target.bounty_id}-{account.address.lower()}"
+        name = f"{self.chain_id}-{address.lower()}-{target.bounty_id}-{self.researcher.lower()}"
         state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / f"{name}.json"
         self.proof_path = state_dir / f"{name}.proof.json"
@@ -141,7 +152,7 @@ class Submission:
         """One paragraph: where the submission stands."""
         s = self.state
         if not s:
-            return f"no submission for bounty {self.target.bounty_id} by {self.account.address}"
+            return f"no submission for bounty {self.target.bounty_id} by {self.researcher}"
         lines = [
             f"bounty {s['bounty_id']} on chain {s['chain_id']} ({s['bounty_contract']}), "
             f"researcher {s['researcher']}: {s['status']}",
@@ -257,7 +268,7 @@ class Submission:
                 chain_id=self.chain_id,
                 bounty_contract=self.bounty.address,
                 bounty_id=self.target.bounty_id,
-                researcher=self.account.address,
+                researcher=self.researcher,
                 weights_sha256=fingerprint,
             )
         while self.status not in ("awarded", "lost", "failed"):
@@ -269,7 +280,7 @@ class Submission:
         b = self._bounty()
         status, winner = int(b[2]), str(b[-1])
         if status == AWARDED:
-            if winner.lower() == self.account.address.lower():
+            if winner.lower() == self.researcher.lower():
                 return b
             self._save(status="lost", error=f"bounty already awarded to {winner}")
         elif status == RECLAIMED:
@@ -292,12 +303,12 @@ class Submission:
                 "pass the benchmark's published bundle with --bundle"
             )
         context = ev.submission_context(
-            self.chain_id, self.bounty.address, self.target.bounty_id, self.account.address
+            self.chain_id, self.bounty.address, self.target.bounty_id, self.researcher
         )
         size = bundle.manifest["benchmark_size"]
         self.echo(f"proving the model's accuracy on the {size}-patient benchmark …")
         work = self.path.parent / "work"
-        result = ev.prove_evaluation(bundle, weights, context, work)
+        result = self.prove(bundle, weights, context, work)
         os.replace(result.proof.path, self.proof_path)
         self.echo(f"  {result.correct}/{result.size} right (the bounty needs {min_metric})")
         if result.correct < min_metric:
@@ -319,7 +330,7 @@ class Submission:
     def _commitment(self) -> bytes:
         return submission_commitment(
             self.target.bounty_id,
-            self.account.address,
+            self.researcher,
             int(self.state["weights_commitment"], 16),
             bytes.fromhex(self.state["salt"][2:]),
         )
@@ -370,7 +381,7 @@ class Submission:
         loaded = Proof.load(self.proof_path)
         call = self.bounty.functions.reveal(
             self.target.bounty_id,
-            self.account.address,
+            self.researcher,
             int(self.state["weights_commitment"], 16),
             bytes.fromhex(self.state["salt"][2:]),
             loaded.proof,
@@ -386,7 +397,7 @@ class Submission:
 
     def _winner_is_me(self) -> bool:
         b = self._bounty()
-        if int(b[2]) == AWARDED and str(b[-1]).lower() == self.account.address.lower():
+        if int(b[2]) == AWARDED and str(b[-1]).lower() == self.researcher.lower():
             self._award_from_logs(int(b[8]))
             return True
         return False
@@ -401,7 +412,7 @@ class Submission:
         if receipt is not None:
             award = {"amount": amount, "block": receipt["blockNumber"], "gas": receipt["gasUsed"]}
         self._save(status="awarded", award=award)
-        self.echo(f"bounty {self.target.bounty_id} awarded: {amount} wei to {self.account.address}")
+        self.echo(f"bounty {self.target.bounty_id} awarded: {amount} wei to {self.researcher}")
 
     def _from_reveal_signed(self, bundle: Bundle, weights: ev.Weights) -> None:
         if self._winner_is_me():
