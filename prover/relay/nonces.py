@@ -61,6 +61,13 @@ class NonceManager:
                 raise RuntimeError(f"nonce {nonce} consumed out of order (next is {self._next})")
             self._next = nonce + 1
 
+    def external(self, nonce: int) -> None:
+        """Another part of this relay (research-bounty evaluations) signed ``nonce`` with this
+        key and a node accepted it: the next transaction gets a later one."""
+        with self._lock:
+            if self._next is not None and self._next <= nonce:
+                self._next = nonce + 1
+
     def invalidate(self) -> None:
         """Forget the local view; the next signing resyncs with the chain first."""
         with self._lock:

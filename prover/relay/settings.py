@@ -113,6 +113,39 @@ class ModelConfig(BaseModel):
         return bytes(keccak(text=f"zkcare/{self.name}"))
 
 
+class EvaluationConfig(BaseModel):
+    """Research-bounty evaluations on a private benchmark (``POST /v1/evaluations``).
+
+    The benchmark rows stay here: the relay builds (or reuses) the evaluation circuit with them
+    baked in, proves researchers' weights against it and submits for them to ``bounty_contract``
+    with the submitter key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    benchmark: Path = Field(
+        description='private benchmark JSON: {"features": [[30 standardized values], ...], '
+        '"labels": [0|1, ...]}; never logged or returned'
+    )
+    bounty_contract: str = Field(description="ResearchBounty address")
+    max_active: int = Field(
+        default=8, ge=1, le=1024, description="unfinished evaluations before 429"
+    )
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long one attempt waits for a receipt or the reveal block",
+    )
+    max_attempts: int = Field(default=3, ge=1, le=100, description="tries per evaluation")
+
+    @field_validator("bounty_contract")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_address(value):
+            raise ValueError("not an Ethereum address")
+        return str(to_checksum_address(value))
+
+
 class RelaySettings(BaseSettings):
     """Everything the relay needs; the README section "Prover relay" has an example file."""
 
@@ -149,6 +182,8 @@ class RelaySettings(BaseSettings):
     prove_threads: int = Field(default=1, ge=1, le=256)
     max_queue: int = Field(default=256, ge=1)
     max_prove_attempts: int = Field(default=3, ge=1)
+    # research bounties on a private benchmark (optional)
+    evaluation: EvaluationConfig | None = None
     # transactions
     priority_fee_gwei: float = Field(default=1.0, ge=0)
     max_fee_gwei: float = Field(default=500.0, gt=0, description="cap on maxFeePerGas")

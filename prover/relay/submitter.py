@@ -118,6 +118,9 @@ class Submitter:
         self._funds: int | None = None
         self._gas_limits: dict[tuple[str, int], int] = {}
         self.wake = threading.Event()
+        #: Held for each pass; whoever else signs with this key (research-bounty evaluations)
+        #: holds it from reading its nonce until a node has the transaction.
+        self.signing = threading.Lock()
         metrics.chain_up.set_function(lambda: float(self.chain_ok))
         metrics.submitter_paused.set_function(lambda: float(self.paused_reason is not None))
 
@@ -133,7 +136,8 @@ class Submitter:
         delay = self.config.poll_interval_s
         while not stop.is_set():
             try:
-                self.step()
+                with self.signing:
+                    self.step()
             except ChainUnavailable as exc:
                 self._chain_down(exc)
                 delay = min(max(delay * 2, self.config.poll_interval_s), 5.0)
