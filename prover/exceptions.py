@@ -317,3 +317,49 @@ class ProverFailed(RelayError):
 
     def __reduce__(self) -> tuple[type[ProverFailed], tuple[str, str, bool]]:
         return (type(self), (self.job_id, self.reason, self.permanent))
+
+
+# --- research-bounty evaluations (the relay's private benchmark) --------------------------------
+
+
+class BountyRejected(RelayError, ValueError):
+    """An evaluation names a bounty this relay cannot win (unknown, closed, other circuit …)."""
+
+    def __init__(self, bounty_id: int, reason: str) -> None:
+        self.bounty_id = bounty_id
+        super().__init__(f"bounty {bounty_id}: {reason}")
+
+
+class EvaluationConflict(RelayError, ValueError):
+    """The researcher already has an unfinished or awarded evaluation for this bounty."""
+
+    def __init__(self, bounty_id: int, researcher: str, evaluation_id: str, state: str) -> None:
+        self.evaluation_id = evaluation_id
+        super().__init__(
+            f"bounty {bounty_id}: researcher {researcher} already has evaluation "
+            f"{evaluation_id} ({state})"
+        )
+
+
+class EvaluationsBusy(QueueFull):
+    """Too many evaluations are unfinished; the client should retry later."""
+
+    def __init__(self, active: int, limit: int, retry_after: int) -> None:
+        self.depth = active
+        self.limit = limit
+        self.retry_after = retry_after
+        RelayError.__init__(
+            self,
+            f"{active} of {limit} evaluations are unfinished; retry in {retry_after} s",
+        )
+
+
+class EvaluationNotFound(RelayError, KeyError):
+    """No evaluation has this id."""
+
+    def __init__(self, evaluation_id: str) -> None:
+        self.evaluation_id = evaluation_id
+        super().__init__(f"no evaluation {evaluation_id!r}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -101,6 +101,11 @@ def check(config_file: Path | None) -> None:
         settings = load_settings(config_file)
         keys = load_keys(settings)
         models = resolve_models(settings.models)
+        benchmark = None
+        if settings.evaluation is not None:
+            from prover.relay.evaluations import resolve_benchmark
+
+            benchmark = resolve_benchmark(settings.evaluation)
     except RelayConfigError as exc:
         _fail_config(exc)
         return
@@ -112,6 +117,11 @@ def check(config_file: Path | None) -> None:
         click.echo(
             f"model       {name} v{version}: {model.ref.bundle_path} "
             f"({card.width} features -> {card.output_count} outputs)"
+        )
+    if settings.evaluation is not None and benchmark is not None:
+        click.echo(
+            f"evaluation  {benchmark.size}-patient private benchmark, bundle "
+            f"{benchmark.bundle.path}, ResearchBounty {settings.evaluation.bounty_contract}"
         )
 
 

@@ -18,6 +18,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prover.exceptions import (
+    BountyRejected,
+    ChainUnavailable,
+    EvaluationConflict,
+    EvaluationNotFound,
     IdempotencyConflict,
     InvalidInput,
     JobNotFound,
@@ -26,8 +30,12 @@ from prover.exceptions import (
     UnknownModel,
 )
 from prover.relay.schemas import (
+    EVALUATION_ID_PATTERN,
     JOB_ID_PATTERN,
     ErrorBody,
+    EvaluationAccepted,
+    EvaluationRequest,
+    EvaluationStatus,
     Health,
     JobAccepted,
     JobList,
@@ -55,6 +63,22 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "request body too large"),
         (422, "invalid job (features, model, policy …)"),
         (429, "proving queue full; see Retry-After"),
+    ]
+}
+EVALUATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in [
+        (400, "malformed JSON"),
+        (404, "no such evaluation"),
+        (409, "the researcher already has a live or awarded evaluation for this bounty"),
+        (413, "request body too large"),
+        (
+            422,
+            "invalid weights, researcher or bounty (unknown, closed, another benchmark's "
+            "circuit …)",
+        ),
+        (429, "too many unfinished evaluations; see Retry-After"),
+        (503, "the chain is unreachable: the bounty cannot be checked"),
     ]
 }
 
@@ -175,9 +199,19 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         return reject(409, str(exc))
 
     @app.exception_handler(JobNotFound)
-    async def on_not_found(_req: Request, exc: JobNotFound) -> JSONResponse:
+    @app.exception_handler(EvaluationNotFound)
+    async def on_not_found(_req: Request, exc: Exception) -> JSONResponse:
         return reject(404, str(exc))
 
+    @app.exception_handler(EvaluationConflict)
+    async def on_evaluation_conflict(_req: Request, exc: EvaluationConflict) -> JSONResponse:
+        return reject(409, str(exc))
+
+    @app.exception_handler(ChainUnavailable)
+    async def on_chain_down(_req: Request, exc: ChainUnavailable) -> JSONResponse:
+        return reject(503, f"the chain is unreachable, retry later ({exc})")
+
+    @app.exception_handler(BountyRejected)
     @app.exception_handler(UnknownModel)
     @app.exception_handler(PolicyRejected)
     @app.exception_handler(InvalidInput)
@@ -226,6 +260,9 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         counts = relay.store.attempt_counts(j.id for j in jobs)
         return JobList(jobs=[JobStatus.of(j, counts.get(j.id, 0)) for j in jobs])
 
+    if relay.evaluations is not None:
+        _evaluation_routes(app, relay)
+
     @app.get("/healthz", response_model=Health, summary="Health")
     def health() -> Health:
         return relay.health()
@@ -235,3 +272,62 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _evaluation_routes(app: FastAPI, relay: Relay) -> None:
+    """``/v1/evaluations``: served only when the settings have an ``[evaluation]`` section."""
+    evaluations = relay.evaluations
+    assert evaluations is not None
+
+    @app.post(
+        "/v1/evaluations",
+        status_code=202,
+        response_model=EvaluationAccepted,
+        responses=EVALUATION_ERRORS,
+        summary="Evaluate a researcher's model on this relay's private benchmark",
+    )
+    def submit_evaluation(req: EvaluationRequest, response: Response) -> EvaluationAccepted:
+        """Prove the weights' accuracy on the hospital's private benchmark and, if it reaches
+        the bounty's minimum, commit and reveal for the researcher, who is paid.
+
+        **Who may call it:** anyone who can reach this port. The relay has no client
+        authentication yet (a separate security issue); it listens on 127.0.0.1 by default,
+        so only this host can call it unless `host` is changed. Expose it to researchers only
+        through a proxy that authenticates them: every call costs the relay a proof and, if the
+        minimum is reached, two transactions paid by the submitter key, and each answer tells
+        whether the weights reached the minimum on the private rows.
+
+        The weights and bias are private to the researcher: kept sealed until the evaluation
+        is final, never logged or returned. The proved count is returned after the award only.
+        """
+        record = evaluations.submit(req)
+        response.headers["Location"] = f"/v1/evaluations/{record.id}"
+        return EvaluationAccepted(evaluation_id=record.id, state=record.state.value)
+
+    @app.get(
+        "/v1/evaluations/{evaluation_id}",
+        response_model=EvaluationStatus,
+        responses={404: EVALUATION_ERRORS[404], 422: EVALUATION_ERRORS[422]},
+        summary="An evaluation's status",
+    )
+    def get_evaluation(
+        evaluation_id: Annotated[str, Path(pattern=EVALUATION_ID_PATTERN)],
+    ) -> EvaluationStatus:
+        """State (queued, proving, committed, awarded, failed + reason), transactions, and after
+        the award the proved count. Anyone holding the (random) evaluation id may read it."""
+        r = evaluations.get(evaluation_id)
+        return EvaluationStatus(
+            evaluation_id=r.id,
+            bounty_id=r.bounty_id,
+            researcher=r.researcher,
+            state=r.state.value,
+            reason=r.reason,
+            commit_tx=r.commit_tx,
+            reveal_tx=r.reveal_tx,
+            block_number=r.block_number,
+            correct=r.correct if r.state == "awarded" else None,
+            benchmark_size=r.benchmark_size if r.state == "awarded" else None,
+            amount_wei=None if r.amount_wei is None else str(r.amount_wei),
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )

@@ -153,3 +153,57 @@ class Health(BaseModel):
     workers: int
     queue_limit: int
     jobs: dict[str, int]
+
+
+# ------------------------------------------------------------------ research-bounty evaluations
+
+EVALUATION_ID_PATTERN = JOB_ID_PATTERN
+#: More than the model takes (30), so a wrong length gets its own one-line reason.
+MAX_WEIGHTS = 1024
+
+
+class EvaluationRequest(BaseModel):
+    """A researcher's model, to be proved on this relay's private benchmark and submitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bounty_id: int = Field(strict=True, ge=1, lt=2**256, description="ResearchBounty bounty id")
+    researcher: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="the address the bounty pays (it sends no transaction)"
+    )
+    weights: list[Feature] = Field(
+        min_length=1,
+        max_length=MAX_WEIGHTS,
+        description="30 logistic-regression weights, one per standardized feature; private: "
+        "never returned or logged",
+    )
+    bias: Feature = Field(description="the intercept; private like the weights")
+
+
+class EvaluationAccepted(BaseModel):
+    """Answer to an evaluation request."""
+
+    evaluation_id: str
+    state: str
+
+
+class EvaluationStatus(BaseModel):
+    """An evaluation's status; the proved count only once the bounty paid the researcher."""
+
+    evaluation_id: str
+    bounty_id: int
+    researcher: str
+    state: str = Field(
+        description="queued, proving (until the commitment is mined), committed, awarded or failed"
+    )
+    reason: str | None = Field(default=None, description="why it failed, one line")
+    commit_tx: str | None = None
+    reveal_tx: str | None = None
+    block_number: int | None = Field(default=None, description="the award's block")
+    correct: int | None = Field(
+        default=None, description="benchmark patients classified right (after award only)"
+    )
+    benchmark_size: int | None = Field(default=None, description="after award only")
+    amount_wei: str | None = Field(default=None, description="the award")
+    created_at: float
+    updated_at: float

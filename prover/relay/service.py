@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from prover.attestation import record_nullifier
 from prover.exceptions import (
@@ -38,6 +38,9 @@ from prover.relay.settings import ModelConfig, RelaySettings
 from prover.relay.store import Job, JobStore, NewJob
 from prover.relay.submitter import Submitter, SubmitterConfig, gwei
 from prover.relay.worker import LocalProverPool, ModelRef, ProverWorker
+
+if TYPE_CHECKING:
+    from prover.relay.evaluations import Evaluations, PrivateBenchmark
 
 log = logging.getLogger("zkcare.relay")
 REQUEST_TAG = b"zkcare/relay-request/v1\x00"
@@ -141,7 +144,9 @@ class Relay:
         keys: RelayKeys | None = None,
         worker: ProverWorker | None = None,
         models: dict[tuple[str, int], ServedModel] | None = None,
+        benchmark: PrivateBenchmark | None = None,
     ) -> None:
+        """``benchmark``: the ``[evaluation]`` circuit, when already resolved (tests)."""
         self.settings = settings
         self.keys = keys or load_keys(settings)
         self.models = models or resolve_models(settings.models)
@@ -179,6 +184,20 @@ class Relay:
             self.metrics,
         )
         self.rpc.on_failover = self.submitter.mark_failover
+        self.evaluations: Evaluations | None = None
+        if settings.evaluation is not None:
+            from prover.relay.evaluations import Evaluations, resolve_benchmark
+
+            self.evaluations = Evaluations(
+                settings.evaluation,
+                benchmark or resolve_benchmark(settings.evaluation),
+                rpc=self.rpc,
+                submitter=self.submitter,
+                account=self.keys.submitter,
+                sealer=self.sealer,
+                root=settings.data_dir / "evaluations",
+                prove_threads=settings.prove_threads,
+            )
         self._worker = worker
         self._owns_worker = worker is None
         self.dispatcher: Dispatcher | None = None
@@ -242,6 +261,8 @@ class Relay:
             ]
             for thread in self._threads:
                 thread.start()
+            if self.evaluations is not None:
+                self.evaluations.start(self._stop)
         self.started = True
 
     def _lock_data_dir(self) -> None:
@@ -265,6 +286,8 @@ class Relay:
             self.dispatcher.wake.set()
         for thread in self._threads:
             thread.join(timeout=30)
+        if self.evaluations is not None:
+            self.evaluations.close()
         if self._owns_worker and self._worker is not None:
             self._worker.close()
         self.store.close()
