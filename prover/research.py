@@ -229,8 +229,10 @@ class Submission:
         try:
             self.w3.eth.send_raw_transaction(bytes.fromhex(tx["raw"].removeprefix("0x")))
         except (Web3RPCError, ValueError) as exc:
-            text = str(exc).lower()
-            if "already known" not in text and "nonce too low" not in text:
+            from prover.relay.chain import Broadcast, classify_broadcast_error
+
+            outcome = classify_broadcast_error(str(exc))
+            if outcome not in (Broadcast.KNOWN, Broadcast.NONCE_USED):
                 raise SubmissionError(
                     f"the node refused the transaction: {str(exc)[:200]}"
                 ) from exc
