@@ -85,6 +85,7 @@ def test_demo_cli_without_a_chain_exits_with_one_line():
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
-        "Error: anvil not found (/nonexistent/anvil); run `./zk setup` in the zkcare checkout"
+        "Error: demo failed at chain: anvil not found (/nonexistent/anvil); "
+        "run `./zk setup` in the zkcare checkout"
     )
     assert "Traceback" not in out.stderr
