@@ -309,6 +309,7 @@ def _submission_options(fn: F) -> F:
 
 
 def _open_submission(
+    *,
     bounty_id: int,
     rpc: str,
     deployment: Path | None,
@@ -319,6 +320,7 @@ def _open_submission(
     state_dir: Path,
     timeout: float = 120.0,
 ) -> Any:
+    """The :class:`prover.research.Submission` the ``_submission_options`` describe."""
     from prover import research
 
     if (deployment is None) == (contract is None):
@@ -350,19 +352,7 @@ def bounty() -> None:
 )
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds per wait.")
 @one_line_errors
-def bounty_submit(
-    bounty_id: int,
-    rpc: str,
-    deployment: Path | None,
-    contract: str | None,
-    keystore: Path | None,
-    password_file: Path | None,
-    key_env: str | None,
-    state_dir: Path,
-    weights: Path,
-    bundle_dir: Path | None,
-    timeout: float,
-) -> None:
+def bounty_submit(weights: Path, bundle_dir: Path | None, timeout: float, **target: Any) -> None:
     """Prove your model's accuracy on the bounty's benchmark, commit, reveal, follow to the payout.
 
     Exactly once and resumable: the state lives in --state-dir; re-run the same command after
@@ -372,9 +362,7 @@ def bounty_submit(
     from prover.zk.circuit import load_bundle
 
     params = weights_of(weights)
-    submission = _open_submission(
-        bounty_id, rpc, deployment, contract, keystore, password_file, key_env, state_dir, timeout
-    )
+    submission = _open_submission(timeout=timeout, **target)
     bundle = load_bundle(bundle_dir) if bundle_dir else build_eval_bundle(progress=_say)
     state = submission.run(bundle, params)
     click.echo(submission.describe())
@@ -385,18 +373,6 @@ def bounty_submit(
 @bounty.command("status")
 @_submission_options
 @one_line_errors
-def bounty_status(
-    bounty_id: int,
-    rpc: str,
-    deployment: Path | None,
-    contract: str | None,
-    keystore: Path | None,
-    password_file: Path | None,
-    key_env: str | None,
-    state_dir: Path,
-) -> None:
+def bounty_status(**target: Any) -> None:
     """Where your submission to BOUNTY_ID stands (from its state file)."""
-    submission = _open_submission(
-        bounty_id, rpc, deployment, contract, keystore, password_file, key_env, state_dir
-    )
-    click.echo(submission.describe())
+    click.echo(_open_submission(**target).describe())

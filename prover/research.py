@@ -38,6 +38,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 
 from prover.exceptions import ChainUnavailable, InvalidInput, ZkcareError
 from prover.models import bounty_eval as ev
+from prover.relay.chain import Broadcast, RevertDecoder, classify_broadcast_error, revert_data
 from prover.zk.circuit import Bundle
 
 #: Test-only crash points: ``ZKCARE_RESEARCH_CRASH_AT=commit_signed`` SIGKILLs after that step.
@@ -65,11 +66,16 @@ def _crash(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _bounty_abi() -> list[dict[str, Any]]:
+def _abi(name: str) -> list[dict[str, Any]]:
+    """A project contract's ABI (ape compiles if needed)."""
     from prover.relay.devchain import compiled
 
-    abi, _ = compiled("ResearchBounty")
+    abi, _ = compiled(name)
     return abi
+
+
+def _bytes(hex_text: str) -> bytes:
+    return bytes.fromhex(hex_text.removeprefix("0x"))
 
 
 def submission_commitment(bounty_id: int, researcher: str, weights: int, salt: bytes) -> bytes:
@@ -122,10 +128,8 @@ class Submission:
         address = to_checksum_address(target.bounty_contract)
         if not self.w3.eth.get_code(address):
             raise SubmissionError(f"no contract at {address} on chain {self.chain_id}")
-        abi = _bounty_abi()
+        abi = _abi("ResearchBounty")
         self.bounty = self.w3.eth.contract(address=address, abi=abi)
-        from prover.relay.chain import RevertDecoder
-
         self.decoder = RevertDecoder(abi)
         name = f"{self.chain_id}-{address.lower()}-{target.bounty_id}-{self.researcher.lower()}"
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -211,8 +215,6 @@ class Submission:
         )
 
     def _refused(self, exc: Exception) -> SubmissionError:
-        from prover.relay.chain import revert_data
-
         data = revert_data(exc)
         reason = self.decoder.decode(data) if data is not None else str(exc).splitlines()[0][:200]
         return SubmissionError(f"the bounty contract refuses the submission: {reason}")
@@ -220,17 +222,15 @@ class Submission:
     def _broadcast(self, key: str) -> dict[str, Any] | None:
         """(Re-)broadcast the stored transaction; its receipt, or None if its nonce was reused."""
         tx = self.state[key]
-        tx_hash = bytes.fromhex(tx["hash"].removeprefix("0x"))
+        tx_hash = _bytes(tx["hash"])
         receipt = self._receipt(tx_hash)
         if receipt is not None:
             return receipt
         if self.w3.eth.get_transaction_count(self.account.address, "latest") > tx["nonce"]:
             return None  # the nonce went to another transaction: re-sign
         try:
-            self.w3.eth.send_raw_transaction(bytes.fromhex(tx["raw"].removeprefix("0x")))
+            self.w3.eth.send_raw_transaction(_bytes(tx["raw"]))
         except (Web3RPCError, ValueError) as exc:
-            from prover.relay.chain import Broadcast, classify_broadcast_error
-
             outcome = classify_broadcast_error(str(exc))
             if outcome not in (Broadcast.KNOWN, Broadcast.NONCE_USED):
                 raise SubmissionError(
@@ -296,7 +296,7 @@ class Submission:
         # Bounty: sponsor, deadline, status, contextScale, asset, version, modelId, minMetric, …
         model_id, version, min_metric = bytes(b[6]), int(b[5]), int(b[7])
         registry = self.w3.eth.contract(
-            address=self.bounty.functions.registry().call(), abi=_registry_abi()
+            address=self.bounty.functions.registry().call(), abi=_abi("ModelRegistry")
         )
         onchain = registry.functions.getModelVersion(model_id, version).call()
         if bytes(onchain[9]).hex() != bundle.manifest["sha256"]["vk"]:
@@ -334,7 +334,7 @@ class Submission:
             self.target.bounty_id,
             self.researcher,
             int(self.state["weights_commitment"], 16),
-            bytes.fromhex(self.state["salt"][2:]),
+            _bytes(self.state["salt"]),
         )
 
     def _from_proved(self, bundle: Bundle, weights: ev.Weights) -> None:
@@ -385,7 +385,7 @@ class Submission:
             self.target.bounty_id,
             self.researcher,
             int(self.state["weights_commitment"], 16),
-            bytes.fromhex(self.state["salt"][2:]),
+            _bytes(self.state["salt"]),
             loaded.proof,
             list(loaded.instances),
         )
@@ -407,9 +407,7 @@ class Submission:
     def _award_from_logs(self, amount: int) -> None:
         receipt = None
         if "reveal_tx" in self.state:
-            receipt = self._receipt(
-                bytes.fromhex(self.state["reveal_tx"]["hash"].removeprefix("0x"))
-            )
+            receipt = self._receipt(_bytes(self.state["reveal_tx"]["hash"]))
         award = {"amount": amount, "block": None, "gas": None}
         if receipt is not None:
             award = {"amount": amount, "block": receipt["blockNumber"], "gas": receipt["gasUsed"]}
@@ -430,13 +428,6 @@ class Submission:
             self._save(status="failed", error=f"reveal {self.state['reveal_tx']['hash']} reverted")
         elif not self._winner_is_me():
             self._check_open()
-
-
-def _registry_abi() -> list[dict[str, Any]]:
-    from prover.relay.devchain import compiled
-
-    abi, _ = compiled("ModelRegistry")
-    return abi
 
 
 def load_researcher(

@@ -51,7 +51,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import TransactionNotFound
 
 from prover.exceptions import (
     BountyRejected,
@@ -272,20 +271,6 @@ class RelaySubmission(Submission):
                 self._submitter.nonces.external(int(tx["nonce"]))
             else:
                 self._submitter.nonces.invalidate()
-
-    def _broadcast(self, key: str) -> dict[str, Any] | None:
-        """While the node holds the transaction sent by :meth:`_send`, wait for its receipt
-        instead of sending it again: the base class would take anvil's answer to a duplicate
-        ("transaction already imported") for a refusal."""
-        tx_hash = bytes.fromhex(self.state[key]["hash"].removeprefix("0x"))
-        deadline = time.monotonic() + self.timeout
-        while self._receipt(tx_hash) is None and time.monotonic() < deadline:
-            try:
-                self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                break  # dropped, or never reached the node: the base class sends it
-            time.sleep(self.poll)
-        return super()._broadcast(key)
 
 
 # ---------------------------------------------------------------------------- records

@@ -9,19 +9,17 @@ token pool. Failing commands must end in one `Error: ...` line, never a tracebac
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ape_commands import Proc, ape_run, ok
 from web3 import Web3
 
 from prover.anvil import Anvil
-from prover.paths import ROOT
 
 E18 = 10**18
 ETH = "0x" + "00" * 20
@@ -34,25 +32,9 @@ CONTRACTS = {
     "ClaimSettlement",
     "ResearchBounty",
 }
-Proc = subprocess.CompletedProcess[str]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def ape_run(node: Anvil, out_dir: Path, *args: str, account: str | None = "TEST::0") -> Proc:
-    cmd = ["ape", "run", *args, "--network", node.url]
-    if account:
-        cmd += ["--account", account]
-    env = {**os.environ, "ZKCARE_DEPLOYMENTS": str(out_dir)}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
-def ok(proc: Proc) -> str:
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = proc.stdout + proc.stderr
-    assert "Traceback" not in text
-    return text
 
 
 def one_line_error(proc: Proc) -> str:

@@ -21,11 +21,9 @@ claim is recorded on chain as denied), as the proved outputs dictate.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from ape_commands import Proc, ape_run, ok
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
@@ -48,7 +47,6 @@ from prover.deploy import model_id
 from prover.models.build import LoadedModel
 from prover.models.card import ModelCard
 from prover.operations import to_fixed
-from prover.paths import ROOT
 from prover.relay.devchain import ARG_MAX_IS, AT_LEAST, compiled
 from prover.relay.states import JobState
 from prover.zk.circuit import Bundle
@@ -66,7 +64,6 @@ COVERAGE = "0.5"
 #: payout per model (ETH), distinct so a payment cannot be mistaken for another model's
 PAYOUTS = {"diabetes_mlp": "0.1", "digits_cnn": "0.2", "grouped_mlp": "0.3"}
 PROOF_REJECTED = keccak(text="ModelRegistryProofRejected(bytes32,uint32)")[:4]
-Proc = subprocess.CompletedProcess[str]
 
 
 def acme(name: str) -> str:
@@ -74,21 +71,6 @@ def acme(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def ape_run(node: Anvil, out_dir: Path, *args: str, account: str | None = "TEST::0") -> Proc:
-    cmd = ["ape", "run", *args, "--network", node.url]
-    if account:
-        cmd += ["--account", account]
-    env = {**os.environ, "ZKCARE_DEPLOYMENTS": str(out_dir)}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
-def ok(proc: Proc) -> str:
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    text = proc.stdout + proc.stderr
-    assert "Traceback" not in text
-    return text
 
 
 def one_line_error(proc: Proc) -> str:
