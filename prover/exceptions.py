@@ -363,3 +363,65 @@ class EvaluationNotFound(RelayError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+# --- event index, audit and dashboard ----------------------------------------------------------
+
+
+class EventIndexError(ZkcareError):
+    """The event index could not be built, read or reconciled."""
+
+
+class IndexConfigError(EventIndexError, ValueError):
+    """The index's settings or deployment manifest are unusable (the message names the fix)."""
+
+
+class IndexStoreError(EventIndexError):
+    """The index's database cannot be opened or belongs to another chain or deployment."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        super().__init__(f"index store {where}: {reason}")
+
+
+class ReorgTooDeep(EventIndexError):
+    """A re-organisation reaches below every block the index can check."""
+
+    def __init__(self, block: int, depth: int) -> None:
+        self.block = block
+        super().__init__(
+            f"chain re-organised below block {block} (more than {depth} indexed blocks); "
+            "rebuild the index (delete its database)"
+        )
+
+
+class TraceNotFound(EventIndexError, LookupError):
+    """No indexed claim or award has this id."""
+
+    def __init__(self, what: str, ident: int) -> None:
+        self.what = what
+        self.ident = ident
+        super().__init__(f"no {what} {ident} in the index (is it synced? see `audit`)")
+
+
+class DashboardError(ZkcareError):
+    """The dashboard cannot start as configured."""
+
+
+class DashboardAuthRequired(DashboardError, PermissionError):
+    """Binding beyond loopback needs an auth token file (hashed tokens)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"refusing to bind the dashboard to {host} without authentication: pass "
+            "--tokens FILE (create one with --add-token NAME), or bind 127.0.0.1"
+        )
+
+
+class TokenFileError(DashboardError, ValueError):
+    """A token file line is not ``sha256:<64 hex> [name]``."""
+
+    def __init__(self, path: Path, line: int, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path}:{line}: {reason}")
