@@ -376,3 +376,129 @@ def bounty_submit(weights: Path, bundle_dir: Path | None, timeout: float, **targ
 def bounty_status(**target: Any) -> None:
     """Where your submission to BOUNTY_ID stands (from its state file)."""
     click.echo(_open_submission(**target).describe())
+
+
+# ------------------------------------------------------------------------- index, dashboard
+
+_INDEX_OPTIONS = [
+    click.option("--rpc", required=True, envvar="ZKCARE_RPC_URL", help="JSON-RPC URL."),
+    click.option("--deployment", required=True, type=_FILE, help="deployments/<chain-id>.json."),
+    click.option(
+        "--db",
+        envvar="ZKCARE_INDEX_DB",
+        help="Index store: a SQLite path or postgresql://… (default artifacts/index/…sqlite).",
+    ),
+]
+
+
+def _index_options(fn: F) -> F:
+    for option in reversed(_INDEX_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@_index_options
+@click.option("--claim", type=click.IntRange(min=1), help="Trace this claim id instead.")
+@click.option("--award", type=click.IntRange(min=1), help="Trace this bounty's award instead.")
+@click.option("--csv", "csv_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False))
+@one_line_errors
+def audit(
+    rpc: str,
+    deployment: Path,
+    db: str | None,
+    claim: int | None,
+    award: int | None,
+    csv_dir: Path | None,
+    json_file: Path | None,
+) -> None:
+    """Index the deployment's events, then reconcile pools, reserves, bounties and models with
+    the chain (exit 1 on a mismatch), or trace one claim/award to its proof. Exports CSV/JSON."""
+    from prover.index.service import OpenIndex, as_json, run_audit
+
+    if claim is not None and award is not None:
+        raise click.BadOptionUsage("claim", "give --claim or --award, not both")
+    index = OpenIndex.open(rpc, deployment, db)
+    try:
+        synced, result, files = run_audit(
+            index, claim=claim, award=award, csv_dir=csv_dir, json_file=json_file
+        )
+    finally:
+        index.close()
+    if synced.to_block >= synced.from_block:
+        _say(f"indexed blocks {synced.from_block}..{synced.to_block}: {synced.events} new events")
+    else:
+        _say(f"index up to date at block {synced.to_block}")
+    for path in files:
+        _say(f"wrote {path}")
+    if isinstance(result, dict):
+        click.echo(as_json(result))
+        return
+    click.echo(result.render())
+    if not result.ok:
+        first = result.failures[0]
+        raise ZkcareClickError(
+            f"audit found {len(result.failures)} mismatches; first: {first.subject}: "
+            f"index {first.indexed}, chain {first.chain}"
+        )
+
+
+@cli.command()
+@_index_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
+@click.option("--relay", "relay_url", help="The relay's base URL (for the relay view).")
+@click.option("--relay-token-file", type=_FILE, help="File holding a token for the relay.")
+@click.option(
+    "--tokens",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Token file (sha256 hashes): required beyond loopback.",
+)
+@click.option("--add-token", metavar="NAME", help="Add a new token to --tokens, print it, exit.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between index syncs.",
+)
+@one_line_errors
+def dashboard(
+    rpc: str,
+    deployment: Path,
+    db: str | None,
+    host: str,
+    port: int,
+    relay_url: str | None,
+    relay_token_file: Path | None,
+    tokens: Path | None,
+    add_token: str | None,
+    poll: float,
+) -> None:
+    """Serve the insurer, DAO, registry and relay views on the index; live as blocks arrive."""
+    from prover.dashboard.auth import TokenFile, check_bind
+    from prover.dashboard.auth import add_token as new_token
+
+    if add_token is not None:
+        if tokens is None:
+            raise click.BadOptionUsage("add_token", "--add-token needs --tokens FILE")
+        click.echo(new_token(tokens, add_token))
+        _say(f"added token {add_token!r} (its sha256) to {tokens}; the token is shown once")
+        return
+    token_file = TokenFile.load(tokens) if tokens is not None else None
+    check_bind(host, token_file)
+    import uvicorn
+
+    from prover.dashboard.app import DashboardConfig, create_app
+
+    relay_token = relay_token_file.read_text().strip() if relay_token_file else None
+    config = DashboardConfig(rpc, deployment, db or "", relay_url, relay_token, token_file, poll)
+    if not config.db:
+        from prover.index.contracts import Watched
+        from prover.index.service import default_db
+
+        config.db = default_db(Watched.from_manifest(deployment))
+    app = create_app(config)
+    _say(f"dashboard on http://{host}:{port} ({'token required' if token_file else 'loopback'})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
