@@ -1,0 +1,118 @@
+"""A real run of the main job kept alive for a test module: the demo's own stages.
+
+``MainJob.start`` runs, in a fresh process, every stage of ``python -m prover demo`` (bundles,
+anvil, ``deploy_all``, the insurer's pool/product/policies, the relay over HTTP with its four
+claims paid or denied, the DAO's bounty and the researcher's award), then keeps anvil and the
+relay running until ``stop``. What the tests need (RPC URL, manifest, relay URL, the insurer's
+and hospital's addresses, the policies) comes back as JSON. Run as a script it is that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class MainJob:
+    """The live chain and relay of one main-job run."""
+
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+    log: Path
+
+    @classmethod
+    def start(cls, tmp: Path, timeout: float = 900) -> MainJob:
+        info_path = tmp / "mainjob.json"
+        log = tmp / "mainjob.log"
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(info_path)],
+            cwd=ROOT,
+            env={**os.environ, "TMPDIR": str(tmp)},
+            stdin=subprocess.PIPE,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not info_path.is_file():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"main job did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        return cls(proc, json.loads(info_path.read_text()), log)
+
+    def stop(self) -> None:
+        """Stop anvil and the relay (the process cleans up on stdin's end)."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    @property
+    def rpc(self) -> str:
+        return str(self.info["rpc"])
+
+    @property
+    def deployment(self) -> Path:
+        return Path(self.info["deployment"])
+
+    @property
+    def relay(self) -> str:
+        return str(self.info["relay"])
+
+
+def _main(info_path: Path) -> None:
+    import tempfile
+    from contextlib import ExitStack
+
+    from prover.demo import Report, _reserve_port, _Run, _stages, held_out_patients
+
+    chosen = held_out_patients(None)
+    with ExitStack() as stack:
+        sock = _reserve_port(0)
+        stack.callback(sock.close)
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="zkcare-mainjob-")))
+        run = _Run(lambda m: print(m, flush=True), work, Report(), None)
+        _stages(run, stack, chosen, sock)
+        info = {
+            "rpc": run.node.url,
+            "chain_id": run.node.chain_id,
+            "deployment": str(work / "deployments" / f"{run.node.chain_id}.json"),
+            "relay": run.relay_url,
+            "insurer": str(run.insurer.address),
+            "insurer_key": run.insurer.private_key,  # ape's public test mnemonic
+            "hospital": str(run.hospital.address),
+            "policies": run.policies,
+            "patients": [p.index for p in chosen],
+            "claims": [
+                {
+                    "number": c.number,
+                    "policy_id": c.policy_id,
+                    "decision": c.decision,
+                    "payout": c.payout_wei,
+                    "tx_hash": c.tx_hash,
+                    "gas": c.gas_used,
+                }
+                for c in run.report.claims
+            ],
+        }
+        partial = info_path.with_suffix(".partial")
+        partial.write_text(json.dumps(info))
+        os.replace(partial, info_path)
+        sys.stdin.read()  # until the test closes our stdin
+
+
+if __name__ == "__main__":
+    _main(Path(sys.argv[1]))
