@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,21 @@ class MainJob:
             self.proc.kill()
             self.proc.wait(10)
 
+    @classmethod
+    @contextmanager
+    def running(cls, prefix: str) -> Iterator[MainJob]:
+        """Start in a fresh temporary directory (not pytest's basetemp, which a concurrent
+        pytest session may prune); stop and remove it afterwards."""
+        tmp = Path(tempfile.mkdtemp(prefix=f"zkcare-{prefix}-"))
+        try:
+            job = cls.start(tmp)
+            try:
+                yield job
+            finally:
+                job.stop()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     @property
     def rpc(self) -> str:
         return str(self.info["rpc"])
@@ -74,7 +93,6 @@ class MainJob:
 
 
 def _main(info_path: Path) -> None:
-    import tempfile
     from contextlib import ExitStack
 
     from prover.demo import Report, _reserve_port, _Run, _stages, held_out_patients

@@ -20,6 +20,8 @@ from typing import Any
 
 from prover.exceptions import IndexStoreError
 
+#: Blocks without events kept below the cursor for re-organisation checks.
+KEEP_CURSOR_BLOCKS = 1024
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS index_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS index_blocks (number BIGINT PRIMARY KEY, hash TEXT NOT NULL,"
@@ -190,6 +192,15 @@ class Store:
                     (t.tx_hash, t.block_number, t.sender, t.gas_used),
                 )
             self._set_cursor(cur, cursor.number)
+            # Cursor-only blocks (no events) matter for re-organisation checks near the head
+            # only; older ones are dropped so a long-running follower does not grow the table.
+            cur.execute(
+                self._sql(
+                    "DELETE FROM index_blocks WHERE number < ? AND number NOT IN"
+                    " (SELECT DISTINCT block_number FROM index_events)"
+                ),
+                (cursor.number - KEEP_CURSOR_BLOCKS,),
+            )
 
     def _set_cursor(self, cur: Any, number: int) -> None:
         cur.execute(self._sql("DELETE FROM index_meta WHERE key = ?"), ("cursor",))

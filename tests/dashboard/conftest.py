@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,21 +60,18 @@ class DashboardServer:
 
 
 @pytest.fixture(scope="module")
-def dashboard_main_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MainJob]:
+def dashboard_main_job() -> Iterator[MainJob]:
     """One real run of the main job for the module (anvil and the relay left running)."""
-    job = MainJob.start(tmp_path_factory.mktemp("dashboard-mainjob"))
-    try:
+    with MainJob.running("dashboard-mainjob") as job:
         yield job
-    finally:
-        job.stop()
 
 
 @pytest.fixture(scope="module")
 def dashboard_server(
-    dashboard_main_job: MainJob, tmp_path_factory: pytest.TempPathFactory
+    dashboard_main_job: MainJob,
 ) -> Iterator[DashboardServer]:
     """The dashboard as an operator starts it: a token made with --add-token, then served."""
-    tmp = tmp_path_factory.mktemp("dashboard")
+    tmp = Path(tempfile.mkdtemp(prefix="zkcare-dashboard-"))  # outlives pytest's pruning
     tokens = tmp / "tokens"
     made = zkcare(
         "dashboard",
@@ -137,19 +136,21 @@ def dashboard_server(
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def dashboard_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def dashboard_browser() -> Iterator[Any]:
     """Debian's headless Chromium under Playwright, with a fresh profile."""
     if not CHROMIUM.is_file():
         pytest.fail("chromium is missing: ./zk setup installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="zkcare-chromium-")  # a fresh user-data-dir
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
+            profile,
             executable_path=str(CHROMIUM),
             headless=True,
             args=CHROMIUM_ARGS,
@@ -159,3 +160,4 @@ def dashboard_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
             yield context
         finally:
             context.close()
+            shutil.rmtree(profile, ignore_errors=True)

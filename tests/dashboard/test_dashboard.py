@@ -24,6 +24,7 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
+from prover.anvil import DEV_PRIVATE_KEY
 from prover.demo import held_out_patients
 
 from .conftest import SCREENSHOTS, DashboardServer, zkcare
@@ -353,3 +354,63 @@ def test_pages_show_no_scores_and_no_patient_data(
 
 def held_out_patients_indices(s: DashboardServer) -> list[int]:
     return [int(i) for i in s.job.info["patients"]]
+
+
+REVOKE = [
+    {
+        "name": "revokeModel",
+        "type": "function",
+        "stateMutability": "nonpayable",
+        "inputs": [{"name": "modelId", "type": "bytes32"}, {"name": "version", "type": "uint32"}],
+        "outputs": [],
+    }
+]
+
+
+def test_a_revocation_shows_in_the_registry(
+    dashboard_server: DashboardServer, dashboard_browser: Any, tmp_path: Any
+) -> None:
+    s = dashboard_server
+    w3 = _w3(s)
+    manifest = _contracts(s)
+    entry = manifest["models"]["zkcare/bounty_eval"]  # its bounty is already awarded
+    key = f"model-{entry['modelId']}-{entry['version']}"
+    page = _login(dashboard_browser, s)
+    page.click("nav >> text=registry")
+    page.wait_for_selector(f"[data-testid={key}-status]")
+    assert page.inner_text(f"[data-testid={key}-status]") == "active"
+    page.evaluate("window.__sameDocument = true")
+    guardian = Account.from_key(DEV_PRIVATE_KEY)  # deploy_all's deployer holds GUARDIAN_ROLE
+    registry = w3.eth.contract(
+        address=manifest["contracts"]["ModelRegistry"]["address"], abi=REVOKE
+    )
+    tx = registry.functions.revokeModel(
+        bytes.fromhex(entry["modelId"][2:]), entry["version"]
+    ).build_transaction(
+        {
+            "from": guardian.address,
+            "nonce": w3.eth.get_transaction_count(guardian.address),
+            "gas": 200_000,
+            "chainId": w3.eth.chain_id,
+        }
+    )
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(guardian.sign_transaction(tx).raw_transaction)
+    )
+    assert receipt["status"] == 1
+    page.wait_for_selector(f"[data-testid={key}-status]:text('revoked')", timeout=60_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert guardian.address in page.inner_text(f"[data-testid={key}]")
+    page.screenshot(path=str(SCREENSHOTS / "registry-revoked.png"), full_page=True)
+    page.close()
+    done = zkcare(
+        "audit",
+        "--rpc",
+        s.job.rpc,
+        "--deployment",
+        s.job.deployment,
+        "--db",
+        tmp_path / "audit.sqlite",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ok   model zkcare/bounty_eval v1 status: index revoked" in done.stdout

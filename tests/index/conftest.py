@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,22 +40,23 @@ class PgCluster:
     data: Path
     run_as: list[str]
 
-    def pg_ctl(self, *args: str) -> None:
+    def pg_ctl(self, *args: str, check: bool = True) -> None:
         assert PG_BIN is not None
         subprocess.run(
             [*self.run_as, str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args],
-            check=True,
+            check=check,
             capture_output=True,
             timeout=60,
         )
 
 
 @pytest.fixture(scope="session")
-def index_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+def index_pg() -> Iterator[PgCluster]:
     """Started here (initdb + pg_ctl; as the ``postgres`` user when we are root), removed after."""
     if PG_BIN is None:
         pytest.fail("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
-    root = tmp_path_factory.mktemp("index-pg")
+    # Not under pytest's basetemp: a concurrent pytest session on this machine may prune it.
+    root = Path(tempfile.mkdtemp(prefix="zkcare-index-pg-"))
     data = root / "data"
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses root; hand the directory to the postgres user
@@ -95,7 +97,7 @@ def index_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
     try:
         yield cluster
     finally:
-        cluster.pg_ctl("-m", "immediate", "-w", "stop")
+        cluster.pg_ctl("-m", "immediate", "-w", "stop", check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -134,7 +136,7 @@ class IndexDevChain:
 
 @pytest.fixture(scope="module")
 def index_dev_chain(
-    diagnostic_bundle: Bundle, tmp_path_factory: pytest.TempPathFactory
+    diagnostic_bundle: Bundle,
 ) -> Iterator[IndexDevChain]:
     with Anvil() as node:
         chain = deploy_dev_chain(
@@ -142,7 +144,7 @@ def index_dev_chain(
         )
         abi, code = compiled("ResearchBounty")
         bounty = chain.sender.deploy(code, abi, chain.registry.address, 1)
-        manifest = tmp_path_factory.mktemp("index-dev") / f"{chain.chain_id}.json"
+        manifest = Path(tempfile.mkdtemp(prefix="zkcare-index-dev-")) / f"{chain.chain_id}.json"
         manifest.write_text(
             json.dumps(
                 {
@@ -156,13 +158,11 @@ def index_dev_chain(
             )
         )
         yield IndexDevChain(node, chain, manifest)
+        shutil.rmtree(manifest.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def index_main_job(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MainJob]:
+def index_main_job() -> Iterator[MainJob]:
     """One real run of the main job (the demo's stages) for the module, left running."""
-    job = MainJob.start(tmp_path_factory.mktemp("index-mainjob"))
-    try:
+    with MainJob.running("index-mainjob") as job:
         yield job
-    finally:
-        job.stop()

@@ -228,3 +228,49 @@ def test_audit_bad_input_is_one_line(index_main_job: MainJob, tmp_path: Path) ->
         timeout=120,
     )
     assert one_line_error(done).startswith("Error: no EVM node answers at http://127.0.0.1:9")
+
+
+def test_audit_on_postgresql(index_main_job: MainJob, index_pg_db: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prover",
+            "audit",
+            "--rpc",
+            index_main_job.rpc,
+            "--deployment",
+            str(index_main_job.deployment),
+            "--db",
+            index_pg_db,
+            "--claim",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tx_hash"] == index_main_job.info["claims"][1]["tx_hash"]
+    again = subprocess.run(  # the same PostgreSQL index, resumed: nothing new, still reconciled
+        [
+            sys.executable,
+            "-m",
+            "prover",
+            "audit",
+            "--rpc",
+            index_main_job.rpc,
+            "--deployment",
+            str(index_main_job.deployment),
+            "--db",
+            index_pg_db,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "index up to date at block" in again.stderr
+    assert again.stdout.splitlines()[-1].endswith("reconciled")
