@@ -137,7 +137,12 @@ class EngineProverWorker:
         self._app: procrastinate.App | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.retried = 0  # stalled tasks handed back (for tests and metrics)
-        self._call(self._open(), timeout=60)
+        try:
+            self._call(self._open(), timeout=60)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            raise
 
     # ------------------------------------------------------------------ ProverWorker
 
