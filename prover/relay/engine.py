@@ -89,6 +89,9 @@ class EngineSettings(BaseModel):
     result_timeout_s: float = Field(
         default=900.0, gt=0, description="a task without a result this long fails (retried)"
     )
+    results_retention_s: float = Field(
+        default=86_400.0, gt=0, description="results (public data) are deleted after this"
+    )
 
     @field_validator("public_key")
     @classmethod
@@ -367,6 +370,7 @@ class EngineProverWorker:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
                 await self.retry_stalled()
+                await self.prune_results()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -386,6 +390,16 @@ class EngineProverWorker:
             log.warning("engine: task job %s: its prover went silent; retried", job.id)
         self.retried += count
         return count
+
+    async def prune_results(self) -> int:
+        """Delete results older than ``results_retention_s`` (a task that late is long failed)."""
+        assert self._app is not None
+        rows = await self._app.connector.execute_query_all_async(
+            f"DELETE FROM {RESULTS_TABLE} WHERE created_at < now() - make_interval(secs => "
+            "%(age)s) RETURNING task_id",
+            age=self.settings.results_retention_s,
+        )
+        return len(rows)
 
     async def _close_app(self) -> None:
         for task in self._tasks:

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (
     permanent boolean NOT NULL DEFAULT false,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX IF NOT EXISTS {RESULTS_TABLE}_created_at ON {RESULTS_TABLE} (created_at);
 """
 
 

@@ -7,6 +7,8 @@ Prover hosts are separate process groups on this machine (loopback only). The pr
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -112,6 +114,28 @@ def test_kill9_of_a_prover_host_mid_proof_runs_the_task_elsewhere_and_pays_once(
     assert worker.endswith(f":{second.proc.pid}")
     history = [to for _, to, _, _ in relay.store.history(job_id)]
     assert history.count("proving") == 1  # the relay's job never had to be re-queued
+
+
+def test_random_kill9_of_prover_hosts_while_jobs_run_pays_each_job_once(
+    engine_relay, engine_provers, engine_chain, engine_pg, engine_ledger
+):
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    print(f"random kill seed {seed}")
+    hosts = [engine_provers() for _ in range(3)]
+    relay = engine_relay()
+    records = make_records(8, seed=74)
+    policies = engine_chain.issue_policies(len(records))
+    ids = _post(relay, records, policies, "random-kill", engine_ledger)
+    for _ in range(2):
+        time.sleep(rng.uniform(0.3, 2.0))
+        alive = [h for h in hosts if h.proc.poll() is None]
+        rng.choice(alive).kill9()
+        hosts.append(engine_provers(wait=False))  # a replacement host joins
+    assert relay.wait_idle(timeout=180), (seed, relay.store.counts())
+    _assert_settled_once(relay, engine_chain, ids, records, policies)
+    sent = engine_chain.w3.eth.get_transaction_count(relay.keys.submitter.address)
+    assert sent == len(records), seed
 
 
 def test_duplicate_late_and_forged_results_change_nothing(

@@ -142,3 +142,36 @@ def test_the_engine_section_of_the_relay_settings(tmp_path, monkeypatch):
     assert "engine.public_key (env ZKCARE_RELAY_ENGINE__PUBLIC_KEY): Value error, engine " in str(
         caught.value
     )
+
+
+def test_the_relay_side_refuses_bad_records_before_queueing_and_prunes_old_results(
+    engine_pg, engine_key, diagnostic_bundle
+):
+    from prover.exceptions import ProverFailed
+    from prover.relay.worker import ProveTask
+
+    worker = EngineProverWorker(
+        EngineSettings(dsn=engine_pg.dsn, public_key=engine_key[1], results_retention_s=3600),
+        {"m": ModelRef("m", str(diagnostic_bundle.path))},
+    )
+    try:
+        short = worker.submit(ProveTask("job-short", "m", FEATURES, SALT))
+        with pytest.raises(ProverFailed, match="takes 30 features, got 3") as caught:
+            short.result(timeout=5)
+        assert caught.value.permanent and "17.99" not in str(caught.value)
+        unknown = worker.submit(ProveTask("job-x", "other", FEATURES, SALT))
+        with pytest.raises(ProverFailed, match="model other not served"):
+            unknown.result(timeout=5)
+        with psycopg.connect(engine_pg.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone() == (0,)
+            for task_id, age in (("old-result", "2 hours"), ("new-result", "1 minute")):
+                conn.execute(
+                    f"INSERT INTO {RESULTS_TABLE} (task_id, bundle_hash, ok, worker, created_at)"
+                    " VALUES (%s, 'h', false, 'w', now() - %s::interval)",
+                    (task_id, age),
+                )
+            assert worker._call(worker.prune_results(), timeout=10) == 1
+            left = {r[0] for r in conn.execute(f"SELECT task_id FROM {RESULTS_TABLE}")}
+        assert "old-result" not in left and "new-result" in left
+    finally:
+        worker.close()
