@@ -425,3 +425,34 @@ class TokenFileError(DashboardError, ValueError):
     def __init__(self, path: Path, line: int, reason: str) -> None:
         self.path = path
         super().__init__(f"{path}:{line}: {reason}")
+
+
+# --- the distributed prover engine (Procrastinate on PostgreSQL; prover.relay.engine) ---------
+
+
+class EngineError(RelayError):
+    """Base class of the distributed prover engine's errors."""
+
+
+class EngineConfigError(EngineError, ValueError):
+    """A prover or relay engine setting (DSN, key, bundle directory) is unusable."""
+
+
+class EngineUnavailable(EngineError, ConnectionError):
+    """The engine's PostgreSQL broker cannot be reached or refused a statement."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"prover engine unavailable: {detail}")
+
+
+class SealedTaskError(EngineError):
+    """A task payload does not open with this prover's key, or belongs to another task."""
+
+    def __init__(self, task_id: str, detail: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id}: sealed payload {detail}")
+
+
+class BundleMismatch(EngineError, ValueError):
+    """A prover's bundle (or key) is not what the relay serves: the prover is refused."""

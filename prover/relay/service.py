@@ -213,6 +213,12 @@ class Relay:
     @property
     def worker(self) -> ProverWorker:
         """The prover backend (a local process pool unless one was injected)."""
+        if self._worker is None and self.settings.engine is not None:  # engine hook (issue 11)
+            from prover.relay.engine import EngineProverWorker
+
+            self._worker = EngineProverWorker(
+                self.settings.engine, {m.ref.key: m.ref for m in self.models.values()}
+            )
         if self._worker is None:
             self._worker = LocalProverPool(
                 {m.ref.key: m.ref for m in self.models.values()},

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from prover.exceptions import RelayConfigError
+from prover.relay.engine import EngineSettings  # engine hook (issue 11)
 
 ENV_PREFIX = "ZKCARE_RELAY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -184,6 +185,8 @@ class RelaySettings(BaseSettings):
     max_prove_attempts: int = Field(default=3, ge=1)
     # research bounties on a private benchmark (optional)
     evaluation: EvaluationConfig | None = None
+    # remote provers through Procrastinate instead of the local pool (engine hook, issue 11)
+    engine: EngineSettings | None = None
     # transactions
     priority_fee_gwei: float = Field(default=1.0, ge=0)
     max_fee_gwei: float = Field(default=500.0, gt=0, description="cap on maxFeePerGas")
