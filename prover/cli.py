@@ -240,14 +240,15 @@ def model_build(
         f"max error {fid.get('max_abs_error')})"
     )
     if card.get("decision"):
-        _say(_decision_line(card["decision"]))
+        _say(_decision_line(card["decision"], bundle.input_scale))
     click.echo(str(bundle.path))
 
 
-def _decision_line(decision: dict[str, Any]) -> str:
+def _decision_line(decision: dict[str, Any], scale: int) -> str:
     return (
         f"decision model: pays when {decision['rule']} (compiled into the circuit; public "
-        f"output: the 0/1 decision only); held-out margin {decision['margin']:g} model units"
+        f"output: the 0/1 decision only); held-out margin {decision['margin']:g} model units "
+        f"(fixed-point step 2^-{scale} = {2.0**-scale:g})"
     )
 
 
@@ -309,9 +310,10 @@ def model_show(bundle_dir: Path) -> None:
     """Print the model card (JSON on stdout; a decision model's rule also on stderr)."""
     from prover.models.build import card_text
 
-    card = _open(bundle_dir).card
+    loaded = _open(bundle_dir)
+    card = loaded.card
     if card.decision is not None:
-        _say(_decision_line(card.decision.model_dump()))
+        _say(_decision_line(card.decision.model_dump(), loaded.bundle.input_scale))
     click.echo(card_text(card))
 
 

@@ -62,7 +62,7 @@ class DecisionRule:
         if self.kind == "arg_max_is":
             return f"arg-max of the outputs == {self.output}"
         op = ">=" if self.kind == "at_least" else "<="
-        return f"output[{self.output}] {op} {self.threshold:g}"
+        return f"output[{self.output}] {op} {self.threshold:.10g}"
 
     def check(self, outputs: int) -> None:
         """Refuse an index the model does not have."""
