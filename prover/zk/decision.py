@@ -139,12 +139,18 @@ def decide_graph(src: Path, dst: Path, rule: DecisionRule) -> Path:
         op = "GreaterOrEqual" if rule.kind == "at_least" else "LessOrEqual"
         nodes += [
             helper.make_node(
-                "Gather", [scores, f"{PREFIX}index"], [f"{PREFIX}picked"], axis=1, name="gather"
+                "Gather",
+                [scores, f"{PREFIX}index"],
+                [f"{PREFIX}picked"],
+                axis=1,
+                name=f"{PREFIX}gather",
             ),
             helper.make_node(op, [f"{PREFIX}picked", f"{PREFIX}threshold"], [hit], name=hit),
         ]
     nodes.append(
-        helper.make_node("Cast", [hit], [DECISION_OUTPUT], to=TensorProto.FLOAT, name="cast")
+        helper.make_node(
+            "Cast", [hit], [DECISION_OUTPUT], to=TensorProto.FLOAT, name=f"{PREFIX}cast"
+        )
     )
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     if rule.threshold is not None:

@@ -67,7 +67,7 @@ def submit(settlement, make_claim, relayer, policy_id: int, logits: list[int]):
 
 
 def outcome(settlement, receipt) -> str:
-    """"paid" or "denied"; asserts exactly one of the two events (neither carries an output)."""
+    """Return "paid" or "denied"; asserts exactly one of the two events (neither has an output)."""
     paid = events(receipt, settlement, "ClaimPaid")
     denied = events(receipt, settlement, "ClaimDenied")
     assert len(paid) + len(denied) == 1
