@@ -431,6 +431,8 @@ class ProductView:
     payout: int
     retired: bool
     asset: Asset
+    #: A decision model's compiled rule (``output[0] >= 1.4``), from the manifest; else None.
+    decision: str | None = None
 
     @property
     def rule(self) -> PayoutRule:
@@ -443,7 +445,12 @@ class ProductView:
     def describe(self) -> str:
         return (
             f"product {self.id}: pool {self.pool_id}, {self.model} v{self.version}, "
-            f"pays {self.asset.format(self.payout)} if {self.rule.describe(self.output_scale)}"
+            f"pays {self.asset.format(self.payout)} if "
+            + (
+                f"decision == 1 (in the circuit: {self.decision})"
+                if self.decision is not None and self.rule == DECISION_RULE
+                else self.rule.describe(self.output_scale)
+            )
             + (", retired" if self.retired else "")
         )
 
@@ -678,10 +685,12 @@ class Deployment:
         if int(p.poolId) == 0:
             raise UnknownEntity("product", product_id, field)
         mid, version = bytes(p.modelId), int(p.version)
+        name = self.model_name(mid)
+        compiled = self.data.get("models", {}).get(name, {}).get("decisions", {}).get(str(version))
         return ProductView(
             product_id,
             int(p.poolId),
-            self.model_name(mid),
+            name,
             version,
             Comparison(int(p.rule.comparison)),
             int(p.rule.output),
@@ -690,6 +699,7 @@ class Deployment:
             int(p.payout),
             bool(p.retired),
             self.pool(int(p.poolId), None).asset,
+            compiled.get("rule") if isinstance(compiled, dict) else None,
         )
 
     def policy(self, policy_id: int, field: str | None = "policy_id") -> PolicyView:

@@ -43,6 +43,7 @@ class PrivacyRun:
 
     deployment: ops.Deployment
     model: str
+    bundle: Bundle
     pool_id: int
     product_id: int
     first_block: int
@@ -184,6 +185,7 @@ def privacy_runs(
         runs[kind] = PrivacyRun(
             d,
             name,
+            bundle,
             pool.id,
             product.id,
             first,

@@ -18,6 +18,7 @@ from models.decision_zoo import score_words
 
 from prover import operations as ops
 from prover.exceptions import InvalidInput
+from prover.models.build import LoadedModel
 
 from .conftest import PrivacyRun
 from .scan import Scan, scan_chain
@@ -51,8 +52,15 @@ def test_decision_claims_settle_one_paid_one_denied(
     assert set(event.event_arguments) == {"claimId", "policyId"}
     assert not list(denied.decode_logs(settlement.ClaimPaid))
     assert [p.proof.instances[1] for p in run.proofs] == [1, 0]
-    assert run.deployment.product(run.product_id).rule == ops.DECISION_RULE
+    product = run.deployment.product(run.product_id)
+    assert product.rule == ops.DECISION_RULE
     view = run.deployment.model(run.model)
+    compiled = run.deployment.decision(view)
+    assert compiled is not None
+    card = LoadedModel.open(run.bundle).card
+    assert card.decision is not None and compiled["rule"] == card.decision.rule
+    assert compiled["vkSha256"] == run.bundle.manifest["sha256"]["vk"]
+    assert product.describe().endswith(f"if decision == 1 (in the circuit: {card.decision.rule})")
     assert (view.instance_count, view.output_count, view.output_scale) == (2, 1, 0)
 
 
