@@ -319,7 +319,7 @@ def build_model(
                 say,
                 scores,
             )
-            return {"card": card.model_dump(mode="json"), "tuning": record}, [
+            return {"card": card_json(card), "tuning": record}, [
                 "preprocess.json",
                 "source.onnx",
                 "sample_proof.json",
@@ -575,9 +575,18 @@ def read_record(path: Path, width: int) -> list[float]:
     return [float(v) for v in rows[0]]
 
 
+def card_json(card: ModelCard) -> dict[str, Any]:
+    """The card as the manifest stores it; a plain model's has no ``decision`` key at all, so
+    readers that predate decision models still accept it."""
+    data = card.model_dump(mode="json")
+    if data.get("decision") is None:
+        data.pop("decision", None)
+    return data
+
+
 def card_text(card: ModelCard) -> str:
     """``model show``: the card as JSON."""
-    return json.dumps(card.model_dump(mode="json"), indent=2)
+    return json.dumps(card_json(card), indent=2)
 
 
 def check_bundle(bundle: Bundle) -> ModelCard:

@@ -219,3 +219,16 @@ def test_bad_rules_are_refused_in_one_line(
     assert lines[-1].startswith("Error: ") and message in lines[-1], lines[-1]
     assert "Traceback" not in done.stderr
     assert not any(tmp_path.iterdir())  # nothing built
+
+
+def test_a_plain_card_has_no_decision_key(
+    decision_threshold_model: tuple[DecisionZooModel, float], decision_zoo_dir: Path
+) -> None:
+    """Without --decide nothing changes: raw outputs public, and no ``decision`` key in the
+    manifest's card (so readers that predate decision models accept the bundle)."""
+    model, _ = decision_threshold_model
+    bundle = build(model, decision_zoo_dir / "plain", decide=False)
+    assert "decision" not in bundle.manifest["card"]
+    card = ModelCard.of(bundle)
+    assert card.decision is None and card.fidelity.task == "regression"
+    assert card.instance_layout.output_scale > 0 and card.output.names == ["progression"]
