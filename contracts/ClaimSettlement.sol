@@ -149,15 +149,12 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     );
     /// @notice Emitted after the unused reservation of an expired policy was released back to its pool.
     event PolicyReleased(uint256 indexed policyId, uint256 amount);
-    /// @notice Emitted after a claim was accepted and `amount` was paid (pushed, or credited if the push failed).
-    /// `output` is the value the product's rule read: output `rule.output` (`AtLeast`/`AtMost`) or the arg-max
-    /// class index (`ArgMaxIs`).
-    event ClaimPaid(
-        uint256 indexed claimId, uint256 indexed policyId, address indexed holder, uint256 amount, int256 output
-    );
-    /// @notice Emitted after a claim with a valid proof was recorded as denied: its outputs missed the rule. `output`
-    /// is the value the rule read (as in `ClaimPaid`), `threshold` the rule's threshold (0 for `ArgMaxIs`).
-    event ClaimDenied(uint256 indexed claimId, uint256 indexed policyId, int256 output, int256 threshold);
+    /// @notice Emitted after a claim was accepted and `amount` was paid (pushed, or credited if the push failed) to
+    /// `holder`. It never carries a model output: whether a claim pays is public, the score behind it is not.
+    event ClaimPaid(uint256 indexed claimId, uint256 indexed policyId, address indexed holder, uint256 amount);
+    /// @notice Emitted after a claim with a valid proof was recorded as denied: its outputs missed the rule. Like
+    /// `ClaimPaid`, it carries no model output and no threshold.
+    event ClaimDenied(uint256 indexed claimId, uint256 indexed policyId);
     /// @notice Emitted by `submitClaims` for a claim that was skipped; `reason` is its revert data.
     event ClaimRejected(uint256 indexed index, uint256 indexed policyId, bytes reason);
 
@@ -427,7 +424,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
 
         (bool eligible, int256 value) = _applyRule(product.rule, outputs);
         if (!eligible) {
-            emit ClaimDenied(claimId, policyId, value, product.rule.threshold);
+            emit ClaimDenied(claimId, policyId);
             return (claimId, 0);
         }
         amount = _payClaim(policy, product, claimId, policyId, value);
@@ -483,7 +480,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         Pool storage pool = _pools[product.poolId];
         (uint128 balance, uint128 reserved) = (pool.balance, pool.reserved);
         (pool.balance, pool.reserved) = (balance - pay, reserved - pay);
-        emit ClaimPaid(claimId, policyId, policy.holder, pay, value);
+        emit ClaimPaid(claimId, policyId, policy.holder, pay);
         _pushOrCredit(pool.asset, policy.holder, pay);
     }
 

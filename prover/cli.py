@@ -137,6 +137,18 @@ def model() -> None:
 @click.option("--decomp-legs", type=click.IntRange(1, 8), help="Override decomposition legs.")
 @click.option("--cols", type=click.IntRange(1, 16), help="Override num_inner_cols.")
 @click.option("--max-logrows", type=click.IntRange(8, 26), default=20, show_default=True)
+@click.option(
+    "--decide",
+    metavar="'output[K] >= T'",
+    help="Compile this payout rule into the circuit ('output[K] >= T' or 'output[K] <= T', "
+    "T in model units): the proof's only public output is the 0/1 decision, never a score.",
+)
+@click.option(
+    "--decide-class",
+    type=click.IntRange(min=0),
+    metavar="K",
+    help="Compile 'class K is the arg-max' into the circuit (public output: the 0/1 decision).",
+)
 @one_line_errors
 def model_build(
     onnx: Path,
@@ -158,17 +170,33 @@ def model_build(
     decomp_legs: int | None,
     cols: int | None,
     max_logrows: int,
+    decide: str | None,
+    decide_class: int | None,
 ) -> None:
-    """Turn MODEL.onnx into a salted, auto-tuned, checked bundle; prints its directory last."""
+    """Turn MODEL.onnx into a salted, auto-tuned, checked bundle; prints its directory last.
+
+    With --decide / --decide-class the bundle is a decision model: the rule runs inside the
+    circuit and the chain only ever sees whether a claim pays.
+    """
     import json
 
     from prover.models.build import BuildOptions, build_model
     from prover.models.card import check_ranges
     from prover.models.data import load_labels, load_rows
     from prover.models.preprocess import Preprocessor
+    from prover.zk.decision import DecisionRule
     from prover.zk.salting import inspect_graph
     from prover.zk.tuning import Choice
 
+    if decide is not None and decide_class is not None:
+        raise ZkcareClickError("give one of --decide and --decide-class, not both")
+    rule = (
+        DecisionRule.parse(decide)
+        if decide is not None
+        else DecisionRule.arg_max(decide_class)
+        if decide_class is not None
+        else None
+    )
     inputs, _ = inspect_graph(onnx)
     width = Preprocessor.load(preprocess).width if preprocess else sum(i.size for i in inputs)
     cal, header = load_rows(calibration, width)
@@ -188,6 +216,7 @@ def model_build(
         output_meaning=output_meaning,
         choice=Choice(input_scale, param_scale, rebase, decomp_legs, cols, logrows),
         max_logrows=max_logrows,
+        decision=rule,
     )
     bundle = build_model(
         onnx,
@@ -210,7 +239,17 @@ def model_build(
         f"{'passed' if fid.get('passed') else 'FAILED'} (flips {fid.get('flips')}, "
         f"max error {fid.get('max_abs_error')})"
     )
+    if card.get("decision"):
+        _say(_decision_line(card["decision"], bundle.input_scale))
     click.echo(str(bundle.path))
+
+
+def _decision_line(decision: dict[str, Any], scale: int) -> str:
+    return (
+        f"decision model: pays when {decision['rule']} (compiled into the circuit; public "
+        f"output: the 0/1 decision only); held-out margin {decision['margin']:g} model units "
+        f"(fixed-point step 2^-{scale} = {2.0**-scale:g})"
+    )
 
 
 def _open(bundle_dir: Path) -> Any:
@@ -268,10 +307,14 @@ def model_verify(bundle_dir: Path, proof_file: Path) -> None:
 @click.argument("bundle_dir", metavar="BUNDLE", type=_DIR)
 @one_line_errors
 def model_show(bundle_dir: Path) -> None:
-    """Print the model card."""
+    """Print the model card (JSON on stdout; a decision model's rule also on stderr)."""
     from prover.models.build import card_text
 
-    click.echo(card_text(_open(bundle_dir).card))
+    loaded = _open(bundle_dir)
+    card = loaded.card
+    if card.decision is not None:
+        _say(_decision_line(card.decision.model_dump(), loaded.bundle.input_scale))
+    click.echo(card_text(card))
 
 
 def main() -> None:

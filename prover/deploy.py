@@ -169,8 +169,19 @@ class Deployer:
             )
             sent = True
             self.log(f"model {name} v{version}: registered")
+        decisions = dict(self.data["models"].get(name, {}).get("decisions", {}))
+        card = bundle.card or {}
+        if card.get("decision"):  # a decision model: the rule is compiled into the circuit
+            decisions[str(version)] = {
+                "vkSha256": bundle.manifest["sha256"]["vk"],
+                **card["decision"],
+            }
+        if decisions and version < recorded:  # an older version: the entry stays the newer's
+            self.data["models"][name]["decisions"] = decisions
+            self.save()
         if version >= recorded:
             self.data["models"][name] = {
+                **({"decisions": decisions} if decisions else {}),
                 "modelId": "0x" + mid.hex(),
                 "version": version,
                 "verifier": str(verifier.address),

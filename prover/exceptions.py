@@ -54,6 +54,15 @@ class InvalidPatientRecord(InvalidInput):
         super().__init__(f"invalid patient record: {reason}")
 
 
+class InvalidDecisionRule(InvalidInput):
+    """A decision rule to compile into the circuit (``model build --decide``) is unusable."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"decision rule {rule!r}: {reason}")
+
+
 class InvalidSalt(InvalidInput):
     """A commitment salt does not have the required shape or entropy."""
 

@@ -107,6 +107,10 @@ class PayoutRule(NamedTuple):
         )
 
 
+#: A decision model's only rule: its one output (the 0/1 decision, scale 0) is at least 1.
+DECISION_RULE = PayoutRule(Comparison.AT_LEAST, 0, 1)
+
+
 class ModelStatus(IntEnum):
     """``IModelRegistry.ModelStatus``."""
 
@@ -427,6 +431,8 @@ class ProductView:
     payout: int
     retired: bool
     asset: Asset
+    #: A decision model's compiled rule (``output[0] >= 1.4``), from the manifest; else None.
+    decision: str | None = None
 
     @property
     def rule(self) -> PayoutRule:
@@ -439,7 +445,12 @@ class ProductView:
     def describe(self) -> str:
         return (
             f"product {self.id}: pool {self.pool_id}, {self.model} v{self.version}, "
-            f"pays {self.asset.format(self.payout)} if {self.rule.describe(self.output_scale)}"
+            f"pays {self.asset.format(self.payout)} if "
+            + (
+                f"decision == 1 (in the circuit: {self.decision})"
+                if self.decision is not None and self.rule == DECISION_RULE
+                else self.rule.describe(self.output_scale)
+            )
             + (", retired" if self.retired else "")
         )
 
@@ -598,6 +609,15 @@ class Deployment:
                 views.append(view)
             version += 1
 
+    def decision(self, view: ModelView) -> dict[str, Any] | None:
+        """The rule compiled into ``view``'s circuit, if it is a decision model (its only output
+        is 0/1): recorded in the manifest at registration, for this version's verifying key."""
+        entry = self.data.get("models", {}).get(view.name, {})
+        rule = entry.get("decisions", {}).get(str(view.version))
+        if not isinstance(rule, dict) or rule.get("vkSha256") != view.vk_sha256.hex():
+            return None
+        return rule
+
     def output_scale(self, mid: bytes, version: int) -> int:
         """A model version's output scale (cached)."""
         if (mid, version) not in self._scales:
@@ -665,10 +685,12 @@ class Deployment:
         if int(p.poolId) == 0:
             raise UnknownEntity("product", product_id, field)
         mid, version = bytes(p.modelId), int(p.version)
+        name = self.model_name(mid)
+        compiled = self.data.get("models", {}).get(name, {}).get("decisions", {}).get(str(version))
         return ProductView(
             product_id,
             int(p.poolId),
-            self.model_name(mid),
+            name,
             version,
             Comparison(int(p.rule.comparison)),
             int(p.rule.output),
@@ -677,6 +699,7 @@ class Deployment:
             int(p.payout),
             bool(p.retired),
             self.pool(int(p.poolId), None).asset,
+            compiled.get("rule") if isinstance(compiled, dict) else None,
         )
 
     def policy(self, policy_id: int, field: str | None = "policy_id") -> PolicyView:
@@ -1004,7 +1027,10 @@ def create_product(
     pay_if_class: int | None = None,
 ) -> ProductView:
     """Define a product on the account's pool: pay ``payout`` when the outputs meet the rule
-    (see :func:`payout_rule`; indices are checked against the version's output count)."""
+    (see :func:`payout_rule`; indices are checked against the version's output count).
+
+    On a decision model (``model build --decide``; see :meth:`Deployment.decision`) the rule
+    defaults to, and must be, :data:`DECISION_RULE`: pay iff the circuit's decision is 1."""
     pool = d.pool(pool_id)
     _require_insurer(pool, account)
     view = d.active_model(model, version, "model_name")
@@ -1014,16 +1040,28 @@ def create_product(
             f"give --comparison/--threshold for {model}",
             "pay_if",
         )
-    rule = payout_rule(
-        view.output_scale,
-        pay_if,
-        comparison,
-        threshold,
-        output=output,
-        pay_if_class=pay_if_class,
-        output_count=view.output_count,
-        model=f"{view.name} v{view.version}",
-    )
+    decision = d.decision(view)
+    given = (pay_if, comparison, threshold, output, pay_if_class) != (None,) * 5
+    if decision is not None and not given:
+        rule = DECISION_RULE
+    else:
+        rule = payout_rule(
+            view.output_scale,
+            pay_if,
+            comparison,
+            threshold,
+            output=output,
+            pay_if_class=pay_if_class,
+            output_count=view.output_count,
+            model=f"{view.name} v{view.version}",
+        )
+    if decision is not None and rule != DECISION_RULE:
+        raise InvalidArgument(
+            f"{view.name} v{view.version} is a decision model (its circuit pays when "
+            f"{decision['rule']}; its only output is 0/1): create the product without a rule "
+            "(pay iff decision == 1)",
+            "pay_if",
+        )
     raw = to_raw(payout, pool.asset.decimals, "payout", "payout")
     receipt = d.settlement.createProduct(
         pool_id, view.model_id, view.version, tuple(int(v) for v in rule), raw, sender=account

@@ -19,7 +19,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from prover.exceptions import (
 )
 from prover.models.card import (
     RANGE_MARGIN,
+    DecisionSpec,
     Fidelity,
     InputSpec,
     InstanceLayout,
@@ -55,6 +56,7 @@ from prover.zk.commitment import (
     commit,
     new_salt,
 )
+from prover.zk.decision import DecisionRule, decide_graph
 from prover.zk.ezkl_api import EZKL_VERSION, first_line
 from prover.zk.fields import fixed_to_float
 from prover.zk.hashing import sha256_file
@@ -78,6 +80,9 @@ class BuildOptions:
     choice: tuning.Choice = tuning.Choice()
     max_logrows: int = tuning.MAX_LOGROWS
     param_visibility: str = "fixed"
+    #: Compile this rule into the circuit: its only public output is the 0/1 decision.
+    #: Out of ``repr`` (which keys the caches) so plain builds keep their keys.
+    decision: DecisionRule | None = field(default=None, repr=False)
 
 
 def model_name(onnx: Path, given: str | None) -> str:
@@ -202,9 +207,20 @@ def build_model(
 
     held_model = pre.apply(held)
     say(f"{name}: float reference on {len(held)} held-out records")
-    reference = _float_outputs(onnx, info, held_model)
+    scores = _float_outputs(onnx, info, held_model)
+    rule = options.decision
+    if rule is not None:
+        rule.check(scores.shape[1])
+        if options.task is not None or options.tolerance is not None:
+            raise InvalidInput(
+                "--task/--tolerance do not apply to a decision model: its fidelity is zero "
+                "decision flips against the float rule"
+            )
+        reference = rule.decide(scores).astype(np.float64).reshape(-1, 1)
+    else:
+        reference = scores
     n_out = reference.shape[1]
-    task = options.task or _infer_task(labels, n_out)
+    task = "decision" if rule is not None else options.task or _infer_task(labels, n_out)
     tolerance = options.tolerance
     if task == "regression" and tolerance is None:
         span = float(np.ptp(reference)) if reference.size else 0.0
@@ -215,7 +231,10 @@ def build_model(
         tempfile.mkdtemp(prefix=f"zkcare-{name}-", dir=ARTIFACTS if ARTIFACTS.is_dir() else None)
     )
     try:
-        salted = salt_graph(onnx, work / f"{name}.salted.onnx")
+        graph = onnx
+        if rule is not None:  # decide first, then salt: the commitment still covers the input
+            graph = decide_graph(onnx, work / f"{name}.decided.onnx", rule)
+        salted = salt_graph(graph, work / f"{name}.salted.onnx")
         lows = np.array([r[0] for r in ranges])
         highs = np.array([r[1] for r in ranges])
         screen_raw = np.vstack([calibration[:SCREEN_ROWS], lows, highs])
@@ -235,6 +254,8 @@ def build_model(
             "labels": None if labels is None else _digest(np.asarray(labels)),
             "options": repr(options),
         }
+        if rule is not None:
+            key_extra["decision"] = repr(rule)
         search_key = hashlib.sha256(
             json.dumps(
                 {
@@ -296,8 +317,9 @@ def build_model(
                 held_out_source,
                 options,
                 say,
+                scores,
             )
-            return {"card": card.model_dump(mode="json"), "tuning": record}, [
+            return {"card": card_json(card), "tuning": record}, [
                 "preprocess.json",
                 "source.onnx",
                 "sample_proof.json",
@@ -338,6 +360,7 @@ def _card(
     held_out_source: str,
     options: BuildOptions,
     say: ProgressFn,
+    scores: np.ndarray,
 ) -> ModelCard:
     """Prove one held-out record for real, re-check fidelity, and write the card."""
     info, out = salted.inputs[0], salted.outputs
@@ -375,10 +398,10 @@ def _card(
     max_err = float(np.max(np.abs(q - reference))) if q.size else 0.0
     flips = None
     float_acc = quant_acc = None
-    if target.task == "classifier":
+    if target.counts_flips:
         fd, qd = _decisions(target, reference), _decisions(target, q)
         flips = int(np.sum(fd != qd))
-        if labels is not None:
+        if labels is not None and target.task == "classifier":
             lab = np.asarray(labels).astype(int)
             float_acc = round(float(np.mean(fd == lab)), 6)
             quant_acc = round(float(np.mean(qd == lab)), 6)
@@ -386,13 +409,34 @@ def _card(
     else:
         passed = max_err <= target.tolerance
     out_shape = list(out[0].shape) if len(out) == 1 else [n_out]
-    names = options.output_names or [
-        f"{out[0].name}[{k}]" if n_out > 1 else out[0].name for k in range(n_out)
-    ]
+    rule = options.decision
+    decision = None
+    if rule is not None:
+        score_names = options.output_names or [f"output[{k}]" for k in range(scores.shape[1])]
+        if len(score_names) != scores.shape[1]:
+            raise InvalidInput(
+                f"--output-names gives {len(score_names)} names for {scores.shape[1]} outputs"
+            )
+        margins = rule.margins(scores)
+        decision = DecisionSpec(
+            comparison=rule.kind,
+            output=rule.output,
+            output_name=score_names[rule.output],
+            threshold=rule.threshold,
+            rule=rule.describe(),
+            margin=round(float(np.min(margins)), 6) if margins.size else 0.0,
+        )
+        names = ["decision"]
+    else:
+        names = options.output_names or [
+            f"{out[0].name}[{k}]" if n_out > 1 else out[0].name for k in range(n_out)
+        ]
     if len(names) != n_out:
         raise InvalidInput(f"--output-names gives {len(names)} names for {n_out} outputs")
     meaning = options.output_meaning or (
-        "class scores; the decision is the arg-max class"
+        f"1 if {decision.rule} else 0 (the rule runs inside the circuit; the scores stay private)"
+        if decision is not None
+        else "class scores; the decision is the arg-max class"
         if target.task == "classifier" and n_out > 1
         else "score; the decision is score >= 0"
         if target.task == "classifier"
@@ -434,6 +478,7 @@ def _card(
             quantized_accuracy=quant_acc,
             passed=passed,
         ),
+        decision=decision,
     )
 
 
@@ -530,9 +575,18 @@ def read_record(path: Path, width: int) -> list[float]:
     return [float(v) for v in rows[0]]
 
 
+def card_json(card: ModelCard) -> dict[str, Any]:
+    """The card as the manifest stores it; a plain model's has no ``decision`` key at all, so
+    readers that predate decision models still accept it."""
+    data = card.model_dump(mode="json")
+    if data.get("decision") is None:
+        data.pop("decision", None)
+    return data
+
+
 def card_text(card: ModelCard) -> str:
     """``model show``: the card as JSON."""
-    return json.dumps(card.model_dump(mode="json"), indent=2)
+    return json.dumps(card_json(card), indent=2)
 
 
 def check_bundle(bundle: Bundle) -> ModelCard:
@@ -543,7 +597,7 @@ def check_bundle(bundle: Bundle) -> ModelCard:
     if not card.fidelity.passed:
         what = (
             f"{card.fidelity.flips} decision flip(s)"
-            if card.fidelity.task == "classifier"
+            if card.fidelity.task != "regression"
             else f"max error {card.fidelity.max_abs_error} > tolerance {card.fidelity.tolerance}"
         )
         raise FidelityCheckFailed(bundle.path, f"its fidelity check failed ({what})", override)

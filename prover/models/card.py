@@ -74,10 +74,29 @@ class InstanceLayout(_Strict):
         )
 
 
-class Fidelity(_Strict):
-    """Float vs quantized outputs on the held-out data."""
+class DecisionSpec(_Strict):
+    """The payout rule compiled into the circuit: its one public output is ``decision``
+    (1: the rule holds, the claim pays). The scores it reads never leave the prover."""
 
-    task: Literal["classifier", "regression"]
+    comparison: Literal["at_least", "at_most", "arg_max_is"]
+    #: ``output[K]`` read against the threshold, or the class K for ``arg_max_is``.
+    output: int
+    output_name: str
+    #: In the model's own (float) units; ``None`` for ``arg_max_is``.
+    threshold: float | None
+    rule: str
+    #: The smallest distance of a held-out record from flipping (``|output[K] - T|``, or
+    #: the gap between the two top outputs), in model units; the fixed-point step is
+    #: ``2^-input_scale``.
+    margin: float
+    pays_when: str = "decision == 1"
+
+
+class Fidelity(_Strict):
+    """Float vs quantized outputs on the held-out data (for a decision model: the float rule's
+    decisions vs the circuit's)."""
+
+    task: Literal["classifier", "regression", "decision"]
     held_out: int
     held_out_source: str
     flips: int | None
@@ -98,6 +117,8 @@ class ModelCard(_Strict):
     salt: dict[str, int]
     instance_layout: InstanceLayout
     fidelity: Fidelity
+    #: Set for a decision model (``model build --decide``); absent for a plain one.
+    decision: DecisionSpec | None = None
 
     @classmethod
     def of(cls, bundle: Bundle) -> ModelCard:

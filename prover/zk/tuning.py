@@ -29,7 +29,7 @@ from prover.zk import ezkl_api
 from prover.zk.circuit import CircuitSpec
 from prover.zk.fields import felt_from_hex, fixed_to_float
 
-Task = Literal["classifier", "regression"]
+Task = Literal["classifier", "regression", "decision"]
 #: One example: a flat list of values per model input (salt limbs included).
 Example = Sequence[Sequence[float]]
 
@@ -52,8 +52,16 @@ class Target:
     tolerance: float = 0.0  # regression: the largest absolute error allowed per output
 
     def decision(self, outputs: np.ndarray) -> int:
-        """A classifier's decision: the arg-max class, or for one output its sign (>= 0)."""
+        """A classifier's decision: the arg-max class, or for one output its sign (>= 0); a
+        decision circuit's (``decision``) is its one 0/1 output."""
+        if self.task == "decision":
+            return int(outputs[0] >= 0.5)
         return int(outputs[0] >= 0) if outputs.size == 1 else int(np.argmax(outputs))
+
+    @property
+    def counts_flips(self) -> bool:
+        """Faithful means zero flips (classifier, decision), not an error bound (regression)."""
+        return self.task != "regression"
 
 
 @dataclass(frozen=True)
@@ -242,15 +250,15 @@ def _judge(
             trial.reason = f"circuit gives {got.size} outputs, the model {want.size}"
             return
         worst = max(worst, float(np.max(np.abs(got - want))))
-        if target.task == "classifier":
+        if target.counts_flips:
             flips += int(target.decision(got) != target.decision(want))
         trial.checked = n + 1
-        bad = flips > 0 if target.task == "classifier" else worst > target.tolerance
+        bad = flips > 0 if target.counts_flips else worst > target.tolerance
         if bad and n + 1 >= min(SCREEN, len(order)):
             break  # unfaithful: no need to look at the rest
-    trial.flips = flips if target.task == "classifier" else None
+    trial.flips = flips if target.counts_flips else None
     trial.max_abs_error = round(worst, 6)
-    faithful = flips == 0 if target.task == "classifier" else worst <= target.tolerance
+    faithful = flips == 0 if target.counts_flips else worst <= target.tolerance
     trial.status = "faithful" if faithful and trial.checked == len(order) else "unfaithful"
 
 
@@ -402,7 +410,7 @@ def _no_fit(name: str, trials: list[Trial], target: Target, max_logrows: int) ->
         best = min(unfaithful, key=lambda t: (t.flips or 0, t.max_abs_error or 0.0))
         what = (
             f"{best.flips} decision flip(s)"
-            if target.task == "classifier"
+            if target.counts_flips
             else f"max error {best.max_abs_error} > tolerance {target.tolerance}"
         )
         return NoFittingSettings(

@@ -66,12 +66,12 @@ def submit(settlement, make_claim, relayer, policy_id: int, logits: list[int]):
     return settlement.submitClaim(claim.as_tuple(), sender=relayer)
 
 
-def outcome(settlement, receipt) -> tuple[str, int]:
-    """("paid", value read) or ("denied", value read); asserts exactly one of the two events."""
+def outcome(settlement, receipt) -> str:
+    """Return "paid" or "denied"; asserts exactly one of the two events (neither has an output)."""
     paid = events(receipt, settlement, "ClaimPaid")
     denied = events(receipt, settlement, "ClaimDenied")
     assert len(paid) + len(denied) == 1
-    return ("paid", paid[0].output) if paid else ("denied", denied[0].output)
+    return "paid" if paid else "denied"
 
 
 # ------------------------------------------------------------------------------------------ AtLeast / AtMost
@@ -83,12 +83,7 @@ def test_at_least_reads_the_named_output(settlement, cnn3_policy, make_claim, re
     before = patient.balance
     receipt = submit(settlement, make_claim, relayer, policy_id, [9 * ONE, 9 * ONE, ONE // 2])
     [paid] = events(receipt, settlement, "ClaimPaid")
-    assert (paid.policyId, paid.holder, paid.amount, paid.output) == (
-        policy_id,
-        patient.address,
-        E18,
-        ONE // 2,
-    )
+    assert (paid.policyId, paid.holder, paid.amount) == (policy_id, patient.address, E18)
     assert patient.balance == before + E18
 
 
@@ -98,11 +93,7 @@ def test_at_least_denied_when_the_named_output_misses(settlement, cnn3_policy, m
     receipt = submit(settlement, make_claim, relayer, policy_id, [9 * ONE, 9 * ONE, ONE // 2 - 1])
     assert not events(receipt, settlement, "ClaimPaid")
     [denied] = events(receipt, settlement, "ClaimDenied")
-    assert (denied.policyId, denied.output, denied.threshold) == (
-        policy_id,
-        ONE // 2 - 1,
-        ONE // 2,
-    )
+    assert denied.policyId == policy_id
 
 
 @pytest.mark.parametrize(
@@ -114,7 +105,7 @@ def test_at_most_reads_the_named_output(
     """AtMost -1 on output 1: outputs 0 and 2 (far below) do not matter."""
     policy_id = cnn3_policy(AT_MOST, 1, -ONE)
     receipt = submit(settlement, make_claim, relayer, policy_id, [-9 * ONE, logit1, -9 * ONE])
-    assert outcome(settlement, receipt) == (expected, logit1)
+    assert outcome(settlement, receipt) == expected
 
 
 # ------------------------------------------------------------------------------------------ ArgMaxIs
@@ -124,7 +115,7 @@ def test_arg_max_is_paid_when_the_class_wins(settlement, cnn3_policy, make_claim
     policy_id = cnn3_policy(ARG_MAX_IS, 1)
     receipt = submit(settlement, make_claim, relayer, policy_id, [ONE, ONE + 1, -ONE])
     [paid] = events(receipt, settlement, "ClaimPaid")
-    assert (paid.policyId, paid.amount, paid.output) == (policy_id, E18, 1)
+    assert (paid.policyId, paid.amount) == (policy_id, E18)
 
 
 def test_arg_max_is_denied_when_another_class_wins(settlement, cnn3_policy, make_claim, relayer):
@@ -132,7 +123,7 @@ def test_arg_max_is_denied_when_another_class_wins(settlement, cnn3_policy, make
     receipt = submit(settlement, make_claim, relayer, policy_id, [ONE, ONE + 1, ONE + 2])
     assert not events(receipt, settlement, "ClaimPaid")
     [denied] = events(receipt, settlement, "ClaimDenied")
-    assert (denied.policyId, denied.output, denied.threshold) == (policy_id, 2, 0)
+    assert denied.policyId == policy_id
 
 
 @pytest.mark.parametrize(
@@ -144,14 +135,14 @@ def test_arg_max_tie_resolves_to_the_lowest_index(
     """Outputs 0 and 1 tie at the top (2 is lower): the arg-max is 0."""
     policy_id = cnn3_policy(ARG_MAX_IS, cls)
     receipt = submit(settlement, make_claim, relayer, policy_id, [ONE, ONE, ONE - 1])
-    assert outcome(settlement, receipt) == (expected, 0)
+    assert outcome(settlement, receipt) == expected
 
 
 def test_arg_max_with_all_outputs_negative(settlement, cnn3_policy, make_claim, relayer):
     """The arg-max starts from output 0, not from zero: all-negative logits still have a winner."""
     policy_id = cnn3_policy(ARG_MAX_IS, 2)
     receipt = submit(settlement, make_claim, relayer, policy_id, [-3 * ONE, -2 * ONE, -ONE])
-    assert outcome(settlement, receipt) == ("paid", 2)
+    assert outcome(settlement, receipt) == "paid"
 
 
 # ------------------------------------------------------------------------------------------ products

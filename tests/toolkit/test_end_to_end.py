@@ -563,15 +563,8 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
             (event,) = denied_events
             assert not paid_events
             assert (event["args"]["claimId"], event["args"]["policyId"]) == (claim_id, policy)
-        # the value the rule read: output K (threshold rules) or the arg-max class
-        scale = plan.card.instance_layout.output_scale
-        product = e2e_settlement.functions.getProduct(insured["products"][name]).call()
-        comparison, index, _ = product[5]
-        read = event["args"]["output"]
-        if comparison == ARG_MAX_IS:
-            assert read == int(np.argmax(outputs))
-        else:
-            assert read / 2**scale == pytest.approx(outputs[index], abs=1e-9)
+        # the events say whether the claim paid, never the value the rule read
+        assert set(event["args"]) <= {"claimId", "policyId", "holder", "amount"}
 
 
 def test_register_refuses_a_bundle_whose_layout_count_was_altered(
