@@ -253,8 +253,6 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "inputs": [
             {"indexed": True, "name": "claimId", "type": "uint256"},
             {"indexed": True, "name": "policyId", "type": "uint256"},
-            {"indexed": False, "name": "output", "type": "int256"},
-            {"indexed": False, "name": "threshold", "type": "int256"},
         ],
         "name": "ClaimDenied",
         "type": "event",
@@ -266,7 +264,6 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
             {"indexed": True, "name": "policyId", "type": "uint256"},
             {"indexed": True, "name": "holder", "type": "address"},
             {"indexed": False, "name": "amount", "type": "uint256"},
-            {"indexed": False, "name": "output", "type": "int256"},
         ],
         "name": "ClaimPaid",
         "type": "event",

@@ -164,7 +164,6 @@ class ClaimOutcome:
     paid: bool
     claim_id: int
     amount: int
-    output: int
 
 
 class Broadcast(Enum):
@@ -349,11 +348,11 @@ class SettlementClient:
             if topic == self._paid_topic:
                 ev = self._offline.events.ClaimPaid().process_log(entry)
                 a = ev["args"]
-                return ClaimOutcome(True, int(a["claimId"]), int(a["amount"]), int(a["output"]))
+                return ClaimOutcome(True, int(a["claimId"]), int(a["amount"]))
             if topic == self._denied_topic:
                 ev = self._offline.events.ClaimDenied().process_log(entry)
                 a = ev["args"]
-                return ClaimOutcome(False, int(a["claimId"]), 0, int(a["output"]))
+                return ClaimOutcome(False, int(a["claimId"]), 0)
         return None
 
 
