@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from eth_utils import keccak
 
 from prover.exceptions import CompilationFailed, VerifierGenerationError, VerifierTooLarge
 from prover.toolchain import solc_binary, solc_version
@@ -100,3 +103,39 @@ def check_eip170(contract: CompiledContract, limit: int = EIP170_LIMIT) -> None:
     """Raise :class:`VerifierTooLarge` if the deployed code would exceed EIP-170."""
     if len(contract.deployed_bytecode) > limit:
         raise VerifierTooLarge(contract.name, len(contract.deployed_bytecode), limit)
+
+
+def write_artifact(path: Path, contract: CompiledContract) -> None:
+    """Write a compiled contract as ``{contractName, abi, bytecode, deployedBytecode}`` JSON."""
+    path.write_text(
+        json.dumps(
+            {
+                "contractName": contract.name,
+                "abi": contract.abi,
+                "bytecode": "0x" + contract.bytecode.hex(),
+                "deployedBytecode": "0x" + contract.deployed_bytecode.hex(),
+            }
+        )
+    )
+
+
+def build_batch_verifier(single_source: str, directory: Path) -> dict[str, Any]:
+    """Produce, compile and size-check the batch verifier of a generated single verifier.
+
+    Writes ``BatchVerifier.sol`` and ``BatchVerifier.json`` into ``directory`` and returns the
+    manifest entry. A verifier the transformation does not know, or a batch verifier over
+    EIP-170, raises :class:`VerifierGenerationError` (the caller decides whether that is fatal).
+    """
+    from prover.zk.batch import generate_batch_verifier
+
+    batch = generate_batch_verifier(single_source)
+    compiled = compile_source(batch.source, batch.contract_name, f"{batch.contract_name}.sol")
+    check_eip170(compiled)
+    (directory / "BatchVerifier.sol").write_text(batch.source)
+    write_artifact(directory / "BatchVerifier.json", compiled)
+    return {
+        "contract": batch.contract_name,
+        "deployed_bytes": len(compiled.deployed_bytecode),
+        "deployed_code_keccak": "0x" + keccak(compiled.deployed_bytecode).hex(),
+        "shared_points": len(batch.shared),
+    }
