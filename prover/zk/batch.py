@@ -46,7 +46,8 @@ _LOOP_RE = re.compile(
     r"\s*let mptr_end := (?P<end>0x[0-9a-f]+)\n\s*\}\n\s*lt\(mptr_end, mptr\)\n"
     r"\s*\{ mptr := sub\(mptr, 0x40\) \}\n\s*\{\n"
     r"\s*success := ec_mul_acc\(success, mload\(ZETA_MPTR\)\)\n"
-    r"\s*success := ec_add_acc\(success, mload\(mptr\), mload\(add\(mptr, 0x20\)\)\)\n"
+    r"\s*success := ec_add_acc\(success, (?P<load>mload|calldataload)\(mptr\), "
+    r"(?P=load)\(add\(mptr, 0x20\)\)\)\n"
     r"\s*\}\n"
 )
 _G1_TERM_RE = re.compile(
@@ -122,14 +123,23 @@ def _vk_words(body: str) -> dict[str, tuple[int, int]]:
     return words
 
 
-def _unroll(chain: str) -> str:
-    """Unroll the verifier's ``for mptr`` loops over vk points into straight adds."""
+def _unroll(chain: str) -> tuple[str, dict[str, tuple[str, int]]]:
+    """Unroll the chain's ``for mptr`` loops over vk points into straight adds.
+
+    Loops over proof points stay loops (unrolling them only adds code); each becomes one
+    placeholder line, returned with its text and its number of Horner steps.
+    """
+    loops: dict[str, tuple[str, int]] = {}
 
     def unrolled(match: re.Match[str]) -> str:
         indent = match["indent"]
-        start, end = int(match["start"], 16), int(match["end"], 16)
+        start, end, load = int(match["start"], 16), int(match["end"], 16), match["load"]
         if start <= end or (start - end) % 0x40:
             raise UnknownVerifierShape("MSM loop bounds", 1, "descending by 0x40")
+        if load == "calldataload":
+            key = f"@@PROOF_LOOP_{len(loops)}@@"
+            loops[key] = (match[0], (start - end) // 0x40)
+            return f"{indent}{key}\n"
         lines = []
         for mptr in range(start, end, -0x40):
             lines.append(f"{indent}{_MUL_ZETA}\n")
@@ -139,23 +149,33 @@ def _unroll(chain: str) -> str:
             )
         return "".join(lines)
 
-    return _LOOP_RE.sub(unrolled, chain)
+    return _LOOP_RE.sub(unrolled, chain), loops
 
 
 def _rewrite_chain(
     chain: str, comms: dict[int, tuple[str, int, int]]
 ) -> tuple[str, list[tuple[str, int, int, int]]]:
-    """Drop the vk commitments from the Horner chain; returns (new chain, their exponents)."""
-    ops: list[tuple[str, str]] = []  # ("mul", "") | ("add", line) | ("vk", name)
+    """Drop the vk commitments from the Horner chain; returns (new chain, their exponents).
+
+    The chain computes ``acc = (...((P_0 z + P_1) z + P_2)...) z + P_m``: a point added with
+    ``k`` later multiplications by zeta has the scalar ``zeta^k``. Dropping a vk point leaves
+    the other points' scalars unchanged; the multiplications between two remaining points are
+    merged into one multiplication by a power of zeta.
+    """
+    flat, loops = _unroll(chain)
+    ops: list[tuple[str, str, int]] = []  # (kind, text, zeta steps): mul | add | vk | loop
     indent = ""
-    shared_adds: list[tuple[int, str]] = []  # (op index, vk name)
-    for raw in chain.splitlines():
+    for raw in flat.splitlines():
         line = raw.strip()
         if not line:
             continue
         indent = raw[: len(raw) - len(raw.lstrip())]
         if line == _MUL_ZETA:
-            ops.append(("mul", ""))
+            ops.append(("mul", "", 1))
+            continue
+        if line in loops:
+            text, steps = loops[line]
+            ops.append(("loop", text, steps))
             continue
         add = _ADD_RE.fullmatch(line)
         if add is None:
@@ -164,26 +184,25 @@ def _rewrite_chain(
         if x and y and int(x[1], 16) in comms:
             if int(y[1], 16) != int(x[1], 16) + 0x20:
                 raise UnknownVerifierShape(f"vk point {add[1]}", 1, "with y at x + 0x20")
-            shared_adds.append((len(ops), comms[int(x[1], 16)][0]))
-            ops.append(("vk", comms[int(x[1], 16)][0]))
-        elif "mload(0x" in line and not (x is None and y is None):
+            ops.append(("vk", x[1], 0))
+        elif x or y:
             raise UnknownVerifierShape(f"MSM memory point {line[:60]}", 1, "to be a vk commitment")
         else:
-            ops.append(("add", line))
-    total_muls = sum(1 for op, _ in ops if op == "mul")
+            ops.append(("add", line, 0))
     exponents: list[tuple[str, int, int, int]] = []
-    for index, name in shared_adds:
-        after = sum(1 for op, _ in ops[index:] if op == "mul")
-        address = next(a for a, (n, _, _) in comms.items() if n == name)
-        _, px, py = comms[address]
-        exponents.append((name, px, py, after))
+    for index, (kind, text, _) in enumerate(ops):
+        if kind == "vk":
+            name, px, py = comms[int(text, 16)]
+            exponents.append((name, px, py, sum(steps for _, _, steps in ops[index + 1 :])))
+    if not exponents:
+        raise UnknownVerifierShape("vk commitments in the MSM", 0, "at least once")
     out: list[str] = []
     run = 0
-    for op, line in [*ops, ("end", "")]:
-        if op == "mul":
+    for kind, text, _ in [*ops, ("end", "", 0)]:
+        if kind == "mul":
             run += 1
             continue
-        if op == "vk":
+        if kind == "vk":
             continue
         if run == 1:
             out.append(f"{indent}{_MUL_ZETA}\n")
@@ -192,10 +211,10 @@ def _rewrite_chain(
                 f"{indent}success := ec_mul_acc(success, pow_mod(mload(ZETA_MPTR), {run}))\n"
             )
         run = 0
-        if op == "add":
-            out.append(f"{indent}{line}\n")
-    if total_muls == 0 or not exponents:
-        raise UnknownVerifierShape("vk commitments in the MSM", len(exponents), "at least once")
+        if kind == "add":
+            out.append(f"{indent}{text}\n")
+        elif kind == "loop":
+            out.append(text)
     return "".join(out), exponents
 
 
@@ -252,10 +271,12 @@ def _batch_functions(shared: list[SharedPoint], g2: dict[str, int], outputs: int
         f"mload(add(scalars, {0x20 * j:#06x}))) // {p.name}"
         for j, p in enumerate(shared)
     )
-    accumulate = "\n".join(
-        f"                    mstore(add(scalars, {0x20 * j:#06x}), addmod(mload(add(scalars, "
-        f"{0x20 * j:#06x})), mulmod(w, mload(add(out, {0x20 * (4 + j):#06x})), R), R))"
-        for j in range(n_shared)
+    accumulate = (
+        f"                    for {{ let j := 0 }} lt(j, {n_shared}) {{ j := add(j, 1) }} {{\n"
+        "                        let at := add(scalars, shl(5, j))\n"
+        "                        let s := mload(add(out, shl(5, add(j, 4))))\n"
+        "                        mstore(at, addmod(mload(at), mulmod(w, s, R), R))\n"
+        "                    }"
     )
     return f"""
     /// @dev The batch is empty.
@@ -416,7 +437,7 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
     chain_start = start.end() + init.end()
     chain_end = body.index("mstore(0x80,", chain_start)
     chain_end = body.rindex("\n", chain_start, chain_end) + 1
-    new_chain, exponents = _rewrite_chain(_unroll(body[chain_start:chain_end]), comms)
+    new_chain, exponents = _rewrite_chain(body[chain_start:chain_end], comms)
     body = body[:chain_start] + new_chain + body[chain_end:]
     pairing_at = body.find("mstore(PAIRING_LHS_X_MPTR, mload(0x00))", chain_start)
     if pairing_at < 0 or "HAS_ACCUMULATOR" in body[chain_start:pairing_at]:
