@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from prover.exceptions import UnknownVerifierShape, VerifierGenerationError
+from prover.zk.fields import BN254_R
 
 #: The interface (and error prefix) every generated batch verifier implements.
 BATCH_INTERFACE = "IHalo2BatchVerifier"
@@ -83,7 +84,8 @@ class SharedPoint:
 class BatchVerifier:
     """The generated source and what the transformation found."""
 
-    contract_name: str
+    contract_name: str  # verifyBatch; deploys the inputs contract in its constructor
+    inputs_name: str  # batchInputs: the single verifier's checks up to its pairing
     source: str
     shared: tuple[SharedPoint, ...]
     outputs: int  # words batchInputs returns: L, W' and one scalar per shared point
@@ -264,7 +266,9 @@ def _tail(shared: list[SharedPoint], indent: str = "            ") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _batch_functions(shared: list[SharedPoint], g2: dict[str, int], outputs: int) -> str:
+def _batch_contract(
+    name: str, inputs: str, shared: list[SharedPoint], g2: dict[str, int], outputs: int
+) -> str:
     n_shared = len(shared)
     msm = "\n".join(
         f"                ok := ec_mul_add(ok, acc, {p.x:#066x}, {p.y:#066x}, "
@@ -278,7 +282,24 @@ def _batch_functions(shared: list[SharedPoint], g2: dict[str, int], outputs: int
         "                        mstore(at, addmod(mload(at), mulmod(w, s, R), R))\n"
         "                    }"
     )
-    return f"""
+    return f"""/// @title {name}
+/// @notice Verifies N proofs of one model version with one pairing check (see `{inputs}` for the
+/// per-proof part, which this contract deploys and calls).
+contract {name} {{
+    uint256 internal constant R = {BN254_R};
+
+    {inputs} private immutable _inputs;
+
+    constructor() {{
+        _inputs = new {inputs}();
+    }}
+
+    /// @notice The contract that runs each proof's own checks (deployed by this one; no owner, no
+    /// upgrade: this contract's code hash pins its address).
+    function inputsContract() external view returns (address) {{
+        return address(_inputs);
+    }}
+
     /// @dev The batch is empty.
     error Halo2BatchVerifierEmptyBatch();
     /// @dev `proofs` and `instances` differ in length.
@@ -311,8 +332,8 @@ def _batch_functions(shared: list[SharedPoint], g2: dict[str, int], outputs: int
             assembly {{
                 freeMemory := mload(0x40)
             }}
-            bytes memory data = abi.encodeCall(this.batchInputs, (proofs[i], instances[i]));
-            (bool called, bytes memory ret) = address(this).staticcall(data);
+            bytes memory data = abi.encodeCall(_inputs.batchInputs, (proofs[i], instances[i]));
+            (bool called, bytes memory ret) = address(_inputs).staticcall(data);
             if (!called || ret.length != {0x20 * outputs}) {{
                 revert Halo2BatchVerifierProofRejected(i);
             }}
@@ -378,7 +399,44 @@ def _batch_functions(shared: list[SharedPoint], g2: dict[str, int], outputs: int
         if (!valid) revert Halo2BatchVerifierPairingFailed();
         return true;
     }}
+}}
 """
+
+
+_CALLDATA_LOOP_BOUNDS = re.compile(
+    r"let mptr := 0x[0-9a-f]+\n\s*let mptr_end := 0x[0-9a-f]+\n"
+    r"(?P<loop>(?:(?!\bfor\b)[\s\S]){0,400})"
+)
+
+
+def _calldata_bounds(match: re.Match[str]) -> str:
+    """Drop a loop's bounds when the loop walks calldata (``calldataload(mptr…``) only."""
+    loop = match["loop"]
+    return loop if "calldataload(mptr" in loop and "mload(mptr" not in loop else match[0]
+
+
+def _drop_unused_commitments(body: str, comms: dict[int, tuple[str, int, int]]) -> str:
+    """Stop loading the vk's commitments into memory when nothing reads them any more.
+
+    Conservative: if any hex literal in their memory range is left in the code (other than the
+    stores themselves and calldata offsets), every store stays.
+    """
+    low, high = min(comms), max(comms) + 0x40
+    store = re.compile(
+        r"[ \t]*mstore\((0x[0-9a-f]+), 0x[0-9a-f]{64}\) // "
+        r"(?:fixed|permutation)_comms\[\d+\]\.[xy]\n"
+    )
+    rest = store.sub("", body)
+    # calldata offsets and lengths share the numbers but not the memory: leave them out
+    memory_code = re.sub(
+        r"calldataload\(0x[0-9a-f]+\)|_CPTR = 0x[0-9a-f]+;|eq\(0x[0-9a-f]+, proof\.length\)"
+        r"|add\(proof_cptr, 0x[0-9a-f]+\)",
+        "",
+        _CALLDATA_LOOP_BOUNDS.sub(_calldata_bounds, rest),
+    )
+    if any(low <= int(h, 16) < high for h in re.findall(r"\b0x[0-9a-f]{1,4}\b", memory_code)):
+        return body
+    return rest
 
 
 def generate_batch_verifier(single_source: str, contract_name: str | None = None) -> BatchVerifier:
@@ -388,6 +446,7 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
     name = contract_name or batch_contract_name(single_name)
     if not re.fullmatch(r"[A-Z][A-Za-z0-9_]*", name):
         raise VerifierGenerationError(f"invalid Solidity contract name {name!r}")
+    inputs_name = f"{name}Inputs"
     header_lines = [
         line[3:]
         for line in single_source[: head.start()].splitlines()
@@ -403,7 +462,7 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
     if not comms:
         raise UnknownVerifierShape("fixed_comms/permutation_comms in the vk", 0, "at least once")
 
-    body = _replace_once(body, head.re, f"contract {name} {{\n", "contract")
+    body = _replace_once(body, head.re, f"contract {inputs_name} {{\n", "contract")
     body = _replace_once(
         body,
         r"function verifyProof\(\s*bytes calldata proof,\s*uint256\[\] calldata instances\s*\)"
@@ -469,11 +528,11 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
         f"returns (uint256[{outputs}] memory) {{"
     )
     body = body.replace("@@SIGNATURE@@", signature, 1)
-    closing = body.rstrip()
-    if not closing.endswith("}"):
+    body = _drop_unused_commitments(body, comms)
+    if not body.rstrip().endswith("}"):
         raise UnknownVerifierShape("closing brace of the contract", 0)
     g2 = {label: words[label][1] for label in _G2_NAMES}
-    body = closing[:-1] + _batch_functions(shared, g2, outputs) + "}\n"
+    body = body.rstrip() + "\n\n" + _batch_contract(name, inputs_name, shared, g2, outputs)
     digest = hashlib.sha256(single_source.encode()).hexdigest()
     header = [
         "// SPDX-License-Identifier: MIT",
@@ -486,4 +545,4 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
     source = "\n".join(header) + "\n\n" + pragma[0] + "\n" + body
     if source.count("{") != source.count("}"):
         raise VerifierGenerationError("batch verifier has unbalanced braces")
-    return BatchVerifier(name, source, tuple(shared), outputs)
+    return BatchVerifier(name, inputs_name, source, tuple(shared), outputs)

@@ -231,6 +231,8 @@ def bundle_key(
         "calibration": _sha256_json([list(map(float, r)) for r in calibration]),
         "ezkl": ezkl_api.EZKL_VERSION,
         "solc": solc_version(),
+        # the batch verifier is generated code too: a new transformation rebuilds it
+        "batch": sha256_file(Path(__file__).with_name("batch.py")),
         "srs": srs,
     }
     return _sha256_json(inputs)[:20]

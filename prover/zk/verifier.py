@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils import keccak
-
 from prover.exceptions import CompilationFailed, VerifierGenerationError, VerifierTooLarge
 from prover.toolchain import solc_binary, solc_version
 from prover.zk import ezkl_api
@@ -63,10 +61,17 @@ def generate_verifier(
 
 
 def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> CompiledContract:
+    """Compile one self-contained source with the pinned solc; returns contract ``name``."""
+    contracts = compile_contracts(source, filename)
+    if name not in contracts:
+        raise CompilationFailed(filename, [f"no contract {name} in output (solc {solc_version()})"])
+    return contracts[name]
+
+
+def compile_contracts(source: str, filename: str = "Verifier.sol") -> dict[str, CompiledContract]:
     """Compile one self-contained source with the pinned solc (solcjs via the launcher)."""
     import solcx
 
-    version = solc_version()
     request = {
         "language": "Solidity",
         "sources": {filename: {"content": source}},
@@ -85,18 +90,15 @@ def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> Co
     errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
     if errors:
         raise CompilationFailed(filename, errors)
-    try:
-        contract = output["contracts"][filename][name]
-    except KeyError as exc:
-        raise CompilationFailed(
-            filename, [f"no contract {name} in output (solc {version})"]
-        ) from exc
-    return CompiledContract(
-        name=name,
-        abi=contract["abi"],
-        bytecode=bytes.fromhex(contract["evm"]["bytecode"]["object"]),
-        deployed_bytecode=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
-    )
+    return {
+        name: CompiledContract(
+            name=name,
+            abi=contract["abi"],
+            bytecode=bytes.fromhex(contract["evm"]["bytecode"]["object"]),
+            deployed_bytecode=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
+        )
+        for name, contract in output.get("contracts", {}).get(filename, {}).items()
+    }
 
 
 def check_eip170(contract: CompiledContract, limit: int = EIP170_LIMIT) -> None:
@@ -129,13 +131,16 @@ def build_batch_verifier(single_source: str, directory: Path) -> dict[str, Any]:
     from prover.zk.batch import generate_batch_verifier
 
     batch = generate_batch_verifier(single_source)
-    compiled = compile_source(batch.source, batch.contract_name, f"{batch.contract_name}.sol")
+    contracts = compile_contracts(batch.source, f"{batch.contract_name}.sol")
+    compiled, inputs = contracts[batch.contract_name], contracts[batch.inputs_name]
     check_eip170(compiled)
+    check_eip170(inputs)
     (directory / "BatchVerifier.sol").write_text(batch.source)
     write_artifact(directory / "BatchVerifier.json", compiled)
     return {
         "contract": batch.contract_name,
         "deployed_bytes": len(compiled.deployed_bytecode),
-        "deployed_code_keccak": "0x" + keccak(compiled.deployed_bytecode).hex(),
+        "inputs_contract": batch.inputs_name,
+        "inputs_deployed_bytes": len(inputs.deployed_bytecode),
         "shared_points": len(batch.shared),
     }

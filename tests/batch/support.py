@@ -25,6 +25,7 @@ BN254_Q = 2188824287183927522224640574525727508869631115729782366268903789464522
 VERIFY_BATCH = keccak(text="verifyBatch(bytes[],uint256[][])")[:4]
 VERIFY_PROOF = keccak(text="verifyProof(bytes,uint256[])")[:4]
 BATCH_INPUTS = keccak(text="batchInputs(bytes,uint256[])")[:4]
+INPUTS_CONTRACT = keccak(text="inputsContract()")[:4]
 PROOF_REJECTED = keccak(text="Halo2BatchVerifierProofRejected(uint256)")[:4]
 PAIRING_FAILED = keccak(text="Halo2BatchVerifierPairingFailed()")[:4]
 EMPTY_BATCH = keccak(text="Halo2BatchVerifierEmptyBatch()")[:4]

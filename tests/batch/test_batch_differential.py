@@ -20,6 +20,7 @@ from .support import (
     BN254_Q,
     BN254_R,
     EMPTY_BATCH,
+    INPUTS_CONTRACT,
     LENGTH_MISMATCH,
     PAIRING_FAILED,
     PROOF_REJECTED,
@@ -250,14 +251,16 @@ def test_batch_inputs_refuses_a_non_standard_encoding(
     """The generated code reads the proof at fixed calldata offsets; a shifted proof is refused."""
     w3, dep = chain_client.w3, batch_deployment
     p = batch_proofs[0]
+    raw = w3.eth.call({"to": dep.batch, "data": INPUTS_CONTRACT})  # type: ignore[typeddict-item]
+    inputs = w3.to_checksum_address(raw[-20:])
     standard = BATCH_INPUTS + encode(["bytes", "uint256[]"], [p.proof, list(p.instances)])
     outputs = 4 + int(dep.bundle.manifest["batch_verifier"]["shared_points"])
-    assert len(w3.eth.call({"to": dep.batch, "data": standard})) == 32 * outputs  # type: ignore[typeddict-item]
+    assert len(w3.eth.call({"to": inputs, "data": standard})) == 32 * outputs  # type: ignore[typeddict-item]
     # Same arguments, with one spare word between the head and the proof's bytes.
     body = standard[4:]
     proof_offset = int.from_bytes(body[:32], "big") + 32
     instances_offset = int.from_bytes(body[32:64], "big") + 32
     shifted = BATCH_INPUTS + proof_offset.to_bytes(32, "big") + instances_offset.to_bytes(32, "big")
     shifted += b"\x00" * 32 + body[64:]
-    verdict = eth_call(w3, dep.batch, shifted)
+    verdict = eth_call(w3, inputs, shifted)
     assert not verdict.accepted and verdict.revert == b""

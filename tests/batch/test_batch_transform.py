@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eth_utils import keccak
 
 from prover.chain import ChainClient
 from prover.exceptions import UnknownVerifierShape
@@ -51,10 +50,13 @@ def test_the_build_produces_and_records_the_batch_verifier(diagnostic_bundle: Bu
     entry = diagnostic_bundle.manifest["batch_verifier"]
     assert entry["contract"] == "BreastCancerLrBatchVerifier"
     assert {"BatchVerifier.sol", "BatchVerifier.json"} <= set(diagnostic_bundle.manifest["files"])
+    assert entry["inputs_contract"] == "BreastCancerLrBatchVerifierInputs"
     artifact = diagnostic_bundle.batch_verifier_artifact
     deployed = bytes.fromhex(artifact["deployedBytecode"][2:])
-    assert entry["deployed_code_keccak"] == "0x" + keccak(deployed).hex()
     assert entry["deployed_bytes"] == len(deployed) <= 24_576
+    assert entry["inputs_deployed_bytes"] <= 24_576
+    # its creation code carries the inputs contract it deploys
+    assert len(bytes.fromhex(artifact["bytecode"][2:])) > entry["inputs_deployed_bytes"]
     source = diagnostic_bundle.batch_verifier_source.read_text()
     single = diagnostic_bundle.verifier_source
     assert source.startswith("// SPDX-License-Identifier: MIT\n// GENERATED FILE - DO NOT EDIT.")
@@ -79,6 +81,11 @@ def test_what_the_transformation_finds(diagnostic_bundle: Bundle) -> None:
     # The per-proof part no longer pairs (the helper stays defined, unused) and checks encoding.
     assert single.count("ec_pairing(") == 2 and batch.source.count("ec_pairing(") == 1
     assert "success := and(success, eq(proof.offset, 0x64))" in batch.source
+    # nothing reads the vk's commitments in the per-proof part any more: they are not loaded
+    assert re.search(r"// (fixed|permutation)_comms", single)
+    per_proof = batch.source.split(f"contract {batch.contract_name} {{")[0]
+    assert f"contract {batch.inputs_name} {{" in per_proof
+    assert not re.search(r"mstore\(0x[0-9a-f]+, 0x[0-9a-f]{64}\) // fixed_comms", per_proof)
     assert "staticcall(gas(), 0x08" in batch.source.split("function verifyBatch")[1]
     assert batch_contract_name("FooVerifier") == "FooBatchVerifier"
     assert batch_contract_name("Foo") == "FooBatch"
@@ -198,3 +205,33 @@ def test_a_tiny_model_built_here_batches_on_chain(
     bad = batch_verdict(w3, batch, [p.proof for p in proofs], instances)
     assert not bad.accepted and bad.revert == PAIRING_FAILED
     assert not single_verdict(w3, single, proofs[1].proof, instances[1])
+
+
+def test_the_evaluation_circuit_batches_too(
+    eval_bundle: Bundle, reference_weights, chain_client: ChainClient, tmp_path: Path
+) -> None:
+    """A larger verifier shape (9 instances, 35 shared points; its single verifier is 24.4 kB):
+    the per-proof part is a contract of its own, so both fit under EIP-170."""
+    from prover.models.bounty_eval import prove_evaluation
+
+    entry = eval_bundle.manifest["batch_verifier"]
+    assert entry["inputs_deployed_bytes"] <= 24_576 and entry["deployed_bytes"] <= 24_576
+    proofs = [
+        prove_evaluation(eval_bundle, reference_weights, context, tmp_path).proof
+        for context in (1, 2**100 + 7)
+    ]
+    w3 = chain_client.w3
+    single = chain_client.deploy(
+        bytes.fromhex(eval_bundle.verifier_artifact["bytecode"][2:])
+    ).address
+    batch = chain_client.deploy(
+        bytes.fromhex(eval_bundle.batch_verifier_artifact["bytecode"][2:])
+    ).address
+    assert all(single_verdict(w3, single, p.proof, p.instances) for p in proofs)
+    assert batch_verdict(
+        w3, batch, [p.proof for p in proofs], [p.instances for p in proofs]
+    ).accepted
+    swapped = batch_verdict(
+        w3, batch, [p.proof for p in proofs], [proofs[1].instances, proofs[0].instances]
+    )
+    assert not swapped.accepted and swapped.revert == PAIRING_FAILED
