@@ -3,15 +3,18 @@
 EZKL 23 (halo2-solidity-verifier) writes one assembly block per circuit: transcript ->
 challenges -> quotient evaluation -> a multi-scalar multiplication (MSM) that ends in two G1
 points ``L`` and ``W'`` -> ``ecPairing(L, [1]_2; W', -[s]_2)``. This module rewrites that block,
-anchor by anchor, into a contract with two functions:
+anchor by anchor, into two contracts (so that a verifier that just fits EIP-170 still gets one):
 
-* ``batchInputs(proof, instances)`` runs every check of the single verifier up to the pairing
-  and returns ``L`` and ``W'`` **without** the terms that are the same for every proof of the
-  model version (the verifying key's fixed and permutation commitments and the generator G1),
-  together with the scalar each of those points had in this proof's MSM;
-* ``verifyBatch(proofs, instances)`` calls it for every proof, folds the results with weights
-  ``w_0 = 1, w_i = keccak256(seed, i) mod r`` (``seed = keccak256(msg.data)``, so every proof and
-  instance), adds the shared points once with the summed scalars, and does ONE pairing check.
+* ``<Name>BatchVerifierInputs.batchInputs(proof, instances)`` runs every check of the single
+  verifier up to the pairing and returns ``L`` and ``W'`` **without** the terms that are the
+  same for every proof of the model version (the verifying key's fixed and permutation
+  commitments and the generator G1), together with the scalar each of those points had in this
+  proof's MSM;
+* ``<Name>BatchVerifier.verifyBatch(proofs, instances)`` (it deploys the inputs contract in its
+  constructor, so its code hash pins that address) calls it for every proof, folds the results
+  with weights ``w_0 = 1, w_i = keccak256(seed, i) mod r`` (``seed = keccak256(msg.data)``, so
+  every proof and instance), adds the shared points once with the summed scalars, and does ONE
+  pairing check.
 
 Soundness: each proof ``i`` is valid iff ``e(L_i, [1]_2) * e(W'_i, -[s]_2) = 1``, i.e.
 ``d_i = 0`` for the discrete logs ``d_i`` of the pairing products. The batch checks

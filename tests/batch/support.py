@@ -17,7 +17,6 @@ from prover.exceptions import EzklError
 from prover.models.build import prove_record
 from prover.zk import ezkl_api
 from prover.zk.circuit import Bundle
-from prover.zk.fields import BN254_R
 from prover.zk.proof import Proof
 
 #: BN254 base field modulus (curve coordinates).
@@ -128,6 +127,3 @@ def native_verdict(
         return ezkl_api.verify(out, bundle.settings, bundle.vk, bundle.srs)
     except EzklError:
         return False
-
-
-__all__ = ["BN254_Q", "BN254_R"]

@@ -12,13 +12,13 @@ import pytest
 from eth_abi import encode
 
 from prover.chain import ChainClient
+from prover.zk.fields import BN254_R
 from prover.zk.proof import Proof
 
 from .conftest import BatchDeployment
 from .support import (
     BATCH_INPUTS,
     BN254_Q,
-    BN254_R,
     EMPTY_BATCH,
     INPUTS_CONTRACT,
     LENGTH_MISMATCH,

@@ -14,10 +14,11 @@ from prover.chain import ChainClient
 from prover.exceptions import UnknownVerifierShape
 from prover.zk.batch import batch_contract_name, generate_batch_verifier
 from prover.zk.circuit import Bundle, CircuitSpec, build_bundle
+from prover.zk.fields import BN254_R
 from prover.zk.hashing import sha256_file
 from prover.zk.proof import Proof, gen_witness, prove, write_input
 
-from .support import BN254_R, PAIRING_FAILED, batch_verdict, single_verdict
+from .support import PAIRING_FAILED, batch_verdict, single_verdict
 
 TINY_ROWS = [[0.1, 0.2, -0.3, 0.4], [0.5, -0.1, 0.0, 0.2], [-0.4, 0.3, 0.3, -0.2]]
 
