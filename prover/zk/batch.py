@@ -541,7 +541,11 @@ def generate_batch_verifier(single_source: str, contract_name: str | None = None
         "// SPDX-License-Identifier: MIT",
         "// GENERATED FILE - DO NOT EDIT. Regenerate with `python -m prover build`.",
         f"// Generator: zkcare prover.zk.batch from {single_name} (sha256 {digest})",
-        *[f"// {line}" for line in header_lines if not line.startswith("contract:")],
+        *[
+            f"// {line.replace('Generator:', 'Single verifier generator:', 1)}"
+            for line in header_lines
+            if not line.startswith("contract:")
+        ],
         f"// contract: {name}",
     ]
     pragma = _once(r"pragma solidity [^;]+;\n", single_source[: head.start()], "pragma solidity")
