@@ -4,8 +4,16 @@ pragma solidity ^0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 import {Bn254Field} from "./Bn254Field.sol";
+import {IHalo2BatchVerifier} from "./interfaces/IHalo2BatchVerifier.sol";
 import {IHalo2Verifier} from "./interfaces/IHalo2Verifier.sol";
-import {IModelRegistry, InstanceLayout, ModelStatus, ModelVersion} from "./interfaces/IModelRegistry.sol";
+import {
+    BatchVerifierRecord,
+    IModelRegistry,
+    IModelRegistryBatch,
+    InstanceLayout,
+    ModelStatus,
+    ModelVersion
+} from "./interfaces/IModelRegistry.sol";
 
 /// @title ModelRegistry
 /// @notice Maps model id -> version -> generated Halo2 verifier, with provenance (ONNX and verifying-key sha256, the
@@ -15,7 +23,9 @@ import {IModelRegistry, InstanceLayout, ModelStatus, ModelVersion} from "./inter
 /// - `DEFAULT_ADMIN_ROLE` grants and revokes roles; in production hold it in a `TimelockController`.
 /// - `REGISTRAR_ROLE` registers new model versions.
 /// - `GUARDIAN_ROLE` revokes versions immediately and can stop the whole registry permanently.
-contract ModelRegistry is AccessControl, IModelRegistry {
+/// A version may also carry a batch verifier (generated from its single verifier by `prover.zk.batch`), registered by
+/// `REGISTRAR_ROLE` once, code hash pinned; revoking the version revokes it too.
+contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
     /// @notice Role allowed to register model versions.
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     /// @notice Role allowed to revoke model versions and to stop the registry.
@@ -24,6 +34,7 @@ contract ModelRegistry is AccessControl, IModelRegistry {
     uint8 public constant MAX_OUTPUT_SCALE = 128;
 
     mapping(bytes32 modelId => mapping(uint32 version => ModelVersion)) private _versions;
+    mapping(bytes32 modelId => mapping(uint32 version => BatchVerifierRecord)) private _batchVerifiers;
     bool private _stopped;
 
     /// @notice Emitted after a model version was registered.
@@ -35,6 +46,10 @@ contract ModelRegistry is AccessControl, IModelRegistry {
         bytes32 onnxSha256,
         bytes32 vkSha256,
         InstanceLayout layout
+    );
+    /// @notice Emitted after a batch verifier was registered for an active model version.
+    event BatchVerifierRegistered(
+        bytes32 indexed modelId, uint32 indexed version, address indexed batchVerifier, bytes32 codeHash
     );
     /// @notice Emitted after a model version was revoked (tombstoned) by `guardian`.
     event ModelRevoked(bytes32 indexed modelId, uint32 indexed version, address indexed guardian);
@@ -122,6 +137,34 @@ contract ModelRegistry is AccessControl, IModelRegistry {
         }
     }
 
+    /// @notice Registers the batch verifier of an active version, next to its single verifier. Only `REGISTRAR_ROLE`.
+    /// @param batchVerifier The batch verifier generated from the version's single verifier (must have code).
+    /// @param codeHash The `extcodehash` the registrar audited; must equal the batch verifier's current code hash and
+    /// stays pinned: a batch verifier is registered once per version and can only go away with the version.
+    function registerBatchVerifier(bytes32 modelId, uint32 version, address batchVerifier, bytes32 codeHash)
+        external
+        onlyRole(REGISTRAR_ROLE)
+    {
+        _checkActive(modelId, version);
+        address existing = _batchVerifiers[modelId][version].verifier;
+        if (existing != address(0)) revert ModelRegistryBatchVerifierAlreadyRegistered(modelId, version, existing);
+        if (batchVerifier.code.length == 0) revert ModelRegistryVerifierHasNoCode(batchVerifier);
+        bytes32 actualCodeHash = batchVerifier.codehash;
+        if (actualCodeHash != codeHash) {
+            revert ModelRegistryVerifierCodeHashMismatch(batchVerifier, codeHash, actualCodeHash);
+        }
+
+        _batchVerifiers[modelId][version] = BatchVerifierRecord({verifier: batchVerifier, codeHash: codeHash});
+        emit BatchVerifierRegistered(modelId, version, batchVerifier, codeHash);
+    }
+
+    function _checkActive(bytes32 modelId, uint32 version) private view {
+        if (_stopped) revert ModelRegistryStopped();
+        ModelStatus status = _versions[modelId][version].status;
+        if (status == ModelStatus.Revoked) revert ModelRegistryVersionRevoked(modelId, version);
+        if (status != ModelStatus.Active) revert ModelRegistryUnknownVersion(modelId, version);
+    }
+
     /// @notice Revokes (tombstones) a version at once; it can never verify or be registered again.
     function revokeModel(bytes32 modelId, uint32 version) external onlyRole(GUARDIAN_ROLE) {
         ModelVersion storage entry = _versions[modelId][version];
@@ -187,7 +230,83 @@ contract ModelRegistry is AccessControl, IModelRegistry {
         }
     }
 
+    /// @inheritdoc IModelRegistryBatch
+    /// @dev Anyone may call it. Checks, in order: registry not stopped; version registered and not revoked; a batch
+    /// verifier registered; a non-empty batch with as many instance vectors as proofs; every instance count and every
+    /// instance `< r`; the batch verifier's code hash unchanged; then one call to the batch verifier (any failure ->
+    /// `ModelRegistryBatchRejected` with the failing proof's index when the batch verifier names it).
+    function verifyBatch(bytes32 modelId, uint32 version, bytes[] calldata proofs, uint256[][] calldata instances)
+        external
+        view
+        returns (uint256[] memory inputCommitments, int256[][] memory outputs)
+    {
+        _checkActive(modelId, version);
+        BatchVerifierRecord memory batch = _batchVerifiers[modelId][version];
+        if (batch.verifier == address(0)) revert ModelRegistryNoBatchVerifier(modelId, version);
+        uint256 n = proofs.length;
+        if (n == 0 || instances.length != n) revert ModelRegistryInvalidBatch(n, instances.length);
+        ModelVersion storage entry = _versions[modelId][version];
+        uint256 instanceCount = entry.instanceCount;
+        for (uint256 i; i < n; ++i) {
+            uint256[] calldata vector = instances[i];
+            if (vector.length != instanceCount) revert ModelRegistryInstanceCountMismatch(instanceCount, vector.length);
+            for (uint256 k; k < instanceCount; ++k) {
+                if (vector[k] >= Bn254Field.MODULUS) revert ModelRegistryInstanceNotInField(k, vector[k]);
+            }
+        }
+        bytes32 currentCodeHash = batch.verifier.codehash;
+        if (currentCodeHash != batch.codeHash) {
+            revert ModelRegistryVerifierCodeChanged(batch.verifier, batch.codeHash, currentCodeHash);
+        }
+
+        (bool ok, bytes memory ret) =
+            batch.verifier.staticcall(abi.encodeCall(IHalo2BatchVerifier.verifyBatch, (proofs, instances)));
+        if (!ok || ret.length != 32 || abi.decode(ret, (uint256)) != 1) {
+            revert ModelRegistryBatchRejected(modelId, version, _failedIndex(ok, ret));
+        }
+
+        return _decodeBatch(entry, instances);
+    }
+
+    /// @dev Every proof's input commitment and decoded outputs, per the version's layout.
+    function _decodeBatch(ModelVersion storage entry, uint256[][] calldata instances)
+        private
+        view
+        returns (uint256[] memory inputCommitments, int256[][] memory outputs)
+    {
+        uint256 n = instances.length;
+        uint256 input = entry.inputIndex;
+        uint256 first = entry.outputIndex;
+        uint256 outputCount = entry.outputCount;
+        inputCommitments = new uint256[](n);
+        outputs = new int256[][](n);
+        for (uint256 i; i < n; ++i) {
+            uint256[] calldata vector = instances[i];
+            inputCommitments[i] = vector[input];
+            int256[] memory decoded = new int256[](outputCount);
+            for (uint256 k; k < outputCount; ++k) {
+                decoded[k] = Bn254Field.toSigned(vector[first + k]);
+            }
+            outputs[i] = decoded;
+        }
+    }
+
+    /// @dev The index a batch verifier's `Halo2BatchVerifierProofRejected(index)` names, else `type(uint256).max`.
+    function _failedIndex(bool ok, bytes memory ret) private pure returns (uint256 index) {
+        index = type(uint256).max;
+        if (!ok && ret.length == 36 && bytes4(ret) == IHalo2BatchVerifier.Halo2BatchVerifierProofRejected.selector) {
+            assembly {
+                index := mload(add(ret, 0x24))
+            }
+        }
+    }
+
     // ------------------------------------------------------------------------------------------------ views
+
+    /// @inheritdoc IModelRegistryBatch
+    function getBatchVerifier(bytes32 modelId, uint32 version) external view returns (BatchVerifierRecord memory) {
+        return _batchVerifiers[modelId][version];
+    }
 
     /// @inheritdoc IModelRegistry
     function getModelVersion(bytes32 modelId, uint32 version) external view returns (ModelVersion memory) {

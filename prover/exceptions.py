@@ -152,6 +152,18 @@ class VerifierGenerationError(CircuitError):
     """The Solidity verifier could not be generated or is incomplete."""
 
 
+class UnknownVerifierShape(VerifierGenerationError):
+    """The batch transformation met a generated verifier it does not recognise."""
+
+    def __init__(self, anchor: str, found: int, expected: str = "exactly once") -> None:
+        self.anchor = anchor
+        self.found = found
+        super().__init__(
+            f"unknown verifier shape: anchor {anchor!r} found {found} times, expected {expected} "
+            "(EZKL's generated verifier changed; update prover.zk.batch)"
+        )
+
+
 class VerifierTooLarge(VerifierGenerationError):
     """The verifier's deployed bytecode exceeds EIP-170's limit."""
 

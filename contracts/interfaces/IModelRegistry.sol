@@ -78,3 +78,35 @@ interface IModelRegistry is IModelRegistryErrors {
     /// @notice True when the version is registered, not revoked and the registry is not stopped.
     function isActive(bytes32 modelId, uint32 version) external view returns (bool);
 }
+
+/// @notice The batch verifier registered next to a model version's single verifier (`prover.zk.batch`).
+struct BatchVerifierRecord {
+    address verifier;
+    bytes32 codeHash;
+}
+
+/// @title IModelRegistryBatch
+/// @notice Batch verification: many proofs of one model version checked with one pairing by the version's batch
+/// verifier. Kept apart from `IModelRegistryErrors` so that contracts which only call `verify` keep their ABI.
+interface IModelRegistryBatch {
+    /// @dev The version has no batch verifier.
+    error ModelRegistryNoBatchVerifier(bytes32 modelId, uint32 version);
+    /// @dev The version already has a batch verifier (it is pinned: a different one needs a new version).
+    error ModelRegistryBatchVerifierAlreadyRegistered(bytes32 modelId, uint32 version, address batchVerifier);
+    /// @dev The batch is empty, or `proofs` and `instances` differ in length.
+    error ModelRegistryInvalidBatch(uint256 proofs, uint256 instances);
+    /// @dev The batch verifier rejected the batch. `index` is the proof that failed on its own, or
+    /// `type(uint256).max` when only the combined pairing failed (then any proof may be the bad one).
+    error ModelRegistryBatchRejected(bytes32 modelId, uint32 version, uint256 index);
+
+    /// @notice Verifies `proofs[i]` with `instances[i]` for every i through the version's batch verifier; all or none.
+    /// @return inputCommitments The instance at the version's `inputIndex` of every proof.
+    /// @return outputs Per proof, its decoded outputs (as `IModelRegistry.verify` returns them).
+    function verifyBatch(bytes32 modelId, uint32 version, bytes[] calldata proofs, uint256[][] calldata instances)
+        external
+        view
+        returns (uint256[] memory inputCommitments, int256[][] memory outputs);
+
+    /// @notice The batch verifier of a version and its pinned code hash (zero when none).
+    function getBatchVerifier(bytes32 modelId, uint32 version) external view returns (BatchVerifierRecord memory);
+}

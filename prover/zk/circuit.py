@@ -20,18 +20,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from prover.exceptions import BundleIncomplete, CircuitError, UnsafeVisibility
+from prover.exceptions import (
+    BundleIncomplete,
+    CircuitError,
+    UnsafeVisibility,
+    VerifierGenerationError,
+)
 from prover.paths import ARTIFACTS, VERIFIERS_DIR
 from prover.toolchain import solc_version
 from prover.zk import ezkl_api
 from prover.zk.hashing import sha256_file
 from prover.zk.srs import DEV_WARNING, Srs, ceremony_srs, dev_srs
-from prover.zk.verifier import check_eip170, compile_source, generate_verifier
+from prover.zk.verifier import (
+    build_batch_verifier,
+    check_eip170,
+    compile_source,
+    generate_verifier,
+)
 
 Visibility = Literal["public", "private", "hashed", "polycommit", "fixed"]
 _INPUT_OK = ("hashed", "polycommit")
 _PARAM_OK = ("fixed", "hashed", "polycommit")
-BUNDLE_FORMAT = 1
+#: 2: bundles carry the batch verifier (``BatchVerifier.sol``/``.json``) next to the single one.
+BUNDLE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,16 @@ class Bundle:
         return data
 
     @property
+    def batch_verifier_source(self) -> Path:
+        """The batch verifier (:mod:`prover.zk.batch`); missing if its shape was unknown."""
+        return self.file("BatchVerifier.sol")
+
+    @property
+    def batch_verifier_artifact(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.file("BatchVerifier.json").read_text())
+        return data
+
+    @property
     def input_scale(self) -> int:
         return int(self.manifest["scales"]["input"][0])
 
@@ -210,6 +231,8 @@ def bundle_key(
         "calibration": _sha256_json([list(map(float, r)) for r in calibration]),
         "ezkl": ezkl_api.EZKL_VERSION,
         "solc": solc_version(),
+        # the batch verifier is generated code too: a new transformation rebuilds it
+        "batch": sha256_file(Path(__file__).with_name("batch.py")),
         "srs": srs,
     }
     return _sha256_json(inputs)[:20]
@@ -299,12 +322,17 @@ def _export(bundle: Bundle, directory: Path | None) -> None:
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"{bundle.contract_name}.sol"
-    source = bundle.verifier_source.read_bytes()
-    if not target.is_file() or target.read_bytes() != source:
-        tmp = target.with_suffix(".sol.partial")
-        tmp.write_bytes(source)
-        os.replace(tmp, target)
+    sources = [(bundle.contract_name, bundle.verifier_source)]
+    batch = bundle.manifest.get("batch_verifier") or {}
+    if "contract" in batch:
+        sources.append((str(batch["contract"]), bundle.batch_verifier_source))
+    for name, path in sources:
+        target = directory / f"{name}.sol"
+        source = path.read_bytes()
+        if not target.is_file() or target.read_bytes() != source:
+            tmp = target.with_suffix(".sol.partial")
+            tmp.write_bytes(source)
+            os.replace(tmp, target)
 
 
 def _build(
@@ -375,6 +403,14 @@ def _build(
         )
     )
     done()
+    done = stage("batch verifier")
+    try:
+        batch: dict[str, Any] = build_batch_verifier(source, d)
+        batch_files = ["BatchVerifier.sol", "BatchVerifier.json"]
+    except VerifierGenerationError as exc:  # the single verifier still works; say why
+        batch, batch_files = {"error": str(exc)}, []
+        say(f"no batch verifier: {exc}")
+    done()
     run_args = settings["run_args"]
     files = [
         "model.onnx",
@@ -386,6 +422,7 @@ def _build(
         "pk.key",
         "Verifier.sol",
         "Verifier.json",
+        *batch_files,
     ]
     manifest = {
         "format": BUNDLE_FORMAT,
@@ -418,6 +455,7 @@ def _build(
             "deployed_bytes": len(compiled.deployed_bytecode),
             "deployed_code_keccak": _keccak_hex(compiled.deployed_bytecode),
         },
+        "batch_verifier": batch,
         "sizes": {
             "pk_bytes": (d / "pk.key").stat().st_size,
             "vk_bytes": (d / "vk.key").stat().st_size,

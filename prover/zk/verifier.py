@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,17 @@ def generate_verifier(
 
 
 def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> CompiledContract:
+    """Compile one self-contained source with the pinned solc; returns contract ``name``."""
+    contracts = compile_contracts(source, filename)
+    if name not in contracts:
+        raise CompilationFailed(filename, [f"no contract {name} in output (solc {solc_version()})"])
+    return contracts[name]
+
+
+def compile_contracts(source: str, filename: str = "Verifier.sol") -> dict[str, CompiledContract]:
     """Compile one self-contained source with the pinned solc (solcjs via the launcher)."""
     import solcx
 
-    version = solc_version()
     request = {
         "language": "Solidity",
         "sources": {filename: {"content": source}},
@@ -82,21 +90,57 @@ def compile_source(source: str, name: str, filename: str = "Verifier.sol") -> Co
     errors = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] == "error"]
     if errors:
         raise CompilationFailed(filename, errors)
-    try:
-        contract = output["contracts"][filename][name]
-    except KeyError as exc:
-        raise CompilationFailed(
-            filename, [f"no contract {name} in output (solc {version})"]
-        ) from exc
-    return CompiledContract(
-        name=name,
-        abi=contract["abi"],
-        bytecode=bytes.fromhex(contract["evm"]["bytecode"]["object"]),
-        deployed_bytecode=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
-    )
+    return {
+        name: CompiledContract(
+            name=name,
+            abi=contract["abi"],
+            bytecode=bytes.fromhex(contract["evm"]["bytecode"]["object"]),
+            deployed_bytecode=bytes.fromhex(contract["evm"]["deployedBytecode"]["object"]),
+        )
+        for name, contract in output.get("contracts", {}).get(filename, {}).items()
+    }
 
 
 def check_eip170(contract: CompiledContract, limit: int = EIP170_LIMIT) -> None:
     """Raise :class:`VerifierTooLarge` if the deployed code would exceed EIP-170."""
     if len(contract.deployed_bytecode) > limit:
         raise VerifierTooLarge(contract.name, len(contract.deployed_bytecode), limit)
+
+
+def write_artifact(path: Path, contract: CompiledContract) -> None:
+    """Write a compiled contract as ``{contractName, abi, bytecode, deployedBytecode}`` JSON."""
+    path.write_text(
+        json.dumps(
+            {
+                "contractName": contract.name,
+                "abi": contract.abi,
+                "bytecode": "0x" + contract.bytecode.hex(),
+                "deployedBytecode": "0x" + contract.deployed_bytecode.hex(),
+            }
+        )
+    )
+
+
+def build_batch_verifier(single_source: str, directory: Path) -> dict[str, Any]:
+    """Produce, compile and size-check the batch verifier of a generated single verifier.
+
+    Writes ``BatchVerifier.sol`` and ``BatchVerifier.json`` into ``directory`` and returns the
+    manifest entry. A verifier the transformation does not know, or a batch verifier over
+    EIP-170, raises :class:`VerifierGenerationError` (the caller decides whether that is fatal).
+    """
+    from prover.zk.batch import generate_batch_verifier
+
+    batch = generate_batch_verifier(single_source)
+    contracts = compile_contracts(batch.source, f"{batch.contract_name}.sol")
+    compiled, inputs = contracts[batch.contract_name], contracts[batch.inputs_name]
+    check_eip170(compiled)
+    check_eip170(inputs)
+    (directory / "BatchVerifier.sol").write_text(batch.source)
+    write_artifact(directory / "BatchVerifier.json", compiled)
+    return {
+        "contract": batch.contract_name,
+        "deployed_bytes": len(compiled.deployed_bytecode),
+        "inputs_contract": batch.inputs_name,
+        "inputs_deployed_bytes": len(inputs.deployed_bytecode),
+        "shared_points": len(batch.shared),
+    }
