@@ -1,4 +1,4 @@
-"""``python -m bench [circuit] [contracts] [relay] [models] [scale]``: run, merge results.json.
+"""``python -m bench [circuit] [contracts] [relay] [models] [scale] [batch]``: run, merge results.json.
 
 Each benchmark measures its baseline in the same run and prints a comparison table. With no
 argument every benchmark runs. Results of benchmarks not run are kept from earlier runs.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results.json"
-BENCHMARKS = ("circuit", "contracts", "relay", "models", "scale")
+BENCHMARKS = ("circuit", "contracts", "batch", "relay", "models", "scale")
 
 
 def main(argv: list[str]) -> int:
