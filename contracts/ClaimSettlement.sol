@@ -326,11 +326,11 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// once. A distrust rejects the hospital's attestations made from this block's timestamp on and keeps those made
     /// while it was trusted (they expire within `MAX_ATTESTATION_TTL`); distrusting again keeps the first time.
     function setHospitalTrust(uint256 poolId, address hospital, bool trusted) external onlyInsurer(poolId) {
-        HospitalTrust storage trust = _hospitalTrust[poolId][hospital];
         if (trusted) {
-            (trust.trusted, trust.distrustedAt) = (true, 0);
-        } else if (trust.trusted) {
-            (trust.trusted, trust.distrustedAt) = (false, uint64(block.timestamp));
+            _hospitalTrust[poolId][hospital] = HospitalTrust({trusted: true, distrustedAt: 0});
+        } else if (_hospitalTrust[poolId][hospital].trusted) {
+            uint64 now_ = uint64(block.timestamp);
+            _hospitalTrust[poolId][hospital] = HospitalTrust({trusted: false, distrustedAt: now_});
         }
         emit HospitalTrustUpdated(poolId, hospital, trusted);
     }
@@ -579,7 +579,9 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         }
         address hospital = claim.hospital;
         HospitalTrust memory trust = _hospitalTrust[poolId][hospital];
-        if (!trust.trusted && attestedAt >= trust.distrustedAt) revert ClaimSettlementUntrustedHospital(poolId, hospital);
+        if (!trust.trusted && attestedAt >= trust.distrustedAt) {
+            revert ClaimSettlementUntrustedHospital(poolId, hospital);
+        }
         bytes32 digest = _attestationDigest(
             Attestation({
                 policyId: claim.policyId,
@@ -597,6 +599,8 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// @dev Like OpenZeppelin's `SignatureChecker.isValidSignatureNow` (ECDSA, then ERC-1271), but the ERC-1271 call
     /// gets at most `ERC1271_GAS_LIMIT` gas and at most 32 bytes of its return data are copied.
     function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
+        // Safe to drop the third value: it only details a failure that `err` already reports.
+        // slither-disable-next-line unused-return
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
         if (signer.code.length == 0) return false;

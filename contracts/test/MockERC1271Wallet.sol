@@ -25,11 +25,10 @@ contract MockERC1271Wallet is IERC1271 {
 /// trying to sink a whole `submitClaims` batch).
 contract MockGasBurningWallet is IERC1271 {
     /// @inheritdoc IERC1271
-    function isValidSignature(bytes32, bytes memory) external view returns (bytes4) {
-        uint256 sink;
-        while (gasleft() > 1000) {
-            sink = uint256(keccak256(abi.encode(sink, address(this).balance)));
+    function isValidSignature(bytes32, bytes memory) external view returns (bytes4 magic) {
+        assembly ("memory-safe") {
+            for { let i := 0x1000 } gt(gas(), 5000) { i := add(i, 1) } { pop(sload(i)) }
         }
-        return bytes4(uint32(sink));
+        return magic;
     }
 }

@@ -13,9 +13,20 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from .conftest import pool_of
+from .conftest import fresh_commitment, pool_of
 from .eip712 import sign_attestation
-from .helpers import DIAG_MODEL, ETH, RETURN_NON_BOOL, RETURN_SHORT, events, reverts
+from .helpers import (
+    BURN_GAS,
+    DIAG_MODEL,
+    ETH,
+    EVAL_MODEL,
+    ONE,
+    RETURN_NON_BOOL,
+    RETURN_SHORT,
+    encode_signed,
+    events,
+    reverts,
+)
 from .test_batch import selector
 from .test_bounty import Block
 
@@ -345,6 +356,30 @@ def test_batch_without_gas_for_the_next_stipend_reverts_by_name(
     # With the gas ape estimates, all three settle.
     receipt = settlement.submitClaims(claims, sender=relayer)
     assert len(events(receipt, settlement, "ClaimPaid")) == 3
+
+
+def test_claim_that_eats_its_whole_stipend_fails_alone(
+    settlement, make_pool, make_product, make_policy, make_claim, verifier, deployer, relayer
+):
+    """The diagnostic model's verifier burns every unit of gas it gets: that claim is rejected
+    once it has spent CLAIM_GAS_STIPEND, and the claim after it (another model) still settles."""
+    pool_id = make_pool()
+    heavy = make_claim(make_policy(make_product(pool_id)))
+    c = fresh_commitment()
+    light = make_claim(
+        make_policy(make_product(pool_id, model=EVAL_MODEL, threshold=0)),
+        commitment=c,
+        instances=[c, 5, encode_signed(ONE), 0, 0, 0, 0, 0, 0],
+    )
+    verifier.setMode(BURN_GAS, sender=deployer)
+    receipt = settlement.submitClaims(
+        [heavy.as_tuple(), light.as_tuple()], sender=relayer, gas=5_000_000
+    )
+    [rejected] = events(receipt, settlement, "ClaimRejected")
+    assert (rejected.index, rejected.policyId) == (0, heavy.policy_id)
+    assert events(receipt, settlement, "ClaimPaid")[0].policyId == light.policy_id
+    stipend = settlement.CLAIM_GAS_STIPEND()
+    assert stipend < receipt.gas_used < stipend + 400_000
 
 
 # ------------------------------------------------------------------------------------------ finding 4

@@ -3,29 +3,58 @@ chain helpers' pure parts (revert decoding, broadcast classification, URL redact
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector
 
-from prover.attestation import Attestation, record_nullifier, recover_attester, sign_attestation
+from prover.attestation import (
+    MAX_ATTESTATION_TTL,
+    Attestation,
+    record_nullifier,
+    recover_attester,
+    sign_attestation,
+)
 from prover.exceptions import InvalidInput
 from prover.relay import abi
-from prover.relay.chain import Broadcast, RevertDecoder, classify_broadcast_error, redact_url
+from prover.relay.chain import (
+    Broadcast,
+    RevertDecoder,
+    RpcPool,
+    SettlementClient,
+    classify_broadcast_error,
+    redact_url,
+)
 from prover.relay.devchain import compiled
 
 
 def test_digest_matches_the_contract_and_signature_recovers(dev_chain, hospital):
     att = Attestation(
         policy_id=42,
+        pool_id=7,
+        hospital=hospital.address,
         input_commitment=12345678901234567890,
         record_nullifier=b"\x07" * 32,
+        attested_at=1_899_990_000,
         expiry=1_900_000_000,
     )
     settlement = dev_chain.settlement
-    on_chain = settlement.functions.attestationDigest(
-        att.policy_id, att.input_commitment, att.record_nullifier, att.expiry
-    ).call()
+    on_chain = settlement.functions.attestationDigest(att.as_tuple()).call()
     assert att.digest(dev_chain.chain_id, settlement.address) == on_chain
+    assert settlement.functions.MAX_ATTESTATION_TTL().call() == MAX_ATTESTATION_TTL
+    # every signed field is part of the digest (hospital and pool included)
+    for change in (
+        {"pool_id": 8},
+        {"hospital": "0x" + "12" * 20},
+        {"attested_at": att.attested_at + 1},
+        {"policy_id": 43},
+    ):
+        other = dataclasses.replace(att, **change)  # type: ignore[arg-type]
+        assert other.digest(dev_chain.chain_id, settlement.address) != on_chain
+        assert settlement.functions.attestationDigest(other.as_tuple()).call() == other.digest(
+            dev_chain.chain_id, settlement.address
+        )
     signature = sign_attestation(hospital, att, dev_chain.chain_id, settlement.address)
     assert len(signature) == 65
     assert recover_attester(att, signature, dev_chain.chain_id, settlement.address) == (
@@ -37,11 +66,28 @@ def test_digest_matches_the_contract_and_signature_recovers(dev_chain, hospital)
     assert recover_attester(att, signature, dev_chain.chain_id, other) != hospital.address
 
 
+def test_pool_of_reads_policy_then_product_and_caches(node, dev_chain):
+    """The submitter signs the policy's pool: policy -> product -> pool, read once per policy."""
+    client = SettlementClient(RpcPool([node.url]), dev_chain.settlement.address)
+    (policy_id,) = dev_chain.issue_policies(1)
+    assert client.pool_of(policy_id) == dev_chain.pool_id != 0
+    assert client.pool_of(10**9) == 0  # no such policy: not cached, may exist later
+    client.rpc = RpcPool(["http://127.0.0.1:1"])  # unreachable: the answer is cached
+    assert client.pool_of(policy_id) == dev_chain.pool_id
+
+
 def test_attestation_checks_its_fields():
+    hospital = "0x" + "ab" * 20
     with pytest.raises(InvalidInput, match="recordNullifier must be 32 bytes, got 31"):
-        Attestation(1, 2, b"\x00" * 31, 3)
-    with pytest.raises(InvalidInput, match="does not fit in uint64"):
-        Attestation(1, 2, b"\x00" * 32, 2**64)
+        Attestation(1, 1, hospital, 2, b"\x00" * 31, 3, 3)
+    with pytest.raises(InvalidInput, match="expiry 18446744073709551616 does not fit in uint64"):
+        Attestation(1, 1, hospital, 2, b"\x00" * 32, 2**64 - 1, 2**64)
+    with pytest.raises(InvalidInput, match="attestedAt -1 does not fit in uint64"):
+        Attestation(1, 1, hospital, 2, b"\x00" * 32, -1, 3)
+    with pytest.raises(InvalidInput, match="hospital 'nope' is not an address"):
+        Attestation(1, 1, "nope", 2, b"\x00" * 32, 3, 3)
+    with pytest.raises(InvalidInput, match=f"expiry {MAX_ATTESTATION_TTL + 1} is more than"):
+        Attestation(1, 1, hospital, 2, b"\x00" * 32, 0, MAX_ATTESTATION_TTL + 1)
 
 
 def test_record_nullifier_is_keyed_and_stable():
