@@ -27,6 +27,9 @@ from prover.relay.chain import (
     redact_url,
 )
 from prover.relay.devchain import compiled
+from prover.relay.states import JobState
+
+from .support import job_body, make_records, wait_until
 
 
 def test_digest_matches_the_contract_and_signature_recovers(dev_chain, hospital):
@@ -142,3 +145,41 @@ def test_rpc_urls_are_redacted():
         "https://mainnet.example.io"
     )
     assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+
+
+@pytest.mark.slow
+def test_claim_signed_while_live_and_mined_after_expiry_is_paid(
+    make_relay, client_for, dev_chain, ledger
+):
+    """The relay attests at intake time: a claim broadcast while its policy is live but mined
+    after the policy expired lands in the contract's grace (it was PolicyExpired before)."""
+    w3 = dev_chain.w3
+
+    def rpc(method: str, *params: object) -> object:
+        response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+        assert "error" not in response, response
+        return response.get("result")
+
+    relay = make_relay(confirmations=1)
+    client = client_for(relay)
+    [record] = make_records(1, seed=77)
+    ledger.add_records([record])
+    [policy_id] = dev_chain.issue_policies(1, ttl_s=600)
+    expiry = dev_chain.settlement.functions.getPolicy(policy_id).call()[1]
+    rpc("evm_setIntervalMining", 0)  # nothing is mined: the claim waits in the mempool
+    try:
+        response = client.post("/v1/jobs", json=job_body(record, policy_id, "grace-0001"))
+        assert response.status_code == 202, response.text
+        job_id = response.json()["job_id"]
+        wait_until(
+            lambda: relay.store.get(job_id).state == JobState.SUBMITTED, 120, "the broadcast"
+        )
+        head = int(w3.eth.get_block("latest")["timestamp"])
+        rpc("evm_increaseTime", expiry - head + 60)  # the next block is past the expiry
+    finally:
+        rpc("evm_setIntervalMining", 1)
+    assert relay.wait_idle(90), relay.store.counts()
+    job = relay.store.get(job_id)
+    assert job.state == (JobState.PAID if record.pays else JobState.DENIED), job.reason
+    assert job.block_number is not None
+    assert int(w3.eth.get_block(job.block_number)["timestamp"]) > expiry
