@@ -98,14 +98,24 @@ def run() -> dict[str, Any]:
 
         def claim(index: int) -> tuple[Any, ...]:
             d = prove_diagnosis(diag, list(ds.x_test[index]), work)
-            expiry = chain.pending_timestamp + 3600
+            attested_at = chain.pending_timestamp
+            expiry = attested_at + 3600
             policy = settlement.issuePolicy(product, holder, E18, expiry + 86400, sender=owner)
             policy_id = policy.decode_logs(settlement.PolicyIssued)[0].policyId
-            att = Attestation(policy_id, d.commitment, keccak(text=f"record-{index}"), expiry)
+            att = Attestation(
+                policy_id,
+                pool.poolId,
+                hospital.address,
+                d.commitment,
+                keccak(text=f"record-{index}"),
+                attested_at,
+                expiry,
+            )
             sig = sign_attestation(hospital, att, chain.chain_id, settlement.address)
             return (
                 policy_id,
                 hospital.address,
+                attested_at,
                 expiry,
                 att.record_nullifier,
                 d.commitment,
@@ -115,7 +125,7 @@ def run() -> dict[str, Any]:
             )
 
         first = claim(0)
-        verify_only = diag_v.verifyProof(first[6], first[7], sender=relayer)
+        verify_only = diag_v.verifyProof(first[7], first[8], sender=relayer)
         out["verifier_only_gas"] = int(verify_only.gas_used)
         one = settlement.submitClaim(first, sender=relayer)
         out["claim_gas"] = int(one.gas_used)

@@ -3,7 +3,8 @@ pragma solidity ^0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
 import {IModelRegistry, IModelRegistryErrors} from "./interfaces/IModelRegistry.sol";
@@ -36,18 +37,51 @@ import {Payouts} from "./Payouts.sol";
 /// `outputCount = 1`; a product `AtLeast 1` on output 0 then reads only the decision, and no score reaches the chain.
 /// (Today both forms are accepted; a later version will require the compiled form.)
 ///
-/// Nullifiers: (policyId, recordNullifier) - the hospital's hash of the patient record - can be claimed once per
-/// policy, even with a fresh salt; and an input commitment (which is what a proof is bound to) can be claimed once in
-/// this contract, whatever the pool, product or policy.
+/// Nullifiers are per policy: (policyId, recordNullifier) - the hospital's hash of the patient record - and
+/// (policyId, inputCommitment) - what the proof is bound to - can each be claimed once. Per policy, not global: a
+/// global commitment nullifier let anyone with a 1-wei pool, a self-trusted hospital key and a policy on the same model
+/// replay a victim's public proof first and burn the victim's claim. Now a claim on policy P is only ever consumed by
+/// an attestation for P (signed by a hospital P's pool trusts, naming P, that pool and that hospital, under this
+/// contract's EIP-712 domain), so a replay on another pool, product, policy, contract or chain can neither block nor
+/// pre-empt the rightful claim. Replaying the rightful claim itself only pays its holder. The same proof on two
+/// policies needs a trusted hospital to attest it for each (double cover the holder bought).
 ///
-/// Pause (`PAUSER_ROLE`) blocks claims and policy issuance; funding, withdrawals of unreserved funds, releases and
-/// credit withdrawals stay open.
+/// Time: a claim lands while the policy is live (`block.timestamp <= expiry`), or up to `CLAIM_GRACE_PERIOD` after it
+/// if its attestation was made while the policy was live (`attestedAt <= expiry`), so a claim held up by congestion or
+/// a pause near expiry is not lost; `releasePolicy` waits out the grace. Every attestation is short-lived: its
+/// `expiry` is at most `MAX_ATTESTATION_TTL` after its `attestedAt`.
+///
+/// Trust: distrusting a hospital rejects its attestations made from then on (`attestedAt >= distrustedAt`) and keeps
+/// those it made while trusted, so an insurer cannot void valid claims in flight by distrusting their hospital. Sound
+/// against a compromised hospital key although `attestedAt` is the signer's word: a backdated attestation must still
+/// expire within `MAX_ATTESTATION_TTL` of its `attestedAt`, hence before `distrustedAt + MAX_ATTESTATION_TTL` - the
+/// distrust is complete after at most that delay (as a time lock would be), and pause is the immediate emergency
+/// brake. Money only ever goes to policy holders, so even inside that window a stolen key pays no one but holders.
+///
+/// Batches: `submitClaims` runs each claim in a self-call with a fixed `CLAIM_GAS_STIPEND` and checks before each claim
+/// that the stipend is available (else `ClaimSettlementBatchGasTooLow`); ERC-1271 hospitals are asked with a
+/// `staticcall` bounded by `ERC1271_GAS_LIMIT`. A gas-burning wallet fails only its own claim (`ClaimRejected`).
+///
+/// Pause (`PAUSER_ROLE`) blocks claims, policy issuance, releases and withdrawals of unreserved funds (nothing a
+/// held-up claim relies on can leave); funding and credit withdrawals stay open.
 contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegistryErrors {
     /// @notice Role allowed to pause and unpause claims and policy issuance.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
-    /// @notice EIP-712 type hash of a hospital's input-provenance attestation.
-    bytes32 public constant ATTESTATION_TYPEHASH =
-        keccak256("Attestation(uint256 policyId,uint256 inputCommitment,bytes32 recordNullifier,uint64 expiry)");
+    /// @notice EIP-712 type hash of a hospital's input-provenance attestation (`Attestation`).
+    bytes32 public constant ATTESTATION_TYPEHASH = keccak256(
+        "Attestation(uint256 policyId,uint256 poolId,address hospital,uint256 inputCommitment,bytes32 recordNullifier,"
+        "uint64 attestedAt,uint64 expiry)"
+    );
+    /// @notice How long after its policy's expiry a claim attested while the policy was live may still land.
+    uint256 public constant CLAIM_GRACE_PERIOD = 3 days;
+    /// @notice The longest an attestation may be valid: `expiry <= attestedAt + MAX_ATTESTATION_TTL`.
+    uint256 public constant MAX_ATTESTATION_TTL = 3 days;
+    /// @notice Gas each claim of a `submitClaims` batch runs with (about twice a real EZKL claim's ~0.58M).
+    uint256 public constant CLAIM_GAS_STIPEND = 1_200_000;
+    /// @notice Gas an ERC-1271 hospital wallet gets to answer `isValidSignature`.
+    uint256 public constant ERC1271_GAS_LIMIT = 100_000;
+    /// @dev Gas kept back per batch claim for encoding its calldata and reporting it (on top of the 1/64 rule).
+    uint256 private constant _BATCH_CLAIM_OVERHEAD = 60_000;
 
     /// @notice How a product's rule reads the model's decoded outputs.
     enum Comparison {
@@ -94,10 +128,32 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         uint128 paid;
     }
 
-    /// @notice A claim: the policy, the hospital's attestation and the proof.
+    /// @notice What a hospital signs (EIP-712) for one claim: this record, committed as `inputCommitment`, backs a
+    /// claim on `policyId` of pool `poolId`, attested by `hospital` at `attestedAt` (unix seconds) and valid while
+    /// `block.timestamp <= expiry`.
+    struct Attestation {
+        uint256 policyId;
+        uint256 poolId;
+        address hospital;
+        uint256 inputCommitment;
+        bytes32 recordNullifier;
+        uint64 attestedAt;
+        uint64 expiry;
+    }
+
+    /// @notice A pool's trust in a hospital: `trusted` now, or else attestations made before `distrustedAt` (0: never
+    /// trusted) still count.
+    struct HospitalTrust {
+        bool trusted;
+        uint64 distrustedAt;
+    }
+
+    /// @notice A claim: the policy, the hospital's attestation and the proof. The attestation's `poolId` is the
+    /// policy's pool (not sent).
     struct Claim {
         uint256 policyId;
         address hospital; // EOA (ECDSA) or contract wallet (ERC-1271)
+        uint64 attestedAt; // when the hospital attested (its word); decides the grace after the policy's expiry
         uint64 attestationExpiry; // attestation valid while block.timestamp <= attestationExpiry
         bytes32 recordNullifier;
         uint256 inputCommitment; // attested commitment; must equal the proof's input-commitment instance
@@ -118,9 +174,9 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     mapping(uint256 poolId => Pool) private _pools;
     mapping(uint256 productId => Product) private _products;
     mapping(uint256 policyId => Policy) private _policies;
-    mapping(uint256 poolId => mapping(address hospital => bool trusted)) private _trustedHospitals;
+    mapping(uint256 poolId => mapping(address hospital => HospitalTrust)) private _hospitalTrust;
     mapping(uint256 policyId => mapping(bytes32 recordNullifier => uint256 claimId)) private _recordClaims;
-    mapping(uint256 inputCommitment => uint256 claimId) private _commitmentClaims;
+    mapping(uint256 policyId => mapping(uint256 inputCommitment => uint256 claimId)) private _commitmentClaims;
 
     /// @notice Emitted after `insurer` created pool `poolId` in `asset`.
     event PoolCreated(uint256 indexed poolId, address indexed insurer, address indexed asset);
@@ -128,7 +184,8 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     event PoolFunded(uint256 indexed poolId, address indexed funder, uint256 amount);
     /// @notice Emitted after the insurer withdrew `amount` of unreserved funds to `to`.
     event PoolWithdrawn(uint256 indexed poolId, address indexed to, uint256 amount);
-    /// @notice Emitted after the insurer changed whether it trusts `hospital`'s attestations for pool `poolId`.
+    /// @notice Emitted after the insurer changed whether it trusts `hospital`'s attestations for pool `poolId`
+    /// (a distrust keeps the attestations made before this block's timestamp).
     event HospitalTrustUpdated(uint256 indexed poolId, address indexed hospital, bool trusted);
     /// @notice Emitted after a product was created; `comparison`, `output` and `threshold` are its `PayoutRule`.
     event ProductCreated(
@@ -181,27 +238,34 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     error ClaimSettlementInvalidRule(uint8 comparison, uint16 output, int128 threshold);
     /// @dev The pool's unreserved funds (`available`) do not cover `requested`.
     error ClaimSettlementInsufficientFunds(uint256 poolId, uint256 requested, uint256 available);
-    /// @dev The policy expired at `expiry`.
+    /// @dev The policy expired at `expiry`, and its grace (`CLAIM_GRACE_PERIOD`) is over too.
     error ClaimSettlementPolicyExpired(uint256 policyId, uint64 expiry);
-    /// @dev The policy has not expired yet (it expires after `expiry`).
+    /// @dev The policy expired at `expiry`, and the attestation was made after that (`attestedAt`): no grace.
+    error ClaimSettlementAttestedAfterExpiry(uint256 policyId, uint64 expiry, uint64 attestedAt);
+    /// @dev The policy cannot be released yet: it expires at `expiry`, then claims have `CLAIM_GRACE_PERIOD`.
     error ClaimSettlementPolicyNotExpired(uint256 policyId, uint64 expiry);
     /// @dev The policy's coverage is exhausted or was released.
     error ClaimSettlementCoverageExhausted(uint256 policyId);
-    /// @dev The hospital is not trusted by the policy's pool.
+    /// @dev The hospital is not trusted by the policy's pool (or was distrusted before the attestation was made).
     error ClaimSettlementUntrustedHospital(uint256 poolId, address hospital);
     /// @dev The attestation expired at `expiry`.
     error ClaimSettlementAttestationExpired(uint64 expiry);
+    /// @dev The attestation is valid for longer than `MAX_ATTESTATION_TTL` after `attestedAt`.
+    error ClaimSettlementAttestationTooLong(uint64 attestedAt, uint64 expiry);
     /// @dev The signature is not the hospital's over this contract's EIP-712 attestation (wrong signer, data, chain
     /// id or verifying contract).
     error ClaimSettlementInvalidAttestation(address hospital);
     /// @dev This patient record was already claimed on this policy (claim `claimId`).
     error ClaimSettlementRecordAlreadyClaimed(uint256 policyId, bytes32 recordNullifier, uint256 claimId);
-    /// @dev This input commitment (hence this proof) was already used by claim `claimId`.
-    error ClaimSettlementCommitmentAlreadyUsed(uint256 inputCommitment, uint256 claimId);
+    /// @dev This input commitment (hence this proof) was already used on this policy by claim `claimId`.
+    error ClaimSettlementCommitmentAlreadyUsed(uint256 policyId, uint256 inputCommitment, uint256 claimId);
     /// @dev The proof's input-commitment instance differs from the attested commitment.
     error ClaimSettlementCommitmentMismatch(uint256 attested, uint256 proven);
     /// @dev `settleFromBatch` may only be called by this contract.
     error ClaimSettlementOnlySelf();
+    /// @dev `submitClaims` has `gasLeft` before claim `index`, less than the `needed` for its stipend; send more gas
+    /// (or fewer claims).
+    error ClaimSettlementBatchGasTooLow(uint256 index, uint256 gasLeft, uint256 needed);
 
     /// @param registry_ The model registry that verifies proofs.
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `PAUSER_ROLE`.
@@ -255,9 +319,16 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         _transferOut(pool.asset, to, amount);
     }
 
-    /// @notice Trusts (or distrusts) `hospital`'s attestations for the caller's pool.
+    /// @notice Trusts (or distrusts) `hospital`'s attestations for the caller's pool (insurer only). Trust applies at
+    /// once. A distrust rejects the hospital's attestations made from this block's timestamp on and keeps those made
+    /// while it was trusted (they expire within `MAX_ATTESTATION_TTL`); distrusting again keeps the first time.
     function setHospitalTrust(uint256 poolId, address hospital, bool trusted) external onlyInsurer(poolId) {
-        _trustedHospitals[poolId][hospital] = trusted;
+        if (trusted) {
+            _hospitalTrust[poolId][hospital] = HospitalTrust({trusted: true, distrustedAt: 0});
+        } else if (_hospitalTrust[poolId][hospital].trusted) {
+            uint64 now_ = uint64(block.timestamp);
+            _hospitalTrust[poolId][hospital] = HospitalTrust({trusted: false, distrustedAt: now_});
+        }
         emit HospitalTrustUpdated(poolId, hospital, trusted);
     }
 
@@ -332,13 +403,14 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         emit PolicyIssued(policyId, productId, holder, coverage, expiry);
     }
 
-    /// @notice After a policy expired, returns its unused reservation to the pool (anyone may call). Closed while
-    /// paused, so a claim held up by a pause is not lost to a release.
+    /// @notice After a policy expired and its claims' grace (`CLAIM_GRACE_PERIOD`) is over, returns its unused
+    /// reservation to the pool (anyone may call). Closed while paused, so a claim held up by a pause is not lost to a
+    /// release.
     function releasePolicy(uint256 policyId) external whenNotPaused {
         Policy storage policy = _policies[policyId];
         if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
         uint64 expiry = policy.expiry;
-        if (block.timestamp <= expiry) revert ClaimSettlementPolicyNotExpired(policyId, expiry);
+        if (block.timestamp <= expiry + CLAIM_GRACE_PERIOD) revert ClaimSettlementPolicyNotExpired(policyId, expiry);
         uint128 amount = policy.reserved;
         if (amount == 0) revert ClaimSettlementCoverageExhausted(policyId);
         policy.reserved = 0;
@@ -373,8 +445,10 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         return _settle(claim);
     }
 
-    /// @notice Settles many claims in one transaction. Claims are independent: an invalid claim does not revert the
-    /// batch; it is skipped and reported with `ClaimRejected(index, policyId, revertData)`.
+    /// @notice Settles many claims in one transaction (anyone may call). Claims are independent: an invalid claim does
+    /// not revert the batch; it is skipped and reported with `ClaimRejected(index, policyId, revertData)` (empty data
+    /// when it ran out of its `CLAIM_GAS_STIPEND`). Reverts with `ClaimSettlementBatchGasTooLow` if the transaction
+    /// lacks the gas to give the next claim its full stipend, so a claim is never failed for the sender's gas limit.
     /// @return claimIds Per claim, its id, or 0 when it was rejected.
     function submitClaims(Claim[] calldata claims)
         external
@@ -384,8 +458,11 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     {
         uint256 n = claims.length;
         claimIds = new uint256[](n);
+        uint256 needed = CLAIM_GAS_STIPEND + CLAIM_GAS_STIPEND / 63 + _BATCH_CLAIM_OVERHEAD;
         for (uint256 i; i < n; ++i) {
-            try this.settleFromBatch(claims[i]) returns (uint256 claimId) {
+            uint256 left = gasleft();
+            if (left < needed) revert ClaimSettlementBatchGasTooLow(i, left, needed);
+            try this.settleFromBatch{gas: CLAIM_GAS_STIPEND}(claims[i]) returns (uint256 claimId) {
                 claimIds[i] = claimId;
             } catch (bytes memory reason) {
                 emit ClaimRejected(i, claims[i].policyId, reason);
@@ -409,7 +486,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         uint256 policyId = claim.policyId;
         Policy memory policy = _policies[policyId]; // both slots, read once
         if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
-        if (block.timestamp > policy.expiry) revert ClaimSettlementPolicyExpired(policyId, policy.expiry);
+        if (block.timestamp > policy.expiry) _checkGrace(claim, policyId, policy.expiry);
         if (policy.reserved == 0) revert ClaimSettlementCoverageExhausted(policyId);
         Product memory product = _products[policy.productId]; // three slots, read once
 
@@ -420,7 +497,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         // Effects: the claim consumes its nullifiers whether it is paid or denied.
         claimId = ++_counters.claims;
         _recordClaims[policyId][claim.recordNullifier] = claimId;
-        _commitmentClaims[claim.inputCommitment] = claimId;
+        _commitmentClaims[policyId][claim.inputCommitment] = claimId;
 
         (bool eligible, int256 value) = _applyRule(product.rule, outputs);
         if (!eligible) {
@@ -454,8 +531,14 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     function _checkNullifiers(Claim calldata claim) private view {
         uint256 prior = _recordClaims[claim.policyId][claim.recordNullifier];
         if (prior != 0) revert ClaimSettlementRecordAlreadyClaimed(claim.policyId, claim.recordNullifier, prior);
-        prior = _commitmentClaims[claim.inputCommitment];
-        if (prior != 0) revert ClaimSettlementCommitmentAlreadyUsed(claim.inputCommitment, prior);
+        prior = _commitmentClaims[claim.policyId][claim.inputCommitment];
+        if (prior != 0) revert ClaimSettlementCommitmentAlreadyUsed(claim.policyId, claim.inputCommitment, prior);
+    }
+
+    /// @dev After the policy's `expiry`: the claim may land within `CLAIM_GRACE_PERIOD` if attested while it was live.
+    function _checkGrace(Claim calldata claim, uint256 policyId, uint64 expiry) private view {
+        if (block.timestamp > expiry + CLAIM_GRACE_PERIOD) revert ClaimSettlementPolicyExpired(policyId, expiry);
+        if (claim.attestedAt > expiry) revert ClaimSettlementAttestedAfterExpiry(policyId, expiry, claim.attestedAt);
     }
 
     /// @dev Verifies the proof through the registry (which reverts with its own named errors) and binds it to the
@@ -485,25 +568,54 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     }
 
     function _checkAttestation(Claim calldata claim, uint256 poolId) private view {
-        if (block.timestamp > claim.attestationExpiry) revert ClaimSettlementAttestationExpired(claim.attestationExpiry);
-        address hospital = claim.hospital;
-        if (!_trustedHospitals[poolId][hospital]) revert ClaimSettlementUntrustedHospital(poolId, hospital);
-        bytes32 digest = _attestationDigest(
-            claim.policyId, claim.inputCommitment, claim.recordNullifier, claim.attestationExpiry
-        );
-        if (!SignatureChecker.isValidSignatureNow(hospital, digest, claim.signature)) {
-            revert ClaimSettlementInvalidAttestation(hospital);
+        uint64 attestedAt = claim.attestedAt;
+        uint64 expiry = claim.attestationExpiry;
+        if (block.timestamp > expiry) revert ClaimSettlementAttestationExpired(expiry);
+        if (uint256(expiry) > uint256(attestedAt) + MAX_ATTESTATION_TTL) {
+            revert ClaimSettlementAttestationTooLong(attestedAt, expiry);
         }
+        address hospital = claim.hospital;
+        HospitalTrust memory trust = _hospitalTrust[poolId][hospital];
+        if (!trust.trusted && attestedAt >= trust.distrustedAt) {
+            revert ClaimSettlementUntrustedHospital(poolId, hospital);
+        }
+        bytes32 digest = _attestationDigest(
+            Attestation({
+                policyId: claim.policyId,
+                poolId: poolId,
+                hospital: hospital,
+                inputCommitment: claim.inputCommitment,
+                recordNullifier: claim.recordNullifier,
+                attestedAt: attestedAt,
+                expiry: expiry
+            })
+        );
+        if (!_isValidSignature(hospital, digest, claim.signature)) revert ClaimSettlementInvalidAttestation(hospital);
     }
 
-    function _attestationDigest(uint256 policyId, uint256 inputCommitment, bytes32 recordNullifier, uint64 expiry)
-        private
-        view
-        returns (bytes32)
-    {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(ATTESTATION_TYPEHASH, policyId, inputCommitment, recordNullifier, expiry))
-        );
+    /// @dev Like OpenZeppelin's `SignatureChecker.isValidSignatureNow` (ECDSA, then ERC-1271), but the ERC-1271 call
+    /// gets at most `ERC1271_GAS_LIMIT` gas and at most 32 bytes of its return data are copied.
+    function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
+        // Safe to drop the third value: it only details a failure that `err` already reports.
+        // slither-disable-next-line unused-return
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        if (signer.code.length == 0) return false;
+        bytes memory data = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
+        bool ok;
+        uint256 size;
+        bytes32 answer;
+        assembly ("memory-safe") {
+            mstore(0, 0)
+            ok := staticcall(ERC1271_GAS_LIMIT, signer, add(data, 0x20), mload(data), 0, 0x20)
+            size := returndatasize()
+            answer := mload(0)
+        }
+        return ok && size >= 32 && answer == bytes32(IERC1271.isValidSignature.selector);
+    }
+
+    function _attestationDigest(Attestation memory attestation) private view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, attestation)));
     }
 
     function _checkInsurer(uint256 poolId) private view {
@@ -534,14 +646,20 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         return _policies[policyId];
     }
 
-    /// @notice Whether `hospital` is trusted by pool `poolId`.
+    /// @notice Whether `hospital` is trusted by pool `poolId` now (its new attestations count).
     function isHospitalTrusted(uint256 poolId, address hospital) external view returns (bool) {
-        return _trustedHospitals[poolId][hospital];
+        return _hospitalTrust[poolId][hospital].trusted;
     }
 
-    /// @notice The claim that used `inputCommitment` (0 if none).
-    function claimOfCommitment(uint256 inputCommitment) external view returns (uint256) {
-        return _commitmentClaims[inputCommitment];
+    /// @notice Pool `poolId`'s trust in `hospital`: trusted now, or else since when it is distrusted (0: never
+    /// trusted); attestations made before `distrustedAt` still count.
+    function getHospitalTrust(uint256 poolId, address hospital) external view returns (HospitalTrust memory) {
+        return _hospitalTrust[poolId][hospital];
+    }
+
+    /// @notice The claim on `policyId` that used `inputCommitment` (0 if none).
+    function claimOfCommitment(uint256 policyId, uint256 inputCommitment) external view returns (uint256) {
+        return _commitmentClaims[policyId][inputCommitment];
     }
 
     /// @notice The claim that used patient record `recordNullifier` on `policyId` (0 if none).
@@ -554,13 +672,9 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         return _counters.claims;
     }
 
-    /// @notice The EIP-712 digest a hospital signs for an attestation.
-    function attestationDigest(uint256 policyId, uint256 inputCommitment, bytes32 recordNullifier, uint64 expiry)
-        external
-        view
-        returns (bytes32)
-    {
-        return _attestationDigest(policyId, inputCommitment, recordNullifier, expiry);
+    /// @notice The EIP-712 digest a hospital signs for `attestation`.
+    function attestationDigest(Attestation calldata attestation) external view returns (bytes32) {
+        return _attestationDigest(attestation);
     }
 
     /// @notice The EIP-712 domain separator (name "zkcare ClaimSettlement", version "1", this chain, this contract).

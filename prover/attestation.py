@@ -1,10 +1,13 @@
 """A hospital's EIP-712 attestation for ClaimSettlement, and record nullifiers.
 
-The hospital attests that ``inputCommitment`` (the Poseidon commitment the proof exposes as its
-hashed-input instance) commits to the patient record identified by ``recordNullifier``, for
-``policyId``, until ``expiry`` (unix seconds, inclusive). The EIP-712 domain
-(``"zkcare ClaimSettlement"``, version ``"1"``, chain id, settlement address) binds the signature
-to one deployment, exactly as ``ClaimSettlement.attestationDigest`` computes it.
+The hospital ``hospital`` attests that ``inputCommitment`` (the Poseidon commitment the proof
+exposes as its hashed-input instance) commits to the patient record identified by
+``recordNullifier``, for ``policyId`` of pool ``poolId``, made at ``attestedAt`` and valid until
+``expiry`` (unix seconds, inclusive; at most ``MAX_ATTESTATION_TTL`` after ``attestedAt``). The
+EIP-712 domain (``"zkcare ClaimSettlement"``, version ``"1"``, chain id, settlement address) binds
+the signature to one deployment, exactly as ``ClaimSettlement.attestationDigest`` computes it.
+Naming the hospital and the pool keeps two ERC-1271 wallets sharing an owner key from accepting
+each other's attestations.
 
 The record nullifier is a keyed hash (HMAC-SHA256 with a hospital secret) of the hospital's own
 record id, so the same record cannot be claimed twice on a policy and the value on-chain reveals
@@ -21,7 +24,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import SignableMessage, _hash_eip191_message, encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import is_address, to_checksum_address
 
 from prover.exceptions import InvalidInput
 
@@ -29,6 +32,8 @@ DOMAIN_NAME = "zkcare ClaimSettlement"
 DOMAIN_VERSION = "1"
 NULLIFIER_TAG = b"zkcare/record-nullifier/v1\x00"
 MIN_SECRET_BYTES = 32
+#: ``ClaimSettlement.MAX_ATTESTATION_TTL``: the longest an attestation may be valid (seconds).
+MAX_ATTESTATION_TTL = 3 * 86_400
 
 EIP712_DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
@@ -38,19 +43,25 @@ EIP712_DOMAIN_TYPE = [
 ]
 ATTESTATION_TYPE = [
     {"name": "policyId", "type": "uint256"},
+    {"name": "poolId", "type": "uint256"},
+    {"name": "hospital", "type": "address"},
     {"name": "inputCommitment", "type": "uint256"},
     {"name": "recordNullifier", "type": "bytes32"},
+    {"name": "attestedAt", "type": "uint64"},
     {"name": "expiry", "type": "uint64"},
 ]
 
 
 @dataclass(frozen=True)
 class Attestation:
-    """What a hospital signs for one claim."""
+    """What a hospital signs for one claim (``ClaimSettlement.Attestation``)."""
 
     policy_id: int
+    pool_id: int
+    hospital: str
     input_commitment: int
     record_nullifier: bytes
+    attested_at: int
     expiry: int
 
     def __post_init__(self) -> None:
@@ -58,8 +69,28 @@ class Attestation:
             raise InvalidInput(
                 f"recordNullifier must be 32 bytes, got {len(self.record_nullifier)}"
             )
-        if not 0 <= self.expiry < 1 << 64:
-            raise InvalidInput(f"expiry {self.expiry} does not fit in uint64")
+        if not is_address(self.hospital):
+            raise InvalidInput(f"hospital {self.hospital!r} is not an address")
+        for name, value in (("attestedAt", self.attested_at), ("expiry", self.expiry)):
+            if not 0 <= value < 1 << 64:
+                raise InvalidInput(f"{name} {value} does not fit in uint64")
+        if self.expiry > self.attested_at + MAX_ATTESTATION_TTL:
+            raise InvalidInput(
+                f"expiry {self.expiry} is more than {MAX_ATTESTATION_TTL} s after attestedAt "
+                f"{self.attested_at}"
+            )
+
+    def as_tuple(self) -> tuple[int, int, str, int, bytes, int, int]:
+        """The ``ClaimSettlement.Attestation`` ABI tuple (for ``attestationDigest``)."""
+        return (
+            self.policy_id,
+            self.pool_id,
+            to_checksum_address(self.hospital),
+            self.input_commitment,
+            self.record_nullifier,
+            self.attested_at,
+            self.expiry,
+        )
 
     def typed_data(self, chain_id: int, verifying_contract: str) -> dict[str, Any]:
         """The full EIP-712 typed-data message."""
@@ -74,8 +105,11 @@ class Attestation:
             },
             "message": {
                 "policyId": self.policy_id,
+                "poolId": self.pool_id,
+                "hospital": to_checksum_address(self.hospital),
                 "inputCommitment": self.input_commitment,
                 "recordNullifier": self.record_nullifier,
+                "attestedAt": self.attested_at,
                 "expiry": self.expiry,
             },
         }

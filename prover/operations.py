@@ -1107,15 +1107,17 @@ def issue_policy(
 
 
 def release_policy(d: Deployment, account: Any, policy_id: int) -> tuple[PolicyView, int]:
-    """After expiry, return a policy's unused reservation to its pool (anyone may).
+    """After expiry and the claims' grace, return a policy's unused reservation to its pool
+    (anyone may).
 
     Returns the policy after the release and the amount released (base units).
     """
     policy = d.policy(policy_id)
-    if (now := _head_time()) <= policy.expiry:
+    grace_end = policy.expiry + int(d.settlement.CLAIM_GRACE_PERIOD())
+    if (now := _head_time()) <= grace_end:
         raise OperationRefused(
-            f"policy {policy_id} runs until {utc(policy.expiry)} (latest block: {utc(now)}); "
-            "release it after that"
+            f"policy {policy_id} runs until {utc(policy.expiry)}, and claims attested by then may "
+            f"land until {utc(grace_end)} (latest block: {utc(now)}); release it after that"
         )
     if policy.reserved == 0:
         raise OperationRefused(f"policy {policy_id} has nothing reserved (used or released)")

@@ -19,3 +19,16 @@ contract MockERC1271Wallet is IERC1271 {
         return err == ECDSA.RecoverError.NoError && recovered == _owner ? IERC1271.isValidSignature.selector : bytes4(0);
     }
 }
+
+/// @title MockGasBurningWallet
+/// @notice Malicious contract "hospital": `isValidSignature` burns all the gas it is given (an attacker's wallet
+/// trying to sink a whole `submitClaims` batch).
+contract MockGasBurningWallet is IERC1271 {
+    /// @inheritdoc IERC1271
+    function isValidSignature(bytes32, bytes memory) external view returns (bytes4 magic) {
+        assembly ("memory-safe") {
+            for { let i := 0x1000 } gt(gas(), 5000) { i := add(i, 1) } { pop(sload(i)) }
+        }
+        return magic;
+    }
+}

@@ -15,7 +15,8 @@ contract MockVerifier is IHalo2Verifier {
         RejectAll,
         ReturnFalse,
         ReturnShort, // one byte of return data: not an ABI bool
-        ReturnNonBool // a 32-byte word equal to 2: not an ABI bool
+        ReturnNonBool, // a 32-byte word equal to 2: not an ABI bool
+        BurnGas // spends all the gas it is given (a claim too heavy for its batch stipend)
     }
 
     /// @notice Tag prefixed to every valid mock proof.
@@ -46,6 +47,13 @@ contract MockVerifier is IHalo2Verifier {
     /// @inheritdoc IHalo2Verifier
     function verifyProof(bytes calldata proof, uint256[] calldata instances) external view returns (bool) {
         Mode mode_ = _mode;
+        if (mode_ == Mode.BurnGas) {
+            // cold SLOADs: 2100 gas a step, so a traced node does not crawl through millions of steps
+            assembly ("memory-safe") {
+                for { let i := 0x1000 } gt(gas(), 5000) { i := add(i, 1) } { pop(sload(i)) }
+            }
+            return proof.length == 0;
+        }
         if (mode_ == Mode.ReturnFalse) return false;
         if (mode_ == Mode.ReturnShort) {
             assembly ("memory-safe") {

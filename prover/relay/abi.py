@@ -68,7 +68,31 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "type": "error",
     },
     {
+        "inputs": [{"name": "attestedAt", "type": "uint64"}, {"name": "expiry", "type": "uint64"}],
+        "name": "ClaimSettlementAttestationTooLong",
+        "type": "error",
+    },
+    {
         "inputs": [
+            {"name": "policyId", "type": "uint256"},
+            {"name": "expiry", "type": "uint64"},
+            {"name": "attestedAt", "type": "uint64"},
+        ],
+        "name": "ClaimSettlementAttestedAfterExpiry",
+        "type": "error",
+    },
+    {
+        "inputs": [
+            {"name": "index", "type": "uint256"},
+            {"name": "gasLeft", "type": "uint256"},
+            {"name": "needed", "type": "uint256"},
+        ],
+        "name": "ClaimSettlementBatchGasTooLow",
+        "type": "error",
+    },
+    {
+        "inputs": [
+            {"name": "policyId", "type": "uint256"},
             {"name": "inputCommitment", "type": "uint256"},
             {"name": "claimId", "type": "uint256"},
         ],
@@ -270,10 +294,19 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
     },
     {
         "inputs": [
-            {"name": "policyId", "type": "uint256"},
-            {"name": "inputCommitment", "type": "uint256"},
-            {"name": "recordNullifier", "type": "bytes32"},
-            {"name": "expiry", "type": "uint64"},
+            {
+                "components": [
+                    {"name": "policyId", "type": "uint256"},
+                    {"name": "poolId", "type": "uint256"},
+                    {"name": "hospital", "type": "address"},
+                    {"name": "inputCommitment", "type": "uint256"},
+                    {"name": "recordNullifier", "type": "bytes32"},
+                    {"name": "attestedAt", "type": "uint64"},
+                    {"name": "expiry", "type": "uint64"},
+                ],
+                "name": "attestation",
+                "type": "tuple",
+            }
         ],
         "name": "attestationDigest",
         "outputs": [{"name": "", "type": "bytes32"}],
@@ -281,7 +314,10 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "type": "function",
     },
     {
-        "inputs": [{"name": "inputCommitment", "type": "uint256"}],
+        "inputs": [
+            {"name": "policyId", "type": "uint256"},
+            {"name": "inputCommitment", "type": "uint256"},
+        ],
         "name": "claimOfCommitment",
         "outputs": [{"name": "", "type": "uint256"}],
         "stateMutability": "view",
@@ -361,6 +397,7 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
                 "components": [
                     {"name": "policyId", "type": "uint256"},
                     {"name": "hospital", "type": "address"},
+                    {"name": "attestedAt", "type": "uint64"},
                     {"name": "attestationExpiry", "type": "uint64"},
                     {"name": "recordNullifier", "type": "bytes32"},
                     {"name": "inputCommitment", "type": "uint256"},

@@ -286,6 +286,7 @@ class SettlementClient:
             f"submitClaim({','.join(self._submit_types)})"
         )
         self._bound: dict[int, Contract] = {}
+        self._pools: dict[int, int] = {}
         paid = self._offline.events.ClaimPaid()
         denied = self._offline.events.ClaimDenied()
         self._paid_topic = bytes(Web3.keccak(text=paid.signature))
@@ -323,6 +324,17 @@ class SettlementClient:
             int(output),
             int(threshold),
         )
+
+    def pool_of(self, policy_id: int) -> int:
+        """The pool of an existing policy (0 if there is none); cached, since a policy's product
+        and a product's pool never change."""
+        pool = self._pools.get(policy_id)
+        if pool is None:
+            policy = self.policy(policy_id)
+            if policy.holder == "0x" + "00" * 20:
+                return 0
+            pool = self._pools[policy_id] = self.product(policy.product_id).pool_id
+        return pool
 
     def simulate(self, sender: str, data: bytes, gas: int | None = None) -> tuple[int, int]:
         """``eth_call`` the claim (with at most ``gas``, if given); ``(claimId, amount)`` or

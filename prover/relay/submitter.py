@@ -40,10 +40,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import BlockData, TxReceipt
 
-from prover.attestation import Attestation, sign_attestation
+from prover.attestation import MAX_ATTESTATION_TTL, Attestation, sign_attestation
 from prover.exceptions import ChainUnavailable, InvalidTransition
 from prover.relay import crash
 from prover.relay.chain import (
@@ -436,14 +438,15 @@ class Submitter:
         prio = min(self.config.priority_fee_wei, self.config.max_fee_wei)
         return min(2 * base + prio, self.config.max_fee_wei), prio
 
-    def _claim(self, job: Job) -> tuple[object, ...]:
-        """The ``ClaimSettlement.Claim`` tuple of a proved, attested job."""
+    def _claim(self, job: Job, attested_at: int) -> tuple[object, ...]:
+        """The ``ClaimSettlement.Claim`` tuple of a proved job attested at ``attested_at``."""
         assert job.input_commitment is not None and job.proof is not None
         assert job.instances is not None and job.attestation_expiry is not None
         assert job.signature is not None
         return (
             job.policy_id,
             self.hospital.address,
+            attested_at,
             job.attestation_expiry,
             job.record_nullifier,
             job.input_commitment,
@@ -600,7 +603,8 @@ class Submitter:
             self.metrics.retries.labels("rebroadcast").inc()
             self._broadcast_attempt(job, last, may_replace=False)
             return
-        data = self.settlement.encode_submit(self._claim(job))
+        # The very claim (attestation included) the last attempt carried, with new fees.
+        data = bytes(TypedTransaction.from_bytes(HexBytes(last.raw_tx)).as_dict()["data"])
         tx = self._build_tx(data, last.nonce, last.gas_limit, max_fee, prio)
         attempt = self._sign(tx, job.id)
         job = self.store.transition(
@@ -637,14 +641,14 @@ class Submitter:
             return
         if not self.nonces.synced:
             self.nonces.sync(self._nonce_at("pending"))
-        block = self._latest()
-        expiry = int(block["timestamp"]) + self.config.attestation_ttl_s
+        now = int(self._latest()["timestamp"])
         for job in jobs:
-            if not self._submit_one(job, expiry):
+            if not self._submit_one(job, now):
                 return
 
-    def _submit_one(self, job: Job, expiry: int) -> bool:
-        """Sign, persist and broadcast one proved job; False stops this pass."""
+    def _submit_one(self, job: Job, now: int) -> bool:
+        """Sign, persist and broadcast one proved job (``now``: the head's timestamp); False stops
+        this pass."""
         assert job.input_commitment is not None and job.proof is not None
         attempts = self.store.attempts(job.id)
         if attempts:  # released earlier: make sure none of them was mined
@@ -652,12 +656,25 @@ class Submitter:
             if found is not None:
                 self._confirm(job, found[0], found[1], int(found[1]["blockNumber"]))
                 return True
-        attestation = Attestation(job.policy_id, job.input_commitment, job.record_nullifier, expiry)
+        # Attested when the hospital handed the record in (so a claim queued while the policy was
+        # live keeps the contract's grace after expiry), but never earlier than the contract's
+        # MAX_ATTESTATION_TTL allows for this expiry, and never after the head.
+        expiry = now + min(self.config.attestation_ttl_s, MAX_ATTESTATION_TTL)
+        attested_at = max(min(int(job.created_at), now), expiry - MAX_ATTESTATION_TTL)
+        attestation = Attestation(
+            job.policy_id,
+            self.settlement.pool_of(job.policy_id),
+            self.hospital.address,
+            job.input_commitment,
+            job.record_nullifier,
+            attested_at,
+            expiry,
+        )
         signature = sign_attestation(
             self.hospital, attestation, self._chain_id(), self.settlement.address
         )
         job = dataclasses.replace(job, attestation_expiry=expiry, signature=signature)
-        data = self.settlement.encode_submit(self._claim(job))
+        data = self.settlement.encode_submit(self._claim(job, attested_at))
         try:
             claim_id, amount, gas = self._simulate(job, data)
         except SimulationReverted as exc:

@@ -248,6 +248,7 @@ class ClaimData:
 
     policy_id: int
     hospital: str
+    attested_at: int
     attestation_expiry: int
     record_nullifier: bytes
     input_commitment: int
@@ -259,6 +260,7 @@ class ClaimData:
         return (
             self.policy_id,
             self.hospital,
+            self.attested_at,
             self.attestation_expiry,
             self.record_nullifier,
             self.input_commitment,
@@ -277,11 +279,17 @@ def fresh_commitment() -> int:
     return int.from_bytes(keccak(text=f"commitment-{_counter['n']}"), "big") >> 8
 
 
+def pool_of(settlement: Any, policy_id: int) -> int:
+    """The pool of ``policy_id`` (0 for an unknown policy), as the contract derives it."""
+    return int(settlement.getProduct(settlement.getPolicy(policy_id).productId).poolId)
+
+
 @pytest.fixture(scope="session")
 def make_claim(settlement, hospital, chain, chain_id) -> Callable[..., ClaimData]:
     """Build a claim: instances [commitment, encode(output)], a mock proof, a hospital signature.
 
-    Overrides let tests forge any part (signer key, domain, attested commitment, instances, proof).
+    Overrides let tests forge any part (signer key, domain, signed policy/pool/hospital, attested
+    commitment, times, instances, proof). ``contract`` builds it for another ClaimSettlement.
     """
 
     def make(
@@ -293,32 +301,42 @@ def make_claim(settlement, hospital, chain, chain_id) -> Callable[..., ClaimData
         attested_commitment: int | None = None,
         signer: Any = None,
         hospital_address: str | None = None,
+        attested_at: int | None = None,
         expiry: int | None = None,
         sign_chain_id: int | None = None,
         sign_contract: str | None = None,
         sign_policy_id: int | None = None,
+        sign_pool_id: int | None = None,
+        sign_hospital: str | None = None,
         instances: list[int] | None = None,
         proof: bytes | None = None,
+        contract: Any = None,
     ) -> ClaimData:
+        target = contract or settlement
         commitment = fresh_commitment() if commitment is None else commitment
         record = record if record is not None else b32(f"record-{commitment}")
         attested = commitment if attested_commitment is None else attested_commitment
         instances = instances if instances is not None else [commitment, encode_signed(output)]
         proof = proof if proof is not None else mock_proof(instances)
+        attested_at = attested_at if attested_at is not None else chain.pending_timestamp
         expiry = expiry if expiry is not None else chain.pending_timestamp + 3600
-        key = (signer or hospital).key
+        address = hospital_address or (signer or hospital).address
         signature = sign_attestation(
-            key,
+            (signer or hospital).key,
             chain_id=sign_chain_id if sign_chain_id is not None else chain_id,
-            verifying_contract=sign_contract or settlement.address,
+            verifying_contract=sign_contract or target.address,
             policy_id=sign_policy_id if sign_policy_id is not None else policy_id,
+            pool_id=sign_pool_id if sign_pool_id is not None else pool_of(target, policy_id),
+            hospital=sign_hospital or address,
             input_commitment=attested,
             record_nullifier=record,
+            attested_at=attested_at,
             expiry=expiry,
         )
         return ClaimData(
             policy_id,
-            hospital_address or (signer or hospital).address,
+            address,
+            attested_at,
             expiry,
             record,
             attested,

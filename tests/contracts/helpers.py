@@ -39,7 +39,7 @@ AT_LEAST, AT_MOST, ARG_MAX_IS = 0, 1, 2
 # ModelStatus
 UNREGISTERED, ACTIVE, REVOKED = 0, 1, 2
 # MockVerifier.Mode (Pattern = 0 and AcceptAll = 1 are not set by any test)
-REJECT_ALL, RETURN_FALSE, RETURN_SHORT, RETURN_NON_BOOL = 2, 3, 4, 5
+REJECT_ALL, RETURN_FALSE, RETURN_SHORT, RETURN_NON_BOOL, BURN_GAS = 2, 3, 4, 5, 6
 # ResearchBounty.BountyStatus (None = 0)
 B_OPEN, B_AWARDED, B_RECLAIMED = 1, 2, 3
 #: Fixed-point scale of the mock evaluation circuit's context outputs (the real circuit's is its

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from .eip712 import attestation_digest, sign_attestation
+from .conftest import pool_of
+from .eip712 import attestation, attestation_digest, sign_attestation
 from .helpers import (
     AT_LEAST,
     AT_MOST,
@@ -27,15 +28,17 @@ def test_claim_paid(settlement, eth_setup, make_claim, patient, relayer, hospita
     pool_id, product_id, policy_id = eth_setup
     claim = make_claim(policy_id, output=ONE)
     # The Python EIP-712 digest is the contract's.
-    assert settlement.attestationDigest(
-        policy_id, claim.input_commitment, claim.record_nullifier, claim.attestation_expiry
-    ) == attestation_digest(
-        chain_id=chain_id,
-        verifying_contract=settlement.address,
+    fields = dict(
         policy_id=policy_id,
+        pool_id=pool_id,
+        hospital=hospital.address,
         input_commitment=claim.input_commitment,
         record_nullifier=claim.record_nullifier,
+        attested_at=claim.attested_at,
         expiry=claim.attestation_expiry,
+    )
+    assert settlement.attestationDigest(attestation(**fields).as_tuple()) == attestation_digest(
+        chain_id=chain_id, verifying_contract=settlement.address, **fields
     )
     before = patient.balance
 
@@ -56,7 +59,8 @@ def test_claim_paid(settlement, eth_setup, make_claim, patient, relayer, hospita
     assert (pool.balance, pool.reserved) == (9 * E18, E18)  # 10 funded, 2 reserved, 1 paid
     policy = settlement.getPolicy(policy_id)
     assert (policy.reserved, policy.paid) == (E18, E18)
-    assert settlement.claimOfCommitment(claim.input_commitment) == 1
+    assert settlement.claimOfCommitment(policy_id, claim.input_commitment) == 1
+    assert settlement.claimOfCommitment(policy_id + 1, claim.input_commitment) == 0
     assert settlement.claimOfRecord(policy_id, claim.record_nullifier) == 1
     assert settlement.claimCount() == 1
     assert settlement.balance == 9 * E18
@@ -131,6 +135,7 @@ def test_same_proof_twice(settlement, eth_setup, make_claim, relayer, patient):
     assert again.proof == claim.proof
     with reverts(
         settlement.ClaimSettlementCommitmentAlreadyUsed,
+        policyId=policy_id,
         inputCommitment=claim.input_commitment,
         claimId=1,
     ):
@@ -164,17 +169,16 @@ def test_same_proof_elsewhere(
         other_policy = make_policy(make_product(pool_id, threshold=0))
     else:
         other_policy = make_policy(product_id)
-    # The hospital (trusted by both pools) attests the same commitment for the other policy.
+    # Nullifiers are per policy: the hospital (trusted by both pools) attesting the same commitment
+    # for another policy is that policy's claim (double cover the holder bought), and it settles.
     copy = make_claim(
         other_policy, commitment=claim.input_commitment, record=claim.record_nullifier
     )
     assert copy.proof == claim.proof and copy.instances == claim.instances
-    with reverts(
-        settlement.ClaimSettlementCommitmentAlreadyUsed,
-        inputCommitment=claim.input_commitment,
-        claimId=1,
-    ):
-        settlement.submitClaim(copy.as_tuple(), sender=relayer)
+    receipt = settlement.submitClaim(copy.as_tuple(), sender=relayer)
+    assert [e.claimId for e in events(receipt, settlement, "ClaimPaid")] == [2]
+    assert settlement.claimOfCommitment(other_policy, claim.input_commitment) == 2
+    assert settlement.claimOfCommitment(policy_id, claim.input_commitment) == 1
 
 
 def test_same_record_on_another_policy_with_new_proof_is_allowed(
@@ -203,7 +207,10 @@ def test_same_record_on_another_policy_with_new_proof_is_allowed(
         "other-version",
         "wrong-signer",
         "other-policy",
+        "other-pool",
+        "other-hospital",
         "tampered-record",
+        "tampered-attested-at",
         "tampered-expiry",
         "garbage-signature",
         "empty-signature",
@@ -230,6 +237,10 @@ def test_invalid_attestation(
         kwargs.update(signer=other_hospital, hospital_address=hospital.address)
     elif forgery == "other-policy":
         kwargs["sign_policy_id"] = policy_id + 1
+    elif forgery == "other-pool":
+        kwargs["sign_pool_id"] = pool_of(settlement, policy_id) + 1
+    elif forgery == "other-hospital":
+        kwargs["sign_hospital"] = other_hospital.address  # the key's own, not the claimed one
     claim = make_claim(policy_id, **kwargs)
     if forgery in ("other-name", "other-version"):
         claim.signature = sign_attestation(
@@ -237,13 +248,18 @@ def test_invalid_attestation(
             chain_id=chain_id,
             verifying_contract=settlement.address,
             policy_id=policy_id,
+            pool_id=pool_of(settlement, policy_id),
+            hospital=hospital.address,
             input_commitment=claim.input_commitment,
             record_nullifier=claim.record_nullifier,
+            attested_at=claim.attested_at,
             expiry=claim.attestation_expiry,
             **({"name": "zkcare"} if forgery == "other-name" else {"version": "2"}),
         )
     elif forgery == "tampered-record":
         claim.record_nullifier = b32("someone else's record")
+    elif forgery == "tampered-attested-at":
+        claim.attested_at -= 1
     elif forgery == "tampered-expiry":
         claim.attestation_expiry += 1
     elif forgery == "garbage-signature":
@@ -255,7 +271,7 @@ def test_invalid_attestation(
 
 
 def test_untrusted_hospital(
-    settlement, eth_setup, make_claim, relayer, other_hospital, insurer, hospital
+    settlement, eth_setup, make_claim, relayer, other_hospital, insurer, hospital, chain
 ):
     pool_id, _, policy_id = eth_setup
     claim = make_claim(policy_id, signer=other_hospital)
@@ -263,14 +279,19 @@ def test_untrusted_hospital(
         settlement.ClaimSettlementUntrustedHospital, poolId=pool_id, hospital=other_hospital.address
     ):
         settlement.submitClaim(claim.as_tuple(), sender=relayer)
-    # Distrusting a hospital takes effect at once.
+    # Distrusting a hospital takes effect at once for attestations made from then on.
     receipt = settlement.setHospitalTrust(pool_id, hospital.address, False, sender=insurer)
     ev = events(receipt, settlement, "HospitalTrustUpdated")[0]
     assert (ev.poolId, ev.hospital, ev.trusted) == (pool_id, hospital.address, False)
+    assert not settlement.isHospitalTrusted(pool_id, hospital.address)
+    distrusted_at = settlement.getHospitalTrust(pool_id, hospital.address).distrustedAt
+    assert distrusted_at == chain.blocks.head.timestamp
     with reverts(
         settlement.ClaimSettlementUntrustedHospital, poolId=pool_id, hospital=hospital.address
     ):
-        settlement.submitClaim(make_claim(policy_id).as_tuple(), sender=relayer)
+        settlement.submitClaim(
+            make_claim(policy_id, attested_at=distrusted_at).as_tuple(), sender=relayer
+        )
 
 
 def test_attestation_expiry(settlement, eth_setup, make_claim, relayer, chain):
@@ -468,28 +489,74 @@ def test_coverage_limit(
     assert settlement.getPolicy(policy_id).paid == E18 * 3 // 2
 
 
-def test_policy_expiry_and_release(
-    settlement, eth_setup, make_claim, relayer, stranger, insurer, chain
+def test_policy_expiry_grace_and_release(
+    settlement, make_pool, make_product, make_policy, make_claim, relayer, stranger, insurer, chain
 ):
-    pool_id, _, policy_id = eth_setup
+    """A claim attested while the policy was live may land within the grace; release waits it out."""
+    pool_id = make_pool()
+    policy_id = make_policy(make_product(pool_id), coverage=3 * E18)
     expiry = settlement.getPolicy(policy_id).expiry
+    grace = settlement.CLAIM_GRACE_PERIOD()
+    assert grace == 3 * 86400
     with reverts(settlement.ClaimSettlementPolicyNotExpired, policyId=policy_id, expiry=expiry):
         settlement.releasePolicy(policy_id, sender=stranger)
     chain.pending_timestamp = expiry  # the last second of cover
-    claim = make_claim(policy_id, expiry=expiry + 10)
-    settlement.submitClaim(claim.as_tuple(), sender=relayer)
+    settlement.submitClaim(make_claim(policy_id, expiry=expiry + 10).as_tuple(), sender=relayer)
+    in_grace = make_claim(policy_id, attested_at=expiry, expiry=expiry + grace)
+    late = make_claim(policy_id, attested_at=expiry + 1, expiry=expiry + grace)
     chain.pending_timestamp = expiry + 1
+    with reverts(
+        settlement.ClaimSettlementAttestedAfterExpiry,
+        policyId=policy_id,
+        expiry=expiry,
+        attestedAt=expiry + 1,
+    ):
+        settlement.submitClaim(late.as_tuple(), sender=relayer, gas=2_000_000)
+    chain.pending_timestamp = expiry + grace  # the grace's last second
+    with reverts(settlement.ClaimSettlementPolicyNotExpired, policyId=policy_id, expiry=expiry):
+        settlement.releasePolicy(policy_id, sender=stranger, gas=2_000_000)
+    chain.pending_timestamp = expiry + grace
+    receipt = settlement.submitClaim(in_grace.as_tuple(), sender=relayer)
+    assert events(receipt, settlement, "ClaimPaid")[0].amount == E18
+    chain.pending_timestamp = expiry + grace + 1
+    too_late = make_claim(policy_id, attested_at=expiry, expiry=expiry + grace)
     with reverts(settlement.ClaimSettlementPolicyExpired, policyId=policy_id, expiry=expiry):
-        settlement.submitClaim(
-            make_claim(policy_id, expiry=expiry + 10).as_tuple(), sender=relayer, gas=2_000_000
-        )
+        settlement.submitClaim(too_late.as_tuple(), sender=relayer, gas=2_000_000)
     receipt = settlement.releasePolicy(policy_id, sender=stranger)
     assert events(receipt, settlement, "PolicyReleased")[0].amount == E18
     assert settlement.getPool(pool_id).reserved == 0
     with reverts(settlement.ClaimSettlementCoverageExhausted, policyId=policy_id):
         settlement.releasePolicy(policy_id, sender=stranger)
-    settlement.withdrawFromPool(pool_id, 9 * E18, insurer, sender=insurer)
+    settlement.withdrawFromPool(pool_id, 8 * E18, insurer, sender=insurer)
     assert settlement.getPool(pool_id).balance == 0
+
+
+def test_attestation_lifetime_is_bounded(
+    settlement, eth_setup, make_claim, relayer, hospital, chain_id
+):
+    """expiry may be at most MAX_ATTESTATION_TTL after attestedAt (what bounds a backdated one)."""
+    pool_id, _, policy_id = eth_setup
+    ttl = settlement.MAX_ATTESTATION_TTL()
+    claim = make_claim(policy_id)
+    at = claim.attested_at
+    claim.attestation_expiry = at + ttl + 1
+    claim.signature = sign_attestation(
+        hospital.key,
+        chain_id=chain_id,
+        verifying_contract=settlement.address,
+        policy_id=policy_id,
+        pool_id=pool_id,
+        hospital=hospital.address,
+        input_commitment=claim.input_commitment,
+        record_nullifier=claim.record_nullifier,
+        attested_at=at,
+        expiry=at + 1,
+        message={"expiry": at + ttl + 1},  # what Attestation itself refuses
+    )
+    with reverts(settlement.ClaimSettlementAttestationTooLong, attestedAt=at, expiry=at + ttl + 1):
+        settlement.submitClaim(claim.as_tuple(), sender=relayer)
+    ok = make_claim(policy_id, expiry=at + ttl)
+    assert events(settlement.submitClaim(ok.as_tuple(), sender=relayer), settlement, "ClaimPaid")
 
 
 def test_unknown_ids(settlement, make_claim, relayer, insurer, patient, chain):
@@ -585,7 +652,7 @@ def test_a_pause_does_not_let_an_expired_policy_be_released(
     product_id = make_product(make_pool())
     policy_id = make_policy(product_id, expiry=chain.pending_timestamp + 100)
     settlement.pause(sender=deployer)
-    chain.mine(deltatime=200)
+    chain.mine(deltatime=200 + settlement.CLAIM_GRACE_PERIOD())
     with reverts(settlement.EnforcedPause):
         settlement.releasePolicy(policy_id, sender=stranger)
     settlement.unpause(sender=deployer)

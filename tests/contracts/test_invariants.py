@@ -42,6 +42,7 @@ from .helpers import (
 
 E18 = 10**18
 DAY = 86400
+GRACE = 3 * DAY  # ClaimSettlement.CLAIM_GRACE_PERIOD
 PAYOUTS = (
     E18,
     E18 // 2,
@@ -57,6 +58,7 @@ class PolicyModel:
     expiry: int
     reserved: int
     records: set = field(default_factory=set)
+    commitments: set = field(default_factory=set)  # nullifiers are per policy
 
 
 def error_name(exc: Exception) -> str:
@@ -194,13 +196,15 @@ def test_invariants(
             output = ONE if positive else -ONE
             claim = make_claim(policy.policy_id, output, commitment=commitment, record=record)
             now = chain.pending_timestamp
-            if now > policy.expiry:
+            if now > policy.expiry + GRACE:
                 expected = "ClaimSettlementPolicyExpired"
+            elif now > policy.expiry:  # in the grace, but attested (now) after expiry
+                expected = "ClaimSettlementAttestedAfterExpiry"
             elif policy.reserved == 0:
                 expected = "ClaimSettlementCoverageExhausted"
             elif record in policy.records:
                 expected = "ClaimSettlementRecordAlreadyClaimed"
-            elif commitment in self.commitments:
+            elif commitment in policy.commitments:
                 expected = "ClaimSettlementCommitmentAlreadyUsed"
             else:
                 expected = None
@@ -211,6 +215,7 @@ def test_invariants(
             if receipt is None:
                 return
             self.commitments.add(commitment)
+            policy.commitments.add(commitment)
             policy.records.add(record)
             eligible = output >= 0 if policy.product == 0 else output <= 0
             paid = receipt.decode_logs(settlement.ClaimPaid)
@@ -249,7 +254,7 @@ def test_invariants(
             now = chain.pending_timestamp
             expected = (
                 "ClaimSettlementPolicyNotExpired"
-                if now <= policy.expiry
+                if now <= policy.expiry + GRACE
                 else "ClaimSettlementCoverageExhausted"
                 if policy.reserved == 0
                 else None
@@ -349,8 +354,12 @@ def test_invariants(
 
         @invariant()
         def nullifiers(self):
-            assert settlement.claimCount() == len(self.commitments)
-            assert sum(len(p.records) for p in self.policies) == len(self.commitments)
+            claims = sum(len(p.commitments) for p in self.policies)
+            assert settlement.claimCount() == claims
+            assert sum(len(p.records) for p in self.policies) == claims
+            for p in self.policies:
+                for c in p.commitments:
+                    assert settlement.claimOfCommitment(p.policy_id, c) != 0
 
         @invariant()
         def single_bounty_payout(self):

@@ -86,7 +86,8 @@ def test_reentrant_claim_is_blocked_and_credited(
     assert len(events(receipt, settlement, "ClaimPaid")) == 1
     assert events(receipt, settlement, "PayoutCredited")[0].amount == E18
     assert (
-        settlement.claimCount() == 1 and settlement.claimOfCommitment(second.input_commitment) == 0
+        settlement.claimCount() == 1
+        and settlement.claimOfCommitment(policy_id, second.input_commitment) == 0
     )
 
     # Full-gas path: withdrawCredit re-entered (into submitClaim) by the receiver is blocked too.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from eth_account import Account
 from eth_utils import keccak
 
 from prover.deploy import verifier_container
@@ -23,7 +24,7 @@ from prover.models.bounty_eval import (
 from prover.models.breast_cancer import DiagnosisProof, prove_diagnosis
 from prover.zk.fields import BN254_R
 
-from .conftest import code_hash
+from .conftest import code_hash, pool_of
 from .eip712 import sign_attestation
 from .helpers import AT_MOST, ETH, b32, events, reverts
 from .test_bounty import Block
@@ -121,20 +122,25 @@ def claim(
 ):
     """A claim tuple with the hospital's EIP-712 attestation over the proof's commitment."""
     record = record or b32(f"record-{diag.commitment}-{policy_id}")
-    expiry = chain.pending_timestamp + 3600
+    attested_at = chain.pending_timestamp
+    expiry = attested_at + 3600
     signature = sign_attestation(
         hospital.key,
         chain_id=chain_id or chain.chain_id,
         verifying_contract=settlement.address,
         policy_id=policy_id,
+        pool_id=pool_of(settlement, policy_id),
+        hospital=hospital.address,
         input_commitment=diag.commitment,
         record_nullifier=record,
+        attested_at=attested_at,
         expiry=expiry,
     )
     inst = list(diag.proof.instances) if instances is None else instances
     return (
         policy_id,
         hospital.address,
+        attested_at,
         expiry,
         record,
         diag.commitment,
@@ -196,44 +202,89 @@ def test_threshold_is_the_proven_output_plus_minus_one_unit(
     assert events(at, settlement, "ClaimPaid") and events(below, settlement, "ClaimDenied")
 
 
-def test_the_same_proof_never_pays_twice(insurance, malignant, chain, hospital, relayer, real):
+def test_the_same_proof_never_pays_twice_on_a_policy(
+    insurance, malignant, chain, hospital, relayer
+):
     settlement, _, product, policy = insurance
-    settlement.submitClaim(
-        claim(settlement, chain, hospital, policy(product()), malignant), sender=relayer
-    )
-    first = settlement.claimOfCommitment(malignant.commitment)
+    policy_id = policy(product())
+    settlement.submitClaim(claim(settlement, chain, hospital, policy_id, malignant), sender=relayer)
+    first = settlement.claimOfCommitment(policy_id, malignant.commitment)
     assert first != 0
-    # Another policy, another product (and another record id): the commitment is spent.
-    other = policy(product(threshold=5))
+    # Re-attested under another record id: the commitment is spent on this policy.
+    again = claim(settlement, chain, hospital, policy_id, malignant, record=b32("another record"))
     with reverts(
         settlement.ClaimSettlementCommitmentAlreadyUsed,
+        policyId=policy_id,
         inputCommitment=malignant.commitment,
         claimId=first,
     ):
-        settlement.submitClaim(claim(settlement, chain, hospital, other, malignant), sender=relayer)
+        settlement.submitClaim(again, sender=relayer)
 
 
-def test_same_proof_at_a_second_pool(insurance, malignant, chain, hospital, relayer, insurer):
-    settlement, _, product, policy = insurance
-    settlement.submitClaim(
-        claim(settlement, chain, hospital, policy(product()), malignant), sender=relayer
+def _attacker_policy(settlement, owner, hospital_address, chain) -> int:
+    """``owner``'s own 1-wei pool trusting ``hospital_address``, with a 1-wei policy on REAL_DIAG."""
+    pool = settlement.createPool(ETH, sender=owner).decode_logs(settlement.PoolCreated)[0].poolId
+    settlement.fundPool(pool, 1, value=1, sender=owner)
+    settlement.setHospitalTrust(pool, hospital_address, True, sender=owner)
+    product = settlement.createProduct(pool, REAL_DIAG, 1, (AT_MOST, 0, 0), 1, sender=owner)
+    product_id = product.decode_logs(settlement.ProductCreated)[0].productId
+    issued = settlement.issuePolicy(
+        product_id, owner, 1, chain.pending_timestamp + 86400, sender=owner
     )
-    pool2 = settlement.createPool(ETH, sender=insurer).decode_logs(settlement.PoolCreated)[0]
-    settlement.fundPool(pool2.poolId, 2 * E18, value=2 * E18, sender=insurer)
-    settlement.setHospitalTrust(pool2.poolId, hospital.address, True, sender=insurer)
-    product2 = settlement.createProduct(
-        pool2.poolId, REAL_DIAG, 1, (AT_MOST, 0, 0), E18, sender=insurer
-    ).decode_logs(settlement.ProductCreated)[0]
-    policy2 = settlement.issuePolicy(
-        product2.productId, insurer, E18, chain.pending_timestamp + 86400, sender=insurer
-    )
-    policy2 = policy2.decode_logs(settlement.PolicyIssued)[0].policyId
-    with reverts(
-        settlement.ClaimSettlementCommitmentAlreadyUsed, inputCommitment=malignant.commitment
-    ):
+    return issued.decode_logs(settlement.PolicyIssued)[0].policyId
+
+
+def test_real_proof_replayed_elsewhere_does_not_block_the_victim(
+    project,
+    real,
+    insurance,
+    malignant,
+    chain,
+    hospital,
+    relayer,
+    copier,
+    patient,
+    deployer,
+):
+    """The audit's front-run with a real EZKL proof: the victim's public proof, replayed first on
+    the attacker's pool/policy (its own hospital key), on a second ClaimSettlement and under another
+    chain id's domain, leaves the victim's claim intact: it settles and pays the victim."""
+    registry, settlement, _ = real
+    _, _, product, policy = insurance
+    victim_policy = policy(product())
+    diag = malignant  # public once settled anywhere; per-policy nullifiers let it be reused
+    rightful = claim(settlement, chain, hospital, victim_policy, diag)
+
+    # 1. The attacker's pool and policy; its own hospital key attests the victim's commitment.
+    key = Account.from_key(keccak(text="attacker hospital"))
+    attacker_policy = _attacker_policy(settlement, copier, key.address, chain)
+    stolen = claim(settlement, chain, key, attacker_policy, diag)
+    assert stolen[-2:] == rightful[-2:]  # the very same proof and instances
+    receipt = settlement.submitClaim(stolen, sender=copier)
+    assert events(receipt, settlement, "ClaimPaid")[0].policyId == attacker_policy
+    assert settlement.claimOfCommitment(attacker_policy, diag.commitment) != 0
+    assert settlement.claimOfCommitment(victim_policy, diag.commitment) == 0
+
+    # 2. A second ClaimSettlement on the same registry, trusting the same hospital.
+    twin = deployer.deploy(project.ClaimSettlement, registry, deployer)
+    twin_policy = _attacker_policy(twin, copier, hospital.address, chain)
+    with reverts(twin.ClaimSettlementInvalidAttestation, hospital=hospital.address):
+        twin.submitClaim(rightful, sender=copier)  # the victim's signature is for `settlement`
+    replayed = twin.submitClaim(claim(twin, chain, hospital, twin_policy, diag), sender=copier)
+    assert events(replayed, twin, "ClaimPaid")[0].policyId == twin_policy
+
+    # 3. The victim's attestation made under another chain id's domain: refused, nothing spent.
+    with reverts(settlement.ClaimSettlementInvalidAttestation, hospital=hospital.address):
         settlement.submitClaim(
-            claim(settlement, chain, hospital, policy2, malignant), sender=relayer
+            claim(settlement, chain, hospital, victim_policy, diag, chain_id=chain.chain_id + 1),
+            sender=copier,
         )
+
+    before = patient.balance
+    receipt = settlement.submitClaim(rightful, sender=relayer)
+    [paid] = events(receipt, settlement, "ClaimPaid")
+    assert (paid.policyId, paid.holder, paid.amount) == (victim_policy, patient.address, E18)
+    assert patient.balance - before == E18
 
 
 def test_tampered_output_is_rejected_by_the_real_verifier(

@@ -29,6 +29,7 @@ def test_claim_calldata_matches_web3s_abi_encoding() -> None:
     claim = (
         7,
         "0x" + "12" * 20,
+        1_899_990_000,
         1_900_000_000,
         bytes(range(32)),
         2**253 + 5,

@@ -152,9 +152,10 @@ def insured(run, deployed, acct, w3, c) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def released(insured, run, w3, c) -> dict[str, Any]:
-    """Policy 2 (86 s) cannot be released yet; after 200 s anyone (TEST::5) releases it."""
+    """Policy 2 (86 s) cannot be released yet; after it and the claims' 3-day grace anyone
+    (TEST::5) releases it."""
     early = run("manage", "policy", "release", "2", account="TEST::5")
-    mine(w3, 200)
+    mine(w3, 200 + 3 * 86400)
     text = ok(run("manage", "policy", "release", "2", account="TEST::5"))
     return {
         "early": early,

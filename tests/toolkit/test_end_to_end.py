@@ -542,7 +542,7 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
         nullifier = record_nullifier(claims["secret"], f"MRN-{name}-{side}")
         assert e2e_settlement.functions.claimOfRecord(policy, nullifier).call() == claim_id
         commitment = int(job["input_commitment"], 16)
-        assert e2e_settlement.functions.claimOfCommitment(commitment).call() == claim_id
+        assert e2e_settlement.functions.claimOfCommitment(policy, commitment).call() == claim_id
         receipt = w3.eth.get_transaction_receipt(job["tx_hash"])
         assert receipt["status"] == 1
         paid_events = e2e_settlement.events.ClaimPaid().process_receipt(receipt, errors=DISCARD)
