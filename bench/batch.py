@@ -4,7 +4,7 @@
 generated single verifier and the batch verifier the build produced on a throwaway anvil, and
 sends one transaction per measurement (gas used, including the 21,000 base and calldata). The
 baseline in the same run is ``verifyProof`` of the single verifier, one transaction per proof.
-``python -m bench batch`` (``./zk bench batch``) records them in ``bench/results.json`` under ``batch``.
+``./zk bench batch`` records them in ``bench/results.json`` under ``batch``.
 """
 
 from __future__ import annotations
