@@ -1,4 +1,4 @@
-"""``python -m bench [circuit] [contracts] [batch] [relay] [models] [scale]``: run; merge results.json.
+"""``python -m bench [circuit] [contracts] [batch] [relay] [models] [scale]``: run, record.
 
 Each benchmark measures its baseline in the same run and prints a comparison table. With no
 argument every benchmark runs. Results of benchmarks not run are kept from earlier runs.
