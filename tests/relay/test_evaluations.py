@@ -58,7 +58,7 @@ from prover.relay.settings import (
 )
 from prover.zk.circuit import Bundle
 
-from .support import MODEL, PrivacyLedger, Record, served, wait_until
+from .support import MODEL, PrivacyLedger, Record, bearer, served, token_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +69,7 @@ PRIVATE_ROWS = slice(74, 114)
 #: Blocks between commit and reveal (2 s at 0.5 s blocks: long enough to see ``committed``).
 REVEAL_DELAY = 4
 SECRET = "cd" * 32
+DATA_KEY = "5e" * 32
 WEIGHTS_MODEL, ROWS_MODEL = "researcher weights", "private benchmark rows"
 
 
@@ -243,6 +244,7 @@ def eval_api_make_relay(
             hospital_key=KeyConfig(keystore=data_dir / "unused-hospital.json"),
             submitter_key=KeyConfig(keystore=data_dir / "unused-submitter.json"),
             nullifier_secret=SECRET,
+            data_key=DATA_KEY,
             data_dir=data_dir,
             workers=1,
             poll_interval_s=0.05,
@@ -279,9 +281,15 @@ class EvalApi:
     url: str
     witness: EvalApiWitness
     ledger: PrivacyLedger
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            self.token = token_for(self.relay)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = requests.request(method, self.url + path, timeout=30, **kwargs)
+        headers = {**kwargs.pop("headers", {}), **bearer(self.token)}
+        response = requests.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
         self.ledger.add_response(response)
         self.witness.ledger.add_response(response)
         return response
@@ -568,6 +576,7 @@ def test_eval_api_absent_without_an_evaluation_section(eval_api_models, tmp_path
         hospital_key=KeyConfig(keystore=tmp_path / "h.json"),
         submitter_key=KeyConfig(keystore=tmp_path / "s.json"),
         nullifier_secret=SECRET,
+        data_key=DATA_KEY,
         data_dir=tmp_path / "relay",
     )
     relay = Relay(
@@ -577,7 +586,7 @@ def test_eval_api_absent_without_an_evaluation_section(eval_api_models, tmp_path
         models=eval_api_models,
     )
     try:
-        client = TestClient(create_app(relay, manage_relay=False))
+        client = TestClient(create_app(relay, manage_relay=False), headers=bearer(token_for(relay)))
         assert client.post("/v1/evaluations", json={}).status_code == 404
         assert "/v1/evaluations" not in client.get("/openapi.json").json()["paths"]
     finally:

@@ -3,6 +3,7 @@ idempotent creation under concurrency, the queue bound, sealed input dropped on 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import sqlite3
 import threading
@@ -37,7 +38,7 @@ def new_job(key: str = "key-00000001", mac: str = "mac-a", **kw) -> NewJob:
         policy_id=7,
         model="breast_cancer_lr",
         model_version=1,
-        record_nullifier=b"\x01" * 32,
+        record_nullifier=hashlib.sha256(key.encode()).digest(),  # one record per key
         sealed_input=b"sealed",
     )
     fields.update(kw)
@@ -202,10 +203,21 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     assert "redacted" in repr(sealer)
 
 
+def _before_clients(schema: str) -> str:
+    """The schema as relays before client authentication (version 2) wrote it."""
+    out = schema.replace("    final_at REAL,\n    client_id TEXT\n", "    final_at REAL\n")
+    out = (
+        out.split("CREATE INDEX IF NOT EXISTS jobs_client")[0]
+        + out.split("WHERE state <> 'failed';", 1)[1]
+    )
+    assert "client_id TEXT\n);" not in out and "jobs_record" not in out
+    return out
+
+
 def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
     path = tmp_path / "old.sqlite3"
-    old_schema = SCHEMA.replace("    outputs TEXT,\n", "")
-    assert old_schema != SCHEMA
+    old_schema = _before_clients(SCHEMA).replace("    outputs TEXT,\n", "")
+    assert "outputs" not in old_schema
     with sqlite3.connect(path) as conn:  # what the relay wrote before schema versions
         conn.executescript(old_schema)
         conn.execute(
