@@ -123,7 +123,7 @@ def serve(
     from prover.exceptions import InsecureBind
     from prover.relay.api import create_app, server_options
     from prover.relay.service import Relay
-    from prover.relay.settings import check_bind, load_settings
+    from prover.relay.settings import check_bind, is_loopback, load_settings
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -146,7 +146,7 @@ def serve(
         raise click.UsageError(str(exc)) from None
     except ZkcareError as exc:
         raise click.ClickException(str(exc)) from exc
-    if insecure_bind and settings.host != "127.0.0.1":
+    if insecure_bind and not (is_loopback(settings.host) or settings.tls):
         logging.getLogger("zkcare.relay").warning(
             "--insecure-bind-i-know: serving plain HTTP on %s", settings.host
         )
