@@ -319,6 +319,14 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
     app.state.guard = guard
     audit, visible = guard.audit, guard.visible
 
+    def refused(
+        request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        """A refusal, recorded in the audit table (the detail never quotes the request)."""
+        client = getattr(request.state, "client", None)
+        audit(request, client, None, f"{status} {detail}")
+        return reject(status, detail, headers)
+
     @app.exception_handler(AuthenticationFailed)
     async def on_unauthenticated(_req: Request, exc: AuthenticationFailed) -> JSONResponse:
         return reject(401, str(exc), {"WWW-Authenticate": "Bearer"})
@@ -333,18 +341,20 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         return reject(409, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         response = _validation_error(exc)
         relay.metrics.rejected_requests.labels(str(response.status_code)).inc()
+        client = getattr(request.state, "client", None)
+        audit(request, client, None, f"{response.status_code} invalid request")
         return response
 
     @app.exception_handler(QueueFull)
-    async def on_queue_full(_req: Request, exc: QueueFull) -> JSONResponse:
-        return reject(429, str(exc), {"Retry-After": str(exc.retry_after)})
+    async def on_queue_full(request: Request, exc: QueueFull) -> JSONResponse:
+        return refused(request, 429, str(exc), {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(IdempotencyConflict)
-    async def on_conflict(_req: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return reject(409, str(exc))
+    async def on_conflict(request: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return refused(request, 409, str(exc))
 
     @app.exception_handler(JobNotFound)
     @app.exception_handler(EvaluationNotFound)
@@ -352,19 +362,19 @@ def create_app(relay: Relay, *, manage_relay: bool = True) -> FastAPI:
         return reject(404, str(exc))
 
     @app.exception_handler(EvaluationConflict)
-    async def on_evaluation_conflict(_req: Request, exc: EvaluationConflict) -> JSONResponse:
-        return reject(409, str(exc))
+    async def on_evaluation_conflict(request: Request, exc: EvaluationConflict) -> JSONResponse:
+        return refused(request, 409, str(exc))
 
     @app.exception_handler(ChainUnavailable)
-    async def on_chain_down(_req: Request, exc: ChainUnavailable) -> JSONResponse:
-        return reject(503, f"the chain is unreachable, retry later ({exc})")
+    async def on_chain_down(request: Request, exc: ChainUnavailable) -> JSONResponse:
+        return refused(request, 503, f"the chain is unreachable, retry later ({exc})")
 
     @app.exception_handler(BountyRejected)
     @app.exception_handler(UnknownModel)
     @app.exception_handler(PolicyRejected)
     @app.exception_handler(InvalidInput)
-    async def on_invalid(_req: Request, exc: Exception) -> JSONResponse:
-        return reject(422, str(exc))
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+        return refused(request, 422, str(exc))
 
     @app.exception_handler(Exception)
     async def on_error(_req: Request, exc: Exception) -> JSONResponse:

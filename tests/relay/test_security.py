@@ -214,6 +214,13 @@ def test_each_job_records_its_client_and_the_audit_table_who_did_what(
         "GET /healthz",
         "403",
     )
+    bad = job_body(RECORDS[2], sec_policies[0], "audit-0002", model="nope")
+    assert ehr.post("/v1/jobs", json=bad).status_code == 422
+    last = sec_relay.store.audit_rows()[-1]
+    assert (last["client_id"], last["action"]) == (me.id, "POST /v1/jobs")
+    assert last["outcome"].startswith("422 unknown model name or version")
+    assert ehr.post("/v1/jobs", json={**bad, "features": []}).status_code == 422
+    assert sec_relay.store.audit_rows()[-1]["outcome"] == "422 invalid request"
 
 
 # ------------------------------------------------------------------ 2. binding beyond loopback
