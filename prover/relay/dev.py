@@ -4,8 +4,10 @@
 registry with the built-in diagnostic model's verifier and a ClaimSettlement
 (:func:`prover.relay.devchain.deploy_dev_chain`: a funded ETH pool, the hospital trusted, a
 product paying when the model calls the tumour malignant), issues a policy, funds the
-submitter, writes the hospital and submitter keystores, the nullifier secret and a TOML config
-into the folder, and serves the relay until SIGINT/SIGTERM, then stops the relay and anvil.
+submitter, writes the hospital and submitter keystores, the nullifier secret, the data key
+(``data.key``, outside the job store's ``data/``) and a TOML config into the folder, creates the
+client ``dev`` (scopes submit, read, admin; token printed and kept in ``client.token``), and
+serves the relay until SIGINT/SIGTERM, then stops the relay and anvil.
 
 A second start with the same folder reuses everything: anvil reloads the chain, the relay its
 jobs. When the contracts, the model bundle or the keys no longer match what was deployed, the
