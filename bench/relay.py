@@ -21,6 +21,7 @@ from eth_account import Account
 
 from prover.anvil import Anvil
 from prover.models.breast_cancer import build_diagnostic_bundle, load_dataset
+from prover.relay.auth import Scope
 from prover.relay.devchain import deploy_dev_chain
 from prover.relay.keys import RelayKeys
 from prover.relay.service import Relay, resolve_models
@@ -216,6 +217,7 @@ def run() -> dict[str, Any]:
                 "hospital_key": KeyConfig(keystore=Path(tmp) / "unused"),
                 "submitter_key": KeyConfig(keystore=Path(tmp) / "unused"),
                 "nullifier_secret": secrets.token_hex(32),
+                "data_key": secrets.token_hex(32),
                 "data_dir": Path(tmp) / "relay",
                 "workers": workers,
                 "confirmations": 1,
@@ -225,7 +227,10 @@ def run() -> dict[str, Any]:
         )
         relay = Relay(settings, keys=RelayKeys(hospital, submitter), worker=recorder, models=models)
         relay.start()
-        client = TestClient(create_app(relay, manage_relay=False))
+        _client, token = relay.store.create_client("bench", [Scope.SUBMIT, Scope.READ])
+        client = TestClient(
+            create_app(relay, manage_relay=False), headers={"Authorization": f"Bearer {token}"}
+        )
         try:
             # 1. latency: one job at a time, HTTP 202 -> paid/denied on-chain
             latencies = []

@@ -236,6 +236,7 @@ class _Run:
     hospital: Any = None  # eth_account LocalAccount
     policies: list[tuple[int, str]] = field(default_factory=list)  # (policy id, holder)
     relay_url: str = ""
+    relay_token: str = ""
     timelock: str = ""
 
     def say(self, message: str) -> None:
@@ -529,6 +530,7 @@ def _start_relay(run: _Run, stack: ExitStack, sock: socket.socket) -> Any:
         hospital_key=KeyConfig(keystore=data / "unused-hospital.json"),
         submitter_key=KeyConfig(keystore=data / "unused-submitter.json"),
         nullifier_secret=SecretStr(secrets.token_hex(32)),
+        data_key=SecretStr(secrets.token_hex(32)),
         data_dir=data,
         models=models,
         workers=max(1, min(2, os.cpu_count() or 1)),
@@ -538,6 +540,11 @@ def _start_relay(run: _Run, stack: ExitStack, sock: socket.socket) -> Any:
     relay = Relay(settings, keys=RelayKeys(run.hospital, submitter), models=resolve_models(models))
     stack.callback(_quietly, run.echo, "stop the relay", relay.stop)
     relay.start()
+    from prover.relay.auth import Scope
+
+    _client, run.relay_token = relay.store.create_client(
+        "demo-hospital", [Scope.SUBMIT, Scope.READ]
+    )
     server = _HttpServer(create_app(relay, manage_relay=False), sock)
     stack.callback(_quietly, run.echo, "stop the relay's HTTP server", server.stop)
     server.start()
@@ -559,6 +566,7 @@ def _claims(run: _Run, relay: Any, patients: list[Patient]) -> None:
     from prover.relay.states import JobState
 
     session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {run.relay_token}"
     before = {holder: int(chain.provider.get_balance(holder)) for _, holder in run.policies}
     jobs: dict[int, str] = {}
     for number, (patient, (policy_id, _)) in enumerate(zip(patients, run.policies, strict=True), 1):

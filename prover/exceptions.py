@@ -260,8 +260,7 @@ class UnknownModel(RelayError, LookupError):
         self.model = model
         self.version = version
         super().__init__(
-            f"unknown model {model!r} version {version}; this relay proves: "
-            + (", ".join(known) or "nothing")
+            "unknown model name or version; this relay proves: " + (", ".join(known) or "nothing")
         )
 
 
@@ -280,7 +279,57 @@ class IdempotencyConflict(RelayError, ValueError):
         self.key = key
         self.job_id = job_id
         super().__init__(
-            f"idempotency key {key!r} was already used for a different request (job {job_id})"
+            "this idempotency key was already used for a different request"
+            + (f" (job {job_id})" if job_id else " (choose another key)")
+        )
+
+
+class DuplicateRecord(RelayError, ValueError):
+    """A job for the same record on the same policy exists already (the record nullifier)."""
+
+    def __init__(self, policy_id: int, job_id: str | None) -> None:
+        self.policy_id = policy_id
+        self.job_id = job_id
+        where = f"job {job_id}" if job_id else "a job of another client"
+        super().__init__(
+            f"policy {policy_id}: this record is already claimed by {where}; "
+            "a record is claimed once per policy"
+        )
+
+
+class AuthenticationFailed(RelayError, PermissionError):
+    """A relay request carries no valid client token (HTTP 401)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ScopeDenied(RelayError, PermissionError):
+    """A relay client lacks the scope a request needs (HTTP 403)."""
+
+    def __init__(self, client: str, needed: str) -> None:
+        self.client = client
+        self.needed = needed
+        super().__init__(f"client {client} lacks the {needed!r} scope this request needs")
+
+
+class ClientNotFound(RelayError, LookupError):
+    """No relay client has this id (or name)."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        super().__init__(f"no relay client {client!r}")
+
+
+class InsecureBind(RelayError, ValueError):
+    """The relay would listen beyond loopback without TLS or a trusted proxy in front."""
+
+    def __init__(self, host: str, flag: str) -> None:
+        self.host = host
+        super().__init__(
+            f"refusing to listen on {host} without TLS (tls_cert_file/tls_key_file) or a "
+            f"trusted reverse proxy (trusted_proxies); pass {flag} to do it anyway"
         )
 
 

@@ -1,19 +1,23 @@
-"""``python -m prover.relay``: serve, check, submit, show, list, dev, keys.
+"""``python -m prover.relay``: serve, check, submit, show, list, dev, keys, clients.
 
 ``serve`` and ``check`` read the settings (``--config FILE`` or ``$ZKCARE_RELAY_CONFIG``, plus
 ``ZKCARE_RELAY_*`` variables) and exit 2 with one line per problem if they are invalid.
 ``submit``, ``show`` and ``list`` talk to a running relay over HTTP (``--url`` or
-``$ZKCARE_RELAY_URL``, default ``http://127.0.0.1:8080``). ``dev`` runs a local anvil chain
-with everything deployed and a relay on it (:mod:`prover.relay.dev`); ``keys`` writes the
-keystores and the nullifier secret a relay reads.
+``$ZKCARE_RELAY_URL``, default ``http://127.0.0.1:8080``) with a client token (``--token-file``
+or ``$ZKCARE_RELAY_TOKEN``; ``--cacert`` for a relay with its own CA). ``dev`` runs a local anvil
+chain with everything deployed and a relay on it (:mod:`prover.relay.dev`); ``keys`` writes the
+keystores, the nullifier secret and the data key a relay reads; ``clients`` creates, lists,
+rotates and revokes the relay's clients in its store.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,52 @@ url_option = click.option(
 )
 
 
+@dataclass(frozen=True)
+class Remote:
+    """How to reach a relay: its URL, a client token, the CA that signed its certificate."""
+
+    url: str
+    token: str
+    cacert: Path | None
+
+
+def remote_options(fn: Any) -> Any:
+    """``--url``, ``--token-file`` / ``$ZKCARE_RELAY_TOKEN`` and ``--cacert`` as one ``remote``."""
+
+    fn = click.option(
+        "--cacert",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        envvar="ZKCARE_RELAY_CACERT",
+        default=None,
+        help="CA certificate (PEM) of an https relay with its own CA ($ZKCARE_RELAY_CACERT).",
+    )(fn)
+    fn = click.option(
+        "--token-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="File holding the client token (else $ZKCARE_RELAY_TOKEN).",
+    )(fn)
+    return url_option(fn)
+
+
+def _remote(url: str, token_file: Path | None, cacert: Path | None) -> Remote:
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot read token file {token_file} ({exc.strerror or type(exc).__name__})"
+            ) from None
+    else:
+        token = os.environ.get("ZKCARE_RELAY_TOKEN", "").strip()
+    if not token:
+        raise click.ClickException(
+            "no client token: give --token-file FILE or set ZKCARE_RELAY_TOKEN "
+            "(python -m prover.relay clients create NAME --scope submit,read)"
+        )
+    return Remote(url.rstrip("/"), token, cacert)
+
+
 def _fail_config(exc: RelayConfigError) -> None:
     click.echo("zkcare relay: invalid settings", err=True)
     for problem in exc.problems:
@@ -52,13 +102,28 @@ def cli() -> None:
 @config_option
 @click.option("--host", default=None, help="Listen address (overrides settings).")
 @click.option("--port", type=int, default=None, help="Listen port (overrides settings).")
-def serve(config_file: Path | None, host: str | None, port: int | None) -> None:
-    """Run the relay (HTTP API, provers, submitter) until interrupted."""
+@click.option(
+    "--insecure-bind-i-know",
+    "insecure_bind",
+    is_flag=True,
+    help="Listen beyond loopback without TLS or a trusted proxy (tokens then cross the network "
+    "in the clear).",
+)
+def serve(
+    config_file: Path | None, host: str | None, port: int | None, insecure_bind: bool
+) -> None:
+    """Run the relay (HTTP API, provers, submitter) until interrupted.
+
+    A non-loopback host is refused unless the relay serves TLS itself (tls_cert_file,
+    tls_key_file) or runs behind a trusted reverse proxy (trusted_proxies), or
+    --insecure-bind-i-know is given.
+    """
     import uvicorn
 
-    from prover.relay.api import create_app
+    from prover.exceptions import InsecureBind
+    from prover.relay.api import create_app, server_options
     from prover.relay.service import Relay
-    from prover.relay.settings import load_settings
+    from prover.relay.settings import check_bind, is_loopback, load_settings
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -67,6 +132,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None) -> None:
         overrides["port"] = port
     try:
         settings = load_settings(config_file, **overrides)
+        check_bind(settings, insecure=insecure_bind)
         logging.basicConfig(
             level=settings.log_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -76,8 +142,14 @@ def serve(config_file: Path | None, host: str | None, port: int | None) -> None:
     except RelayConfigError as exc:
         _fail_config(exc)
         return
+    except InsecureBind as exc:
+        raise click.UsageError(str(exc)) from None
     except ZkcareError as exc:
         raise click.ClickException(str(exc)) from exc
+    if insecure_bind and not (is_loopback(settings.host) or settings.tls):
+        logging.getLogger("zkcare.relay").warning(
+            "--insecure-bind-i-know: serving plain HTTP on %s", settings.host
+        )
     app = create_app(relay)
     uvicorn.run(
         app,
@@ -86,6 +158,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None) -> None:
         log_config=None,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        **server_options(settings),
     )
 
 
@@ -94,12 +167,16 @@ def serve(config_file: Path | None, host: str | None, port: int | None) -> None:
 def check(config_file: Path | None) -> None:
     """Validate settings, keys and bundles; print the addresses in use."""
     from prover.relay.keys import load_keys
-    from prover.relay.service import resolve_models
+    from prover.relay.service import load_data_key, resolve_models
     from prover.relay.settings import load_settings
 
     try:
         settings = load_settings(config_file)
         keys = load_keys(settings)
+        try:
+            load_data_key(settings)
+        except ZkcareError as exc:
+            raise RelayConfigError([str(exc)]) from None
         models = resolve_models(settings.models)
         benchmark = None
         if settings.evaluation is not None:
@@ -125,9 +202,14 @@ def check(config_file: Path | None) -> None:
         )
 
 
-def _request(method: str, url: str, **kwargs: Any) -> Any:
+def _request(method: str, remote: Remote, path: str, **kwargs: Any) -> Any:
+    url = remote.url + path
+    headers = {**kwargs.pop("headers", {}), "Authorization": f"Bearer {remote.token}"}
+    verify: bool | str = str(remote.cacert) if remote.cacert is not None else True
     try:
-        response = requests.request(method, url, timeout=30, **kwargs)
+        response = requests.request(
+            method, url, timeout=30, headers=headers, verify=verify, **kwargs
+        )
     except requests.RequestException as exc:
         raise click.ClickException(f"relay at {url} is unreachable ({type(exc).__name__})") from exc
     try:
@@ -144,7 +226,7 @@ def _request(method: str, url: str, **kwargs: Any) -> Any:
 
 @cli.command()
 @click.argument("job_file", type=click.File("rb"))
-@url_option
+@remote_options
 @click.option(
     "--wait",
     is_flag=True,
@@ -158,29 +240,38 @@ def _request(method: str, url: str, **kwargs: Any) -> Any:
     show_default=True,
     help="Seconds --wait waits.",
 )
-def submit(job_file: Any, url: str, wait: bool, timeout: float) -> None:
-    """Submit the claim job in JOB_FILE (JSON; see the OpenAPI schema at /docs)."""
+def submit(
+    job_file: Any,
+    url: str,
+    token_file: Path | None,
+    cacert: Path | None,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Submit the claim job in JOB_FILE (JSON; see the OpenAPI schema at /openapi.json)."""
+    remote = _remote(url, token_file, cacert)
     body = _request(
         "POST",
-        f"{url}/v1/jobs",
+        remote,
+        "/v1/jobs",
         data=job_file.read(),
         headers={"Content-Type": "application/json"},
     )
     if not wait:
         click.echo(json.dumps(body, indent=1))
         return
-    status = _follow(url, str(body["job_id"]), timeout)
+    status = _follow(remote, str(body["job_id"]), timeout)
     click.echo(json.dumps(status, indent=1))
     if status["state"] == JobState.FAILED:
         raise click.ClickException(f"job {status['job_id']} failed: {status.get('reason')}")
 
 
-def _follow(url: str, job_id: str, timeout: float) -> dict[str, Any]:
+def _follow(remote: Remote, job_id: str, timeout: float) -> dict[str, Any]:
     """Poll a job until it is final, printing each state it passes to stderr."""
     deadline = time.monotonic() + timeout
     seen = None
     while True:
-        status: dict[str, Any] = _request("GET", f"{url}/v1/jobs/{job_id}")
+        status: dict[str, Any] = _request("GET", remote, f"/v1/jobs/{job_id}")
         if status["state"] != seen:
             seen = status["state"]
             click.echo(f"job {job_id}: {seen}", err=True)
@@ -193,22 +284,26 @@ def _follow(url: str, job_id: str, timeout: float) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("job_id")
-@url_option
-def show(job_id: str, url: str) -> None:
+@remote_options
+def show(job_id: str, url: str, token_file: Path | None, cacert: Path | None) -> None:
     """Show one job's status."""
-    click.echo(json.dumps(_request("GET", f"{url}/v1/jobs/{job_id}"), indent=1))
+    remote = _remote(url, token_file, cacert)
+    click.echo(json.dumps(_request("GET", remote, f"/v1/jobs/{job_id}"), indent=1))
 
 
 @cli.command("list")
 @click.option("--state", default=None, help="Only jobs in this state.")
 @click.option("--limit", default=100, show_default=True)
-@url_option
-def list_jobs(state: str | None, limit: int, url: str) -> None:
-    """List jobs, oldest first (one line each)."""
+@remote_options
+def list_jobs(
+    state: str | None, limit: int, url: str, token_file: Path | None, cacert: Path | None
+) -> None:
+    """List the client's jobs (every job for an admin client), oldest first (one line each)."""
+    remote = _remote(url, token_file, cacert)
     params: dict[str, Any] = {"limit": limit}
     if state:
         params["state"] = state
-    for job in _request("GET", f"{url}/v1/jobs", params=params)["jobs"]:
+    for job in _request("GET", remote, "/v1/jobs", params=params)["jobs"]:
         tx = job.get("tx_hash") or "-"
         reason = f"  {job['reason']}" if job.get("reason") else ""
         click.echo(f"{job['job_id']}  {job['state']:<9}  policy {job['policy_id']}  {tx}{reason}")
@@ -314,6 +409,175 @@ def new_secret(path: Path) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
     click.echo(f"wrote nullifier secret {path} (mode 0600)", err=True)
+
+
+@keys.command("new-data-key")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def new_data_key(path: Path) -> None:
+    """Write a new data key (32 random bytes, hex; seals patient input at rest) at PATH.
+
+    Keep it outside the relay's data_dir (one backup must not hold both) and name it in the
+    settings as data_key_file = "PATH" (or give it as ZKCARE_RELAY_DATA_KEY="$(cat PATH)").
+    Refuses to overwrite an existing file.
+    """
+    from prover.relay import keys as relay_keys
+
+    _refuse_existing(path)
+    try:
+        relay_keys.new_secret(path)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
+    click.echo(f"wrote data key {path} (mode 0600)", err=True)
+
+
+# ------------------------------------------------------------------------------- clients
+
+
+def _data_dir(config_file: Path | None) -> Path:
+    """The relay's data_dir from ``$ZKCARE_RELAY_DATA_DIR``, the config file, or the default
+    (only that setting is read: the clients commands need no keys or secrets)."""
+    import tomllib
+
+    from prover.relay.settings import CONFIG_ENV, ENV_PREFIX
+
+    if os.environ.get(ENV_PREFIX + "DATA_DIR"):
+        return Path(os.environ[ENV_PREFIX + "DATA_DIR"])
+    path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if path is None:
+        return Path("relay-data")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise click.ClickException(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.ClickException(f"config file {path}: {exc}") from None
+    return Path(str(data.get("data_dir", "relay-data")))
+
+
+def _client_store(config_file: Path | None, create: bool = False) -> Any:
+    """The relay's store (``create``: made, ``0600`` in a ``0700`` data_dir, if missing)."""
+    from prover.relay.store import JobStore
+
+    data_dir = _data_dir(config_file)
+    db = data_dir / "jobs.sqlite3"
+    if not db.exists() and not create:
+        raise click.ClickException(
+            f"no job store at {db}: start the relay once (or check data_dir in the settings)"
+        )
+    try:
+        return JobStore(db)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _write_token(path: Path, token: str) -> None:
+    from prover.relay.keys import write_private
+
+    _refuse_existing(path)
+    write_private(path, token + "\n")
+
+
+@cli.group()
+def clients() -> None:
+    """Relay clients: API tokens with scopes (submit, read, admin); shown once."""
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="submit, read or admin (repeat, or comma-separate).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the token to this new 0600 file instead of printing it.",
+)
+@config_option
+def clients_create(
+    name: str, scopes: tuple[str, ...], token_file: Path | None, config_file: Path | None
+) -> None:
+    """Create client NAME; its token goes to stdout (or --token-file), once."""
+    from prover.relay.auth import parse_scopes
+
+    store = _client_store(config_file, create=True)
+    try:
+        client, token = store.create_client(name, parse_scopes(scopes))
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    scope_text = ",".join(sorted(client.scopes))
+    if token_file is not None:
+        _write_token(token_file, token)
+        click.echo(f"client {client.id} {client.name} ({scope_text}): token in {token_file}")
+        return
+    click.echo(
+        f"client {client.id} {client.name} ({scope_text}); its token (shown once):", err=True
+    )
+    click.echo(token)
+
+
+@clients.command("list")
+@config_option
+def clients_list(config_file: Path | None) -> None:
+    """List clients: id, name, scopes, live tokens, revoked or active."""
+    store = _client_store(config_file)
+    try:
+        rows = store.clients()
+    finally:
+        store.close()
+    for client, live in rows:
+        status = "revoked" if client.revoked else "active"
+        scope_text = ",".join(sorted(client.scopes))
+        click.echo(f"{client.id}  {client.name:<20}  {scope_text:<18}  {live} token(s)  {status}")
+
+
+@clients.command("revoke")
+@click.argument("client")
+@config_option
+def clients_revoke(client: str, config_file: Path | None) -> None:
+    """Revoke CLIENT (id or name) and all its tokens, effective at the next request."""
+    store = _client_store(config_file)
+    try:
+        done = store.revoke_client(client)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    click.echo(f"client {done.id} {done.name}: revoked")
+
+
+@clients.command("rotate")
+@click.argument("client")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the new token to this new 0600 file instead of printing it.",
+)
+@config_option
+def clients_rotate(client: str, token_file: Path | None, config_file: Path | None) -> None:
+    """A new token for CLIENT (id or name); its old tokens stop working at once."""
+    store = _client_store(config_file)
+    try:
+        done, token = store.rotate_client(client)
+    except ZkcareError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.close()
+    if token_file is not None:
+        _write_token(token_file, token)
+        click.echo(f"client {done.id} {done.name}: new token in {token_file}; old ones revoked")
+        return
+    click.echo(f"client {done.id} {done.name}: new token (shown once); old ones revoked", err=True)
+    click.echo(token)
 
 
 def _refuse_existing(path: Path) -> None:

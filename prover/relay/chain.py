@@ -351,6 +351,27 @@ class SettlementClient:
         claim_id, amount = abi_decode(["uint256", "uint256"], bytes(raw))
         return int(claim_id), int(amount)
 
+    def revert_reason(self, receipt: TxReceipt) -> str:
+        """Why a mined transaction reverted: it is replayed with ``eth_call`` on the state after
+        its block (what it met, other transactions of that block included) and the revert data
+        decoded (``ClaimSettlementRecordAlreadyClaimed(policyId=…, …)``)."""
+        tx_hash = receipt["transactionHash"]
+        block = int(receipt["blockNumber"])
+        tx = self.rpc.call(lambda w3: w3.eth.get_transaction(tx_hash))
+        call: dict[str, Any] = {
+            "from": tx["from"],
+            "to": tx["to"],
+            "data": tx["input"],
+            "gas": int(tx["gas"]),
+            "value": int(tx.get("value", 0)),
+        }
+        try:
+            self.rpc.call(lambda w3: w3.eth.call(call, block))  # type: ignore[arg-type]
+        except (ContractLogicError, Web3RPCError) as exc:
+            found = revert_data(exc)
+            return self.decoder.decode(found) if found is not None else str(exc)[:200]
+        return "not reproducible by replaying it on the block's state"
+
     def outcome(self, receipt: TxReceipt) -> ClaimOutcome | None:
         """The ClaimPaid/ClaimDenied event this contract emitted in ``receipt``."""
         for entry in receipt["logs"]:

@@ -4,8 +4,10 @@
 registry with the built-in diagnostic model's verifier and a ClaimSettlement
 (:func:`prover.relay.devchain.deploy_dev_chain`: a funded ETH pool, the hospital trusted, a
 product paying when the model calls the tumour malignant), issues a policy, funds the
-submitter, writes the hospital and submitter keystores, the nullifier secret and a TOML config
-into the folder, and serves the relay until SIGINT/SIGTERM, then stops the relay and anvil.
+submitter, writes the hospital and submitter keystores, the nullifier secret, the data key
+(``data.key``, outside the job store's ``data/``) and a TOML config into the folder, creates the
+client ``dev`` (scopes submit, read, admin; token printed and kept in ``client.token``), and
+serves the relay until SIGINT/SIGTERM, then stops the relay and anvil.
 
 A second start with the same folder reuses everything: anvil reloads the chain, the relay its
 jobs. When the contracts, the model bundle or the keys no longer match what was deployed, the
@@ -89,6 +91,16 @@ class DevFolder:
         return self.root / "nullifier.secret"
 
     @property
+    def data_key(self) -> Path:
+        """The data key sealing patient input at rest (outside ``data``, the job store)."""
+        return self.root / "data.key"
+
+    @property
+    def token(self) -> Path:
+        """The dev client's token (scopes submit, read, admin)."""
+        return self.root / "client.token"
+
+    @property
     def state(self) -> Path:
         """anvil's chain state (``--state``)."""
         return self.root / "anvil-state.json"
@@ -158,6 +170,12 @@ def ensure_keys(folder: DevFolder, echo: Echo) -> tuple[str, str, str]:
     if not folder.secret.exists():
         new_secret(folder.secret)
         echo(f"  nullifier secret -> {folder.secret}")
+    old_key = folder.data / "input.key"  # where relays before client auth kept it
+    if not folder.data_key.exists() and old_key.exists():
+        old_key.replace(folder.data_key)
+    if not folder.data_key.exists():
+        new_secret(folder.data_key)
+        echo(f"  data key  -> {folder.data_key}")
     return addresses[0], addresses[1], passphrase
 
 
@@ -214,6 +232,7 @@ chain_id = {dep.chain_id}
 settlement = {json.dumps(dep.settlement)}
 confirmations = 1                 # anvil mines each transaction at once
 data_dir = {json.dumps(str(folder.data))}
+data_key_file = {json.dumps(str(folder.data_key))}   # outside data_dir
 host = "127.0.0.1"
 port = {port}
 
@@ -230,6 +249,27 @@ version = 1
     tmp = folder.config.with_suffix(".partial")
     tmp.write_text(text)
     tmp.replace(folder.config)
+
+
+def ensure_client(store: Any, folder: DevFolder) -> tuple[str, bool]:
+    """The dev client's token (scopes submit, read, admin), kept in ``client.token``: reused
+    while it still authenticates, else the client is created or rotated. (token, new)."""
+    from prover.exceptions import AuthenticationFailed, ClientNotFound
+    from prover.relay.auth import Scope
+
+    if folder.token.exists():
+        token = folder.token.read_text().strip()
+        try:
+            store.authenticate(token)
+            return token, False
+        except AuthenticationFailed:
+            folder.token.unlink()
+    try:
+        _client, token = store.rotate_client("dev")
+    except ClientNotFound:
+        _client, token = store.create_client("dev", [Scope.SUBMIT, Scope.READ, Scope.ADMIN])
+    write_private(folder.token, token + "\n")
+    return token, True
 
 
 def shown(path: Path) -> str:
@@ -437,7 +477,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from prover.relay.api import create_app
+    from prover.relay.api import create_app, server_options
     from prover.relay.service import Relay
 
     logging.basicConfig(
@@ -448,7 +488,9 @@ def _serve(
     relay: Relay = _stage("relay", lambda: Relay(settings))
     try:
         _stage("relay", relay.start)
+        token, _new = _stage("relay", lambda: ensure_client(relay.store, folder))
         relay_url = f"http://127.0.0.1:{settings.port}"
+        auth = f"--token-file {shown(folder.token)}"
         job = job_file(folder, dep.policy_id)
         python = python_command()
         eth = PAYOUT_WEI / 10**18
@@ -458,17 +500,19 @@ def _serve(
             f"  policy    {dep.policy_id} (holder {dep.holder}): pays {eth:g} ETH when the model "
             "calls the tumour malignant"
         )
-        echo(f"  config    {shown(folder.config)} (keys and secret next to it)")
-        echo(f"  watch     {python} -m prover.relay list --url {relay_url}")
+        echo(f"  config    {shown(folder.config)} (keys, secret and data key next to it)")
+        echo(f"  client    dev (submit, read, admin), token {token} in {shown(folder.token)}")
+        echo(f"  watch     {python} -m prover.relay list --url {relay_url} {auth}")
         echo("  stop      Ctrl-C (stops the relay and anvil; the next start resumes the chain)")
         echo(f"relay URL: {relay_url}")
-        echo(f"submit:    {python} -m prover.relay submit {shown(job)} --url {relay_url}")
+        echo(f"submit:    {python} -m prover.relay submit {shown(job)} --url {relay_url} {auth}")
         config = uvicorn.Config(
             create_app(relay, manage_relay=False),
             log_config=None,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=10,
+            **server_options(settings),
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -294,6 +294,7 @@ class Evaluation:
     correct: int | None = None
     benchmark_size: int | None = None
     amount_wei: int | None = None
+    client_id: str | None = None  # the relay client that asked for it
 
     @classmethod
     def load(cls, path: Path) -> Evaluation:
@@ -326,10 +327,13 @@ class Evaluations:
         sealer: Sealer,
         root: Path,
         prove_threads: int = 1,
+        check_rpc: RpcPool | None = None,
     ) -> None:
+        """``check_rpc``: the pool the request path reads bounties with (short timeouts)."""
         self.config = config
         self.benchmark = benchmark
         self.rpc = rpc
+        self.check_rpc = check_rpc or rpc
         self.submitter = submitter
         self.account = account
         self.sealer = sealer
@@ -404,7 +408,7 @@ class Evaluations:
             version = registry.functions.getModelVersion(b[6], b[5]).call()
             return b, version, int(w3.eth.get_block("latest")["timestamp"])
 
-        b, version, now = self.rpc.call(read)
+        b, version, now = self.check_rpc.call(read)
         status, deadline, scale, winner = int(b[2]), int(b[1]), int(b[3]), str(b[9])
         model, number = "0x" + bytes(b[6]).hex(), int(b[5])
         if status == 0:
@@ -434,7 +438,7 @@ class Evaluations:
                 f"its contextScale {scale} is not this circuit's {ours}: no proof wins it",
             )
 
-    def submit(self, req: EvaluationRequest) -> Evaluation:
+    def submit(self, req: EvaluationRequest, client_id: str | None = None) -> Evaluation:
         """Validate and queue an evaluation.
 
         Raises InvalidInput / BountyRejected (422), EvaluationConflict (409), EvaluationsBusy
@@ -470,6 +474,7 @@ class Evaluations:
             state=EvaluationState.QUEUED,
             created_at=now,
             updated_at=now,
+            client_id=client_id,
         )
         with self._lock:
             self._admit(req.bounty_id, researcher)

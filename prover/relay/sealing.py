@@ -2,8 +2,9 @@
 
 The relay must keep a job's features and salt until the proof exists (a crash must not lose the
 job), but never in the clear: :class:`Sealer` encrypts them with a 256-bit data key (from the
-environment, or a ``0600`` key file created on first start) and the job id as associated data,
-so a sealed blob cannot be moved to another job.
+environment, or a ``0600`` key file outside ``data_dir``: see
+:func:`prover.relay.service.load_data_key`) and the job id as associated data, so a sealed blob
+cannot be moved to another job.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""The relay: job intake, the dispatcher and submitter threads, health."""
+"""The relay: job intake, the dispatcher and submitter threads, health, retention.
+
+The request path never waits on the chain for more than :attr:`RelaySettings.intake_timeout_s`
+per read (policy checks use their own RPC pool with that timeout, and skip the chain entirely
+while the health probe finds it unreachable): a job whose policy cannot be checked is accepted
+``held`` and checked by the background thread before it is proved. The probe reads the block
+number every ``poll_interval_s``, so ``/healthz`` degrades within one poll interval of an outage.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import threading
 import time
 import uuid
@@ -19,6 +27,7 @@ from prover.attestation import record_nullifier
 from prover.exceptions import (
     ChainUnavailable,
     InvalidPatientRecord,
+    InvalidTransition,
     PolicyRejected,
     RelayConfigError,
     RelayError,
@@ -35,6 +44,7 @@ from prover.relay.metrics import RelayMetrics
 from prover.relay.schemas import ChainHealth, Health, JobRequest
 from prover.relay.sealing import Sealer
 from prover.relay.settings import ModelConfig, RelaySettings
+from prover.relay.states import JobState
 from prover.relay.store import Job, JobStore, NewJob
 from prover.relay.submitter import Submitter, SubmitterConfig, gwei
 from prover.relay.worker import LocalProverPool, ModelRef, ProverWorker
@@ -125,6 +135,46 @@ def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], ServedMo
     return out
 
 
+def load_data_key(settings: RelaySettings) -> bytes:
+    """The data key: ``data_key`` (environment) or ``data_key_file`` (``0600``, outside
+    ``data_dir``). A key file left in ``data_dir`` by an older relay is refused."""
+    legacy = settings.data_dir / "input.key"
+    if legacy.exists():
+        raise RelayError(
+            f"{legacy} holds the data key next to the job store (the old default): move it "
+            "out of data_dir and set data_key_file to its new path (or give ZKCARE_RELAY_DATA_KEY)"
+        )
+    if settings.data_key is not None:
+        return bytes.fromhex(settings.data_key.get_secret_value().strip().removeprefix("0x"))
+    path = settings.data_key_file
+    if path is None:
+        raise RelayError(
+            "no data key: set ZKCARE_RELAY_DATA_KEY (32 bytes hex) or data_key_file, a 0600 file "
+            "outside data_dir (python -m prover.relay keys new-data-key PATH)"
+        )
+    try:
+        mode = path.stat().st_mode & 0o777
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        raise RelayError(
+            f"data_key_file {path} does not exist (create it: "
+            f"python -m prover.relay keys new-data-key {path})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RelayError(f"data_key_file {path}: cannot read it ({type(exc).__name__})") from None
+    if mode & 0o077:
+        raise RelayError(
+            f"data_key_file {path} is mode {mode:04o}; make it 0600 (chmod 600 {path})"
+        )
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise RelayError(f"data_key_file {path} does not hold 32 bytes, hex-encoded")
+    return key
+
+
 def request_mac(key: bytes, req: JobRequest) -> str:
     """Keyed fingerprint of a request (detects idempotency-key reuse without storing data)."""
     body = json.dumps(
@@ -150,13 +200,10 @@ class Relay:
         self.settings = settings
         self.keys = keys or load_keys(settings)
         self.models = models or resolve_models(settings.models)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.data_dir.chmod(0o700)
+        self.sealer = Sealer(load_data_key(settings))
         self.store = JobStore(settings.db_path)
-        if settings.data_key is not None:
-            key = bytes.fromhex(settings.data_key.get_secret_value().strip().removeprefix("0x"))
-            self.sealer = Sealer(key)
-        else:
-            self.sealer = Sealer.from_key_file(settings.data_dir / "input.key")
         self.metrics = RelayMetrics(self.store)
         self.rpc = RpcPool(
             settings.rpc_url_strings,
@@ -164,6 +211,17 @@ class Relay:
             expected_chain_id=settings.chain_id,
         )
         self.settlement = SettlementClient(self.rpc, settings.settlement)
+        #: The request path's own pool: short timeouts, so a handler never waits long.
+        self.intake_rpc = RpcPool(
+            settings.rpc_url_strings,
+            timeout=settings.intake_timeout_s,
+            expected_chain_id=settings.chain_id,
+        )
+        self.intake_settlement = SettlementClient(self.intake_rpc, settings.settlement)
+        #: The health probe's view: last successful read (monotonic), and the last answer.
+        self.probe_ok = False
+        self.probe_at: float | None = None
+        self.probe_error: str | None = None
         self.submitter = Submitter(
             self.store,
             self.rpc,
@@ -184,6 +242,9 @@ class Relay:
             self.metrics,
         )
         self.rpc.on_failover = self.submitter.mark_failover
+        self.metrics.chain_up.set_function(
+            lambda: float(self.chain_reachable() and self.submitter.chain_ok)
+        )
         self.evaluations: Evaluations | None = None
         if settings.evaluation is not None:
             from prover.relay.evaluations import Evaluations, resolve_benchmark
@@ -197,6 +258,7 @@ class Relay:
                 sealer=self.sealer,
                 root=settings.data_dir / "evaluations",
                 prove_threads=settings.prove_threads,
+                check_rpc=self.intake_rpc,
             )
         self._worker = worker
         self._owns_worker = worker is None
@@ -206,6 +268,7 @@ class Relay:
         self._policy_cache: dict[int, float] = {}
         self._product_cache: dict[int, tuple[float, ProductInfo]] = {}
         self._lock_file: IO[str] | None = None
+        self._housekeeping_wake = threading.Event()
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -234,6 +297,8 @@ class Relay:
         With ``process=False`` only the API side runs (jobs stay queued): used by tests.
         """
         self._lock_data_dir()
+        self.probe()
+        self._threads = [threading.Thread(target=self._probe_loop, name="chain-probe", daemon=True)]
         requeued = self.store.requeue_proving("relay restarted while proving")
         counts = self.store.counts()
         unfinished = sum(n for state, n in counts.items() if not state.final)
@@ -257,24 +322,25 @@ class Relay:
                 self.settings.max_prove_attempts,
                 on_proved=self.submitter.wake,
             )
-            self._threads = [
+            self._threads += [
                 threading.Thread(
                     target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True
                 ),
                 threading.Thread(
                     target=self.submitter.run, args=(self._stop,), name="submitter", daemon=True
                 ),
+                threading.Thread(target=self._housekeeping, name="held-and-prune", daemon=True),
             ]
-            for thread in self._threads:
-                thread.start()
             if self.evaluations is not None:
                 self.evaluations.start(self._stop)
+        for thread in self._threads:
+            thread.start()
         self.started = True
 
     def _lock_data_dir(self) -> None:
         """One relay per data directory: two would hand out the same nonces."""
         path = self.settings.data_dir / "relay.lock"
-        handle = path.open("a")
+        handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -287,6 +353,7 @@ class Relay:
     def stop(self) -> None:
         """Stop the threads (unfinished jobs resume at the next start) and close the store."""
         self._stop.set()
+        self._housekeeping_wake.set()
         self.submitter.wake.set()
         if self.dispatcher is not None:
             self.dispatcher.wake.set()
@@ -324,28 +391,40 @@ class Relay:
         per_proof = stats.busy_seconds / stats.proved if stats and stats.proved else 1.0
         return max(1, min(300, math.ceil(self.settings.max_queue * per_proof / self.provers)))
 
-    def check_policy(self, policy_id: int, model: ServedModel) -> None:
-        """Refuse a policy the chain says cannot be claimed with ``model``.
+    def check_policy(self, policy_id: int, model: ServedModel) -> bool:
+        """Refuse a policy the chain says cannot be claimed with ``model``; False when it could
+        not be checked (the chain unreachable within ``intake_timeout_s``): the job is held.
 
-        Skipped while the chain is unreachable: the submitter's simulation checks it again.
+        A policy checked within ``policy_cache_s`` is not read again. While the health probe
+        finds the chain unreachable, the chain is not asked at all.
         """
         cached = self._policy_cache.get(policy_id)
         if cached is not None and cached > time.monotonic():
-            return
+            return True
+        if not self.probe_ok:
+            log.warning("policy %d not checked: chain unreachable; the job is held", policy_id)
+            return False
         try:
-            policy = self.settlement.policy(policy_id)
-            if policy.holder == ZERO_ADDRESS:
-                raise PolicyRejected(
-                    policy_id, f"no such policy on ClaimSettlement {self.settlement.address}"
-                )
-            if policy.reserved == 0:
-                raise PolicyRejected(policy_id, "its coverage is exhausted or released")
-            if policy.expiry < time.time():
-                raise PolicyRejected(policy_id, f"expired at {policy.expiry} (unix time)")
-            product = self._product(policy.product_id)
+            self._check_policy(self.intake_settlement, policy_id, model)
         except ChainUnavailable:
-            log.warning("policy %d not checked: chain unreachable", policy_id)
-            return
+            log.warning("policy %d not checked: chain unreachable; the job is held", policy_id)
+            return False
+        return True
+
+    def _check_policy(
+        self, settlement: SettlementClient, policy_id: int, model: ServedModel
+    ) -> None:
+        """Read the policy and its product (:class:`PolicyRejected`, :class:`ChainUnavailable`)."""
+        policy = settlement.policy(policy_id)
+        if policy.holder == ZERO_ADDRESS:
+            raise PolicyRejected(
+                policy_id, f"no such policy on ClaimSettlement {settlement.address}"
+            )
+        if policy.reserved == 0:
+            raise PolicyRejected(policy_id, "its coverage is exhausted or released")
+        if policy.expiry < time.time():
+            raise PolicyRejected(policy_id, f"expired at {policy.expiry} (unix time)")
+        product = self._product(settlement, policy.product_id)
         if product.model_id != model.model_id or product.version != model.config.version:
             raise PolicyRejected(
                 policy_id,
@@ -355,33 +434,33 @@ class Relay:
             )
         self._policy_cache[policy_id] = time.monotonic() + self.settings.policy_cache_s
 
-    def _product(self, product_id: int) -> ProductInfo:
+    def _product(self, settlement: SettlementClient, product_id: int) -> ProductInfo:
         """A product record, cached like policies (many policies share one product)."""
         cached = self._product_cache.get(product_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        product = self.settlement.product(product_id)
+        product = settlement.product(product_id)
         self._product_cache[product_id] = (
             time.monotonic() + self.settings.policy_cache_s,
             product,
         )
         return product
 
-    def submit(self, req: JobRequest) -> tuple[Job, bool]:
-        """Validate and queue a claim job; ``(job, created)``.
+    def submit(self, req: JobRequest, client_id: str | None = None) -> tuple[Job, bool]:
+        """Validate and queue (or hold) ``client_id``'s claim job; ``(job, created)``.
 
         Raises UnknownModel, InvalidPatientRecord, PolicyRejected (all 4xx),
-        IdempotencyConflict (409) or QueueFull (429).
+        IdempotencyConflict or DuplicateRecord (409) or QueueFull (429).
         """
         from prover.zk.commitment import new_salt
 
         mac = request_mac(self.settings.nullifier_key, req)
         existing = self.store.find_by_key(req.idempotency_key)
-        if existing is not None and existing.request_mac == mac:
+        if existing is not None and existing.request_mac == mac and existing.client_id == client_id:
             return existing, False
         model = self.model(req.model, req.model_version)
         model.check_record(req.features)
-        self.check_policy(req.policy_id, model)
+        checked = self.check_policy(req.policy_id, model)
         job_id = uuid.uuid4().hex
         salt = tuple(req.salt) if req.salt is not None else new_salt()
         sealed = self.sealer.seal(job_id, req.features, salt)
@@ -395,15 +474,105 @@ class Relay:
             model_version=req.model_version,
             record_nullifier=record_nullifier(self.settings.nullifier_key, req.record_id),
             sealed_input=sealed,
+            client_id=client_id,
         )
         job, created = self.store.create_job(
-            new, self.settings.max_queue, retry_after=self.retry_after()
+            new, self.settings.max_queue, retry_after=self.retry_after(), held=not checked
         )
         if created:
-            log.info("job %s: queued (policy %d, %s)", job.id, job.policy_id, model.config.key)
-            if self.dispatcher is not None:
+            log.info(
+                "job %s: %s (policy %d, %s)", job.id, job.state, job.policy_id, model.config.key
+            )
+            if self.dispatcher is not None and job.state == JobState.QUEUED:
                 self.dispatcher.wake.set()
+            if job.state == JobState.HELD:
+                self._housekeeping_wake.set()
         return job, created
+
+    # ------------------------------------------------------------------ background
+
+    def probe(self) -> bool:
+        """One health probe: the block number within ``intake_timeout_s``."""
+        try:
+            self.intake_rpc.call(lambda w3: w3.eth.block_number)
+        except ChainUnavailable as exc:
+            if self.probe_ok:
+                log.warning("chain probe failed: %s", exc)
+            self.probe_ok = False
+            self.probe_error = str(exc)[:300]
+            return False
+        self.probe_at = time.monotonic()
+        self.probe_ok = True
+        self.probe_error = None
+        return True
+
+    def _probe_loop(self) -> None:
+        while not self._stop.wait(self.settings.poll_interval_s):
+            self.probe()
+
+    def chain_reachable(self) -> bool:
+        """The probe's latest answer, and not older than one poll interval (plus its timeout)."""
+        if not self.probe_ok or self.probe_at is None:
+            return False
+        stale = self.settings.poll_interval_s + 2 * self.settings.intake_timeout_s + 0.5
+        return time.monotonic() - self.probe_at <= stale
+
+    def release_held(self) -> int:
+        """Check the policies of held jobs: queue them, or fail them with the chain's reason.
+        Stops at the first chain error (the jobs stay held); how many were released."""
+        released = 0
+        for job in self.store.list_jobs([JobState.HELD], limit=64):
+            served = self.models.get((job.model, job.model_version))
+            try:
+                if served is None:
+                    raise PolicyRejected(job.policy_id, f"model {job.model} is no longer served")
+                self._check_policy(self.settlement, job.policy_id, served)
+            except ChainUnavailable:
+                return released
+            except PolicyRejected as exc:
+                try:
+                    self.store.transition(
+                        job.id, JobState.HELD, JobState.FAILED, reason=str(exc), sealed_input=None
+                    )
+                except InvalidTransition:
+                    continue
+                log.info("job %s: held -> failed: %s", job.id, exc)
+            else:
+                try:
+                    self.store.transition(
+                        job.id, JobState.HELD, JobState.QUEUED, detail="policy checked"
+                    )
+                except InvalidTransition:
+                    continue
+                log.info("job %s: held -> queued (policy %d checked)", job.id, job.policy_id)
+                if self.dispatcher is not None:
+                    self.dispatcher.wake.set()
+            released += 1
+        return released
+
+    def prune(self) -> int:
+        """Delete jobs finished more than ``job_retention_s`` ago (audit rows stay)."""
+        pruned = self.store.prune_final(time.time() - self.settings.job_retention_s)
+        if pruned:
+            log.info(
+                "pruned %d finished jobs older than %g s", pruned, self.settings.job_retention_s
+            )
+        return pruned
+
+    def _housekeeping(self) -> None:
+        """Held jobs every poll interval (at once after a new one), pruning now and then."""
+        next_prune = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + self.settings.prune_interval_s
+                if self.probe_ok and self.store.counts()[JobState.HELD]:
+                    self.release_held()
+            except Exception as exc:  # keep the loop alive; logged, retried next pass
+                log.error("housekeeping failed: %s: %s", type(exc).__name__, str(exc)[:200])
+            self._housekeeping_wake.wait(self.settings.poll_interval_s)
+            self._housekeeping_wake.clear()
 
     # ------------------------------------------------------------------ status
 
@@ -411,14 +580,15 @@ class Relay:
         """The relay's health summary."""
         sub = self.submitter
         counts = self.store.counts()
-        ok = sub.chain_ok and sub.paused_reason is None
+        reachable = self.chain_reachable()
+        ok = reachable and sub.chain_ok and sub.paused_reason is None
         return Health(
             status="ok" if ok else "degraded",
             chain=ChainHealth(
-                reachable=sub.chain_ok,
+                reachable=reachable and sub.chain_ok,
                 endpoint=self.rpc.current,
                 chain_id=sub.chain_id,
-                last_error=sub.last_error,
+                last_error=sub.last_error or self.probe_error,
             ),
             submitter=self.keys.submitter.address,
             hospital=self.keys.hospital.address,

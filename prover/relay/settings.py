@@ -9,6 +9,7 @@ the environment variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -33,7 +34,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from prover.exceptions import RelayConfigError
+from prover.exceptions import InsecureBind, RelayConfigError
 from prover.relay.engine import EngineSettings  # engine hook (issue 11)
 
 ENV_PREFIX = "ZKCARE_RELAY_"
@@ -169,13 +170,38 @@ class RelaySettings(BaseSettings):
     submitter_key: KeyConfig
     nullifier_secret: SecretStr = Field(description="hex, >= 32 bytes; environment only")
     data_key: SecretStr | None = Field(
-        default=None, description="hex, 32 bytes; default: <data_dir>/input.key"
+        default=None, description="hex, 32 bytes; environment only (or data_key_file)"
+    )
+    data_key_file: Path | None = Field(
+        default=None,
+        description="file holding the 32-byte hex data key, mode 0600, outside data_dir "
+        "(`keys new-data-key PATH`); used when data_key is not set",
     )
     # storage and service
     data_dir: Path = Path("relay-data")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, lt=65536)
     max_body_bytes: int = Field(default=16_384, ge=1024)
+    tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this PEM chain")
+    tls_key_file: Path | None = Field(default=None, description="the certificate's PEM key")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="mTLS: require client certificates issued by this CA (PEM)"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (IPs or CIDR networks) whose X-Forwarded-For is believed; "
+        "set: the relay runs behind a TLS-terminating proxy",
+    )
+    job_retention_s: float = Field(
+        default=30 * 86_400.0, gt=0, description="finished jobs are deleted after this"
+    )
+    prune_interval_s: float = Field(default=3600.0, gt=0, description="how often to prune")
+    intake_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=1.0,
+        description="per chain read in the request path (policy check); longer -> job held",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # proving
     models: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
@@ -221,6 +247,36 @@ class RelaySettings(BaseSettings):
                 raise ValueError("must be exactly 32 bytes, hex-encoded")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
+    @model_validator(mode="after")
+    def _data_key_source(self) -> RelaySettings:
+        if self.data_key is None and self.data_key_file is not None:
+            key = Path(os.path.abspath(self.data_key_file))
+            data = Path(os.path.abspath(self.data_dir))
+            if key.is_relative_to(data):
+                raise ValueError(
+                    f"data_key_file: {self.data_key_file} lies in data_dir {self.data_dir}; keep "
+                    "the key apart from the job store (one backup must not hold both)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> RelaySettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls: set both tls_cert_file and tls_key_file, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
     @model_validator(mode="after")
     def _unique_models(self) -> RelaySettings:
         keys = [m.key for m in self.models]
@@ -259,6 +315,37 @@ class RelaySettings(BaseSettings):
     def db_path(self) -> Path:
         """The SQLite job store."""
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the relay serves HTTPS itself."""
+        return self.tls_cert_file is not None
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """:attr:`trusted_proxies` parsed."""
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
+
+
+INSECURE_BIND_FLAG = "--insecure-bind-i-know"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: RelaySettings, *, insecure: bool = False) -> None:
+    """Refuse a non-loopback listen address without TLS or a trusted proxy in front
+    (:class:`InsecureBind`), unless ``insecure`` (``--insecure-bind-i-know``)."""
+    if is_loopback(settings.host) or settings.tls or settings.trusted_proxies or insecure:
+        return
+    raise InsecureBind(settings.host, INSECURE_BIND_FLAG)
 
 
 def _hex(value: str) -> bytes | None:

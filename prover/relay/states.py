@@ -9,6 +9,13 @@
                            │    foreign transaction)
     any non-final state ─► failed (with a reason: invalid input, simulated revert, …)
 
+    held ─► queued | failed
+    (accepted while the chain could not be asked about its policy: checked before proving)
+
+``held`` is a job accepted while its policy could not be checked (the chain unreachable within
+the request's one-second budget): it is not proved until the policy is checked, then goes to
+``queued``, or to ``failed`` with the reason the chain gives.
+
 ``signed`` means the signed transaction (raw bytes, hash, nonce) is persisted and may or may not
 have reached a node; ``submitted`` means a node accepted it. Every transition is one SQL
 transaction with a compare-and-set on the current state (see :mod:`prover.relay.store`).
@@ -22,6 +29,7 @@ from enum import StrEnum
 class JobState(StrEnum):
     """Where a claim job is."""
 
+    HELD = "held"
     QUEUED = "queued"
     PROVING = "proving"
     PROVED = "proved"
@@ -42,6 +50,8 @@ FINAL_STATES = frozenset({JobState.PAID, JobState.DENIED, JobState.FAILED})
 
 #: Allowed transitions (from -> to). Anything else is a bug and is refused by the store.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # queued once the policy is checked; failed when the chain rejects it
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.FAILED}),
     JobState.QUEUED: frozenset({JobState.PROVING, JobState.FAILED}),
     # back to queued when the worker died or the relay restarted mid-proof
     JobState.PROVING: frozenset({JobState.PROVED, JobState.QUEUED, JobState.FAILED}),

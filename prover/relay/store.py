@@ -10,11 +10,20 @@ ever stored sealed (:mod:`prover.relay.sealing`) and dropped in the transition t
 
 The schema's version is SQLite's ``user_version``; opening an older store migrates it in one
 transaction (:data:`MIGRATIONS`), and a store from a newer relay is refused.
+
+Besides jobs the store holds the relay's clients (:mod:`prover.relay.auth`: names, scopes, token
+digests, never a token) and an append-only ``audit`` table of who did what (submissions, reads,
+refusals, client changes, pruning), kept when finished jobs are pruned. One ``(policy,
+record nullifier)`` has at most one job that has not failed (a unique index). The database and
+its WAL files are created ``0600`` in a ``0700`` folder. The SQL is kept portable (no SQLite
+functions outside migrations) for the PostgreSQL store to come.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -26,13 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from prover.exceptions import (
+    AuthenticationFailed,
+    ClientNotFound,
+    DuplicateRecord,
     IdempotencyConflict,
+    InvalidInput,
     InvalidTransition,
     JobNotFound,
     QueueFull,
     RelayError,
 )
-from prover.relay.states import IN_FLIGHT_STATES, JobState, allowed
+from prover.relay import auth
+from prover.relay.auth import Client, Scope
+from prover.relay.states import FINAL_STATES, IN_FLIGHT_STATES, JobState, allowed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -68,9 +83,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     proved_at REAL,
     submitted_at REAL,
-    final_at REAL
+    final_at REAL,
+    client_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
+CREATE INDEX IF NOT EXISTS jobs_client ON jobs (client_id, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_record
+    ON jobs (policy_id, record_nullifier) WHERE state <> 'failed';
 CREATE TABLE IF NOT EXISTS attempts (
     tx_hash TEXT PRIMARY KEY,
     job_id TEXT NOT NULL REFERENCES jobs (id),
@@ -90,16 +109,44 @@ CREATE TABLE IF NOT EXISTS transitions (
     at REAL NOT NULL,
     detail TEXT
 );
+CREATE TABLE IF NOT EXISTS clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL REFERENCES clients (id),
+    digest TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    client_id TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    remote TEXT
+);
 """
 
 #: The schema this code writes (``PRAGMA user_version``; 0 is a store from before versioning).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``.
 MIGRATIONS = {
     # 2: every output of a model (JSON list of floats); ``logit`` stays the first output.
     2: """
 ALTER TABLE jobs ADD COLUMN outputs TEXT;
 UPDATE jobs SET outputs = json_array(logit) WHERE logit IS NOT NULL;
+""",
+    # 3: each job's client; the clients, tokens and audit tables and the (policy, record)
+    # unique index come from SCHEMA, applied after the migrations.
+    3: """
+ALTER TABLE jobs ADD COLUMN client_id TEXT;
 """,
 }
 
@@ -170,6 +217,7 @@ class Job:
     proved_at: float | None
     submitted_at: float | None
     final_at: float | None
+    client_id: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -212,6 +260,7 @@ class NewJob:
     record_nullifier: bytes
     sealed_input: bytes
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    client_id: str | None = None
 
 
 def _encode(name: str, value: Any) -> Any:
@@ -238,7 +287,8 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private(path)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
@@ -264,8 +314,14 @@ class JobStore:
                 for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
                     for statement in _statements(MIGRATIONS[step]):
                         conn.execute(statement)
-                for statement in _statements(SCHEMA):  # indexes and tables added later
-                    conn.execute(statement)
+                try:
+                    for statement in _statements(SCHEMA):  # indexes and tables added later
+                        conn.execute(statement)
+                except sqlite3.IntegrityError:
+                    raise RelayError(
+                        f"job store {self.path} holds two unfailed jobs for the same record on "
+                        "the same policy; fail or delete one before this relay can open it"
+                    ) from None
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -285,6 +341,10 @@ class JobStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA secure_delete=ON")
             conn.execute("PRAGMA foreign_keys=ON")
+            for suffix in ("-wal", "-shm"):
+                side = self.path.with_name(self.path.name + suffix)
+                if side.exists():
+                    side.chmod(0o600)
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)
@@ -311,36 +371,53 @@ class JobStore:
 
     # ------------------------------------------------------------------ creation
 
-    def create_job(self, new: NewJob, max_queued: int, retry_after: int = 1) -> tuple[Job, bool]:
-        """Insert a job, or return the existing one for the same idempotency key.
+    def create_job(
+        self, new: NewJob, max_queued: int, retry_after: int = 1, *, held: bool = False
+    ) -> tuple[Job, bool]:
+        """Insert a job (``held`` when its policy could not be checked), or return the existing
+        one for the same client and idempotency key.
 
         Returns ``(job, created)``. Raises :class:`IdempotencyConflict` if the key was used for
-        a different request, :class:`QueueFull` if ``max_queued`` jobs are already queued.
+        a different request (or by another client), :class:`DuplicateRecord` if an unfailed job
+        exists for the same record on the same policy, :class:`QueueFull` if ``max_queued`` jobs
+        are already queued or held.
         """
         now = time.time()
+        state = JobState.HELD if held else JobState.QUEUED
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT * FROM jobs WHERE idempotency_key = ?", (new.idempotency_key,)
             ).fetchone()
             if row is not None:
                 job = Job.from_row(row)
+                if job.client_id != new.client_id:
+                    raise IdempotencyConflict(new.idempotency_key, "")
                 if job.request_mac != new.request_mac:
                     raise IdempotencyConflict(new.idempotency_key, job.id)
                 return job, False
+            dup = conn.execute(
+                "SELECT id, client_id FROM jobs WHERE policy_id = ? AND record_nullifier = ?"
+                " AND state <> ?",
+                (str(new.policy_id), new.record_nullifier, JobState.FAILED.value),
+            ).fetchone()
+            if dup is not None:
+                same = dup["client_id"] == new.client_id
+                raise DuplicateRecord(new.policy_id, dup["id"] if same else None)
             (depth,) = conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state = ?", (JobState.QUEUED.value,)
+                "SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)",
+                (JobState.QUEUED.value, JobState.HELD.value),
             ).fetchone()
             if depth >= max_queued:
                 raise QueueFull(depth, max_queued, retry_after)
             conn.execute(
                 "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
-                " model_version, record_nullifier, sealed_input, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model_version, record_nullifier, sealed_input, created_at, updated_at,"
+                " client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.id,
                     new.idempotency_key,
                     new.request_mac,
-                    JobState.QUEUED.value,
+                    state.value,
                     str(new.policy_id),
                     new.model,
                     new.model_version,
@@ -348,9 +425,10 @@ class JobStore:
                     new.sealed_input,
                     now,
                     now,
+                    new.client_id,
                 ),
             )
-            self._log(conn, new.id, None, JobState.QUEUED, now, None)
+            self._log(conn, new.id, None, state, now, None)
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (new.id,)).fetchone()
         return Job.from_row(row), True
 
@@ -373,21 +451,28 @@ class JobStore:
         return None if row is None else Job.from_row(row)
 
     def list_jobs(
-        self, states: Iterable[JobState] | None = None, limit: int = 100, offset: int = 0
+        self,
+        states: Iterable[JobState] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        client_id: str | None = None,
     ) -> list[Job]:
-        """Jobs, oldest first, optionally only in ``states``."""
-        if states is None:
-            rows = self._conn().execute(
-                "SELECT * FROM jobs ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)
-            )
-        else:
+        """Jobs, oldest first, optionally only in ``states`` and only ``client_id``'s."""
+        where: list[str] = []
+        args: list[Any] = []
+        if states is not None:
             names = [JobState(s).value for s in states]
-            marks = ",".join("?" * len(names))
-            rows = self._conn().execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks})"
-                " ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (*names, limit, offset),
-            )
+            where.append(f"state IN ({','.join('?' * len(names))})")
+            args += names
+        if client_id is not None:
+            where.append("client_id = ?")
+            args.append(client_id)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn().execute(
+            f"SELECT * FROM jobs{clause} ORDER BY created_at, id LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
         return [Job.from_row(r) for r in rows]
 
     def in_flight(self) -> list[Job]:
@@ -536,6 +621,164 @@ class JobStore:
                 self._log(conn, job_id, JobState.PROVING, JobState.QUEUED, now, detail)
         return len(ids)
 
+    # ------------------------------------------------------------------ retention
+
+    def prune_final(self, before: float) -> int:
+        """Delete paid, denied and failed jobs (and their transactions) finished before
+        ``before`` (unix time); their transitions and audit rows stay. How many."""
+        names = [s.value for s in FINAL_STATES]
+        marks = ",".join("?" * len(names))
+        with self._tx() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT id FROM jobs WHERE state IN ({marks}) AND final_at < ?",
+                    (*names, before),
+                )
+            ]
+            for job_id in ids:
+                conn.execute("DELETE FROM attempts WHERE job_id = ?", (job_id,))
+                conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            if ids:
+                self._audit(conn, None, "prune", None, f"{len(ids)} finished jobs deleted", None)
+        return len(ids)
+
+    # ------------------------------------------------------------------ clients
+
+    def create_client(self, name: str, scopes: Iterable[Scope]) -> tuple[Client, str]:
+        """A new client and its first token (the only time the token is seen)."""
+        auth.check_name(name)
+        chosen = sorted(Scope(s).value for s in scopes)
+        if not chosen:
+            raise InvalidInput("a client needs at least one scope (submit, read, admin)")
+        client_id = secrets.token_hex(6)
+        token = auth.new_token()
+        now = time.time()
+        with self._tx() as conn:
+            if conn.execute("SELECT 1 FROM clients WHERE name = ?", (name,)).fetchone():
+                raise InvalidInput(f"client name {name!r} is taken (revoked clients keep theirs)")
+            conn.execute(
+                "INSERT INTO clients (id, name, scopes, created_at) VALUES (?, ?, ?, ?)",
+                (client_id, name, ",".join(chosen), now),
+            )
+            conn.execute(
+                "INSERT INTO tokens (id, client_id, digest, created_at) VALUES (?, ?, ?, ?)",
+                (token.token_id, client_id, token.digest, now),
+            )
+            self._audit(conn, None, "client.create", client_id, ",".join(chosen), None)
+        return self.client(client_id), token.token
+
+    def client(self, ref: str) -> Client:
+        """The client with this id or name, or :class:`ClientNotFound`."""
+        row = (
+            self._conn()
+            .execute("SELECT * FROM clients WHERE id = ? OR name = ?", (ref, ref))
+            .fetchone()
+        )
+        if row is None:
+            raise ClientNotFound(ref)
+        return _client(row)
+
+    def clients(self) -> list[tuple[Client, int]]:
+        """Every client (revoked ones too), oldest first, with its number of live tokens."""
+        rows = self._conn().execute(
+            "SELECT c.*, (SELECT COUNT(*) FROM tokens t WHERE t.client_id = c.id"
+            " AND t.revoked_at IS NULL) AS live FROM clients c ORDER BY c.created_at, c.id"
+        )
+        return [(_client(r), int(r["live"])) for r in rows]
+
+    def revoke_client(self, ref: str) -> Client:
+        """Revoke a client and every token it has (at once: tokens are checked per request)."""
+        client = self.client(ref)
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, client.id),
+            )
+            conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+                (now, client.id),
+            )
+            self._audit(conn, None, "client.revoke", client.id, "revoked", None)
+        return self.client(client.id)
+
+    def rotate_client(self, ref: str) -> tuple[Client, str]:
+        """A new token for the client; its earlier tokens stop working. The new token."""
+        client = self.client(ref)
+        if client.revoked:
+            raise InvalidInput(f"client {client.name} is revoked; create a new client")
+        token = auth.new_token()
+        now = time.time()
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+                (now, client.id),
+            )
+            conn.execute(
+                "INSERT INTO tokens (id, client_id, digest, created_at) VALUES (?, ?, ?, ?)",
+                (token.token_id, client.id, token.digest, now),
+            )
+            self._audit(conn, None, "client.rotate", client.id, "new token", None)
+        return client, token.token
+
+    def authenticate(self, token: str) -> Client:
+        """The live client holding ``token``, or :class:`AuthenticationFailed`."""
+        token_id, secret = auth.split_token(token)
+        row = (
+            self._conn()
+            .execute(
+                "SELECT t.digest, t.revoked_at AS token_revoked, c.* FROM tokens t"
+                " JOIN clients c ON c.id = t.client_id WHERE t.id = ?",
+                (token_id,),
+            )
+            .fetchone()
+        )
+        if (
+            row is None
+            or not auth.matches(secret, row["digest"])
+            or row["token_revoked"] is not None
+            or row["revoked_at"] is not None
+        ):
+            raise AuthenticationFailed("invalid or revoked token")
+        return _client(row)
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(
+        self,
+        client_id: str | None,
+        action: str,
+        target: str | None,
+        outcome: str,
+        remote: str | None = None,
+    ) -> None:
+        """Append one audit row (who, what, on what, how it ended, from where)."""
+        with self._tx() as conn:
+            self._audit(conn, client_id, action, target, outcome, remote)
+
+    def audit_rows(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The latest audit rows, oldest first."""
+        rows = self._conn().execute(
+            "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq", (limit,)
+        )
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def _audit(
+        conn: sqlite3.Connection,
+        client_id: str | None,
+        action: str,
+        target: str | None,
+        outcome: str,
+        remote: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (at, client_id, action, target, outcome, remote)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), client_id, action, target, outcome[:300], remote),
+        )
+
     @staticmethod
     def _log(
         conn: sqlite3.Connection,
@@ -550,3 +793,24 @@ class JobStore:
             " VALUES (?, ?, ?, ?, ?)",
             (job_id, from_state.value if from_state else None, to_state.value, at, detail),
         )
+
+
+def _client(row: sqlite3.Row) -> Client:
+    return Client(
+        id=row["id"],
+        name=row["name"],
+        scopes=frozenset(Scope(s) for s in row["scopes"].split(",") if s),
+        created_at=float(row["created_at"]),
+        revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+    )
+
+
+def _private(path: Path) -> None:
+    """Create the database file ``0600`` (SQLite gives its WAL files the same mode), or make an
+    existing one ``0600``."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+    else:
+        os.close(fd)

@@ -391,11 +391,12 @@ class Submitter:
             f"block {job.block_number}, head {head}: {head - job.block_number + 1} confirmations"
         )
         if int(receipt["status"]) != 1:
+            why = self.settlement.revert_reason(receipt)
             final = self.store.transition(
                 job.id,
                 JobState.CONFIRMED,
                 JobState.FAILED,
-                reason="transaction reverted on-chain",
+                reason=f"transaction reverted on-chain: {why}",
                 detail=depth,
             )
         else:

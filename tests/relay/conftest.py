@@ -29,6 +29,7 @@ from prover.anvil import Anvil
 from prover.models.build import BuildOptions, build_model
 from prover.models.data import load_rows
 from prover.relay.api import create_app
+from prover.relay.auth import Scope
 from prover.relay.devchain import AT_LEAST, DevChain, DevModel, deploy_dev_chain
 from prover.relay.keys import RelayKeys
 from prover.relay.service import Relay, ServedModel, resolve_models
@@ -36,7 +37,7 @@ from prover.relay.settings import KeyConfig, ModelConfig, RelaySettings
 from prover.relay.worker import LocalProverPool, ProverWorker
 from prover.zk.circuit import Bundle
 
-from .support import MODEL, ZOO_MODEL, ZOO_PAYS_AT_LEAST, PrivacyLedger
+from .support import MODEL, ZOO_MODEL, ZOO_PAYS_AT_LEAST, PrivacyLedger, token_for
 
 BLOCK_TIME = 0.5
 
@@ -212,6 +213,8 @@ def make_relay(
     ) -> Relay:
         submitter: LocalAccount = Account.create()
         ledger.add_secret("submitter key", submitter.key.hex())
+        data_key = secrets.token_hex(32)
+        ledger.add_secret("data key", data_key)
         if fund:
             dev_chain.set_balance(submitter.address, fund)
         options: dict[str, Any] = {
@@ -227,6 +230,7 @@ def make_relay(
             hospital_key=KeyConfig(keystore=tmp_path / "unused-hospital.json"),
             submitter_key=KeyConfig(keystore=tmp_path / "unused-submitter.json"),
             nullifier_secret=nullifier_secret,
+            data_key=data_key,
             data_dir=tmp_path / f"relay-{len(relays)}",
             **options,
         )
@@ -248,8 +252,17 @@ def make_relay(
 
 
 @pytest.fixture
-def client_for(ledger: PrivacyLedger) -> Callable[[Relay], RecordingClient]:
-    def make(relay: Relay) -> RecordingClient:
-        return RecordingClient(create_app(relay, manage_relay=False), ledger)
+def client_for(ledger: PrivacyLedger) -> Callable[..., RecordingClient]:
+    """A TestClient of the relay's app authenticated as a new client with ``scopes`` (default
+    all three); ``token=None`` sends no token."""
+
+    def make(relay: Relay, *scopes: Scope, token: str | None | bool = True) -> RecordingClient:
+        client = RecordingClient(create_app(relay, manage_relay=False), ledger)
+        if token is True:
+            token = token_for(relay, *(scopes or tuple(Scope)))
+        if isinstance(token, str):
+            ledger.add_secret("client token", token)
+            client.headers["Authorization"] = f"Bearer {token}"
+        return client
 
     return make

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -34,7 +35,7 @@ from prover.models.breast_cancer import (
 from prover.models.build import LoadedModel
 from prover.models.card import ranges_from
 from prover.models.preprocess import Preprocessor
-from prover.relay.api import create_app
+from prover.relay.api import create_app, server_options
 from prover.zk.fields import BN254_R
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,12 +161,31 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: fl
         time.sleep(poll)
 
 
+def token_for(relay: Any, *scopes: Any, name: str | None = None) -> str:
+    """A new client of ``relay`` with ``scopes`` (default: all three); its token."""
+    from prover.relay.auth import Scope
+
+    chosen = scopes or tuple(Scope)
+    _client, token = relay.store.create_client(name or f"test-{secrets.token_hex(4)}", chosen)
+    return str(token)
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header of ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 @contextmanager
-def served(relay: Any) -> Iterator[str]:
-    """The relay's app behind a real uvicorn server (threads, chunked bodies)."""
+def served(relay: Any, **options: Any) -> Iterator[str]:
+    """The relay's app behind a real uvicorn server (threads, chunked bodies); ``options`` go
+    to ``uvicorn.Config`` after the relay's own (:func:`prover.relay.api.server_options`)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(relay, manage_relay=False), host="127.0.0.1", port=port, log_level="warning"
+        create_app(relay, manage_relay=False),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        **{**server_options(relay.settings), **options},
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -175,8 +195,9 @@ def served(relay: Any) -> Iterator[str]:
         thread.join(0.05)
         deadline -= 1
     assert server.started
+    scheme = "https" if relay.settings.tls else "http"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
@@ -270,10 +291,29 @@ class RelayProcess:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     exits: list[int] = field(default_factory=list)
+    token: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of :attr:`token` (see :meth:`add_client`)."""
+        return bearer(self.token)
+
+    def add_client(self, db: Path) -> str:
+        """Create an all-scopes client in the job store at ``db`` (before the relay starts, or
+        while it runs, as ``clients create`` does); its token is :attr:`token`."""
+        from prover.relay.auth import Scope
+        from prover.relay.store import JobStore
+
+        store = JobStore(db)
+        try:
+            _client, self.token = store.create_client(f"proc-{secrets.token_hex(4)}", list(Scope))
+        finally:
+            store.close()
+        return self.token
 
     def start(self, crash_at: str | None = None) -> RelayProcess:
         env = {**os.environ, **self.env}
@@ -313,7 +353,7 @@ class RelayProcess:
                     f"; log: {self.tail()}"
                 )
             try:
-                return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+                return requests.get(self.url + "/livez", timeout=1).status_code == 200
             except requests.RequestException:
                 return False
 

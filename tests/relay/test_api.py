@@ -22,7 +22,7 @@ from prover.relay.api import create_app
 from prover.relay.service import Relay
 from prover.relay.states import JobState
 
-from .support import job_body, make_records, served
+from .support import bearer, job_body, make_records, served, token_for
 
 RECORD = make_records(1, seed=21, client_salt_every=1)[0]
 
@@ -177,13 +177,13 @@ BAD_INPUT = [
         "unknown-model",
         lambda p: _raw(_body(p, model="nope")),
         422,
-        "unknown model 'nope' version 1; this relay proves: breast_cancer_lr v1",
+        "unknown model name or version; this relay proves: breast_cancer_lr v1",
     ),
     (
         "unknown-model-version",
         lambda p: _raw(_body(p, model_version=2)),
         422,
-        "unknown model 'breast_cancer_lr' version 2",
+        "unknown model name or version; this relay proves: breast_cancer_lr v1, diabetes_mlp v1",
     ),
     (
         "unknown-policy",
@@ -280,14 +280,15 @@ def test_chunked_oversized_body_is_refused(relay, ledger, policy):
             yield chunk
         yield b"}"
 
+    auth = bearer(token_for(relay))
     with served(relay) as url:
         response = requests.post(
-            url + "/v1/jobs", data=body(), headers={"Content-Type": "application/json"}
+            url + "/v1/jobs", data=body(), headers={"Content-Type": "application/json", **auth}
         )
         ledger.add_response(response)
         assert response.status_code == 413
         assert "the limit is 16384 bytes" in response.json()["detail"]
-        assert requests.get(url + "/healthz").status_code == 200
+        assert requests.get(url + "/healthz", headers=auth).status_code == 200
     assert relay.store.counts()[JobState.QUEUED] == 0
 
 
@@ -314,10 +315,13 @@ def test_full_queue_answers_429_with_retry_after(client, relay, dev_chain, ledge
 
 def test_parallel_duplicates_make_one_job(relay, dev_chain, ledger, policy):
     same = job_body(RECORD, policy, "dup-key-000001")
+    auth = bearer(token_for(relay))
     with served(relay) as url:
         with ThreadPoolExecutor(16) as pool:
             responses = list(
-                pool.map(lambda _: requests.post(url + "/v1/jobs", json=same), range(32))
+                pool.map(
+                    lambda _: requests.post(url + "/v1/jobs", json=same, headers=auth), range(32)
+                )
             )
     for r in responses:
         ledger.add_response(r)
@@ -330,10 +334,14 @@ def test_parallel_duplicates_make_one_job(relay, dev_chain, ledger, policy):
 def test_parallel_conflicting_requests_with_one_key(relay, dev_chain, ledger, policy):
     a = job_body(RECORD, policy, "dup-key-000002", record_id="MRN-A")
     b = job_body(RECORD, policy, "dup-key-000002", record_id="MRN-B")
+    auth = bearer(token_for(relay))
     with served(relay) as url:
         with ThreadPoolExecutor(16) as pool:
             responses = list(
-                pool.map(lambda i: requests.post(url + "/v1/jobs", json=(a, b)[i % 2]), range(32))
+                pool.map(
+                    lambda i: requests.post(url + "/v1/jobs", json=(a, b)[i % 2], headers=auth),
+                    range(32),
+                )
             )
     for r in responses:
         ledger.add_response(r)
@@ -357,7 +365,7 @@ def test_job_lookup_errors(client):
     assert client.get("/v1/jobs", params={"limit": 0}).status_code == 422
 
 
-def test_openapi_schema_and_docs_are_served(client):
+def test_openapi_schema_is_served_to_clients_and_docs_are_not(client):
     schema = client.get("/openapi.json").json()
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/healthz", "/metrics"} <= set(schema["paths"])
     request = schema["components"]["schemas"]["JobRequest"]
@@ -368,16 +376,26 @@ def test_openapi_schema_and_docs_are_served(client):
     status = schema["components"]["schemas"]["JobStatus"]["properties"]
     assert "features" not in status and "salt" not in status
     assert "outputs" in status
-    assert client.get("/docs").status_code == 200
+    assert client.get("/docs").status_code == 404  # Swagger UI would load scripts from a CDN
+    assert {"401", "403"} <= set(schema["paths"]["/v1/jobs/{job_id}"]["get"]["responses"])
 
 
 # ---------------------------------------------------------------------------- fuzzing
 
 
+#: The fuzzed relay's client token (schemathesis copies the schema object per case).
+_FUZZ_TOKEN: dict[str, str] = {}
+
+
 @pytest.fixture
 def api_schema(make_relay):
     relay = make_relay(process=False, max_queue=10_000)
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(relay, manage_relay=False))
+    token = token_for(relay)
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(relay, manage_relay=False), headers=bearer(token)
+    )
+    _FUZZ_TOKEN["token"] = token
+    return schema
 
 
 fuzzed = schemathesis.pytest.from_fixture("api_schema")
@@ -390,7 +408,7 @@ fuzzed = schemathesis.pytest.from_fixture("api_schema")
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_fuzz_api_against_its_openapi_schema(case):
-    response = case.call()
+    response = case.call(headers=bearer(_FUZZ_TOKEN["token"]))
     case.validate_response(
         response,
         checks=(

@@ -85,12 +85,16 @@ def _relay_process(
             ]
         )
     )
+    data_key = secrets.token_hex(32)
+    ledger.add_secret("data key", data_key)
     env = {
         "ZKCARE_RELAY_HOSPITAL_KEY__PASSPHRASE": pw_h,
         "ZKCARE_RELAY_SUBMITTER_KEY__PASSPHRASE": pw_s,
         "ZKCARE_RELAY_NULLIFIER_SECRET": secret,
+        "ZKCARE_RELAY_DATA_KEY": data_key,
     }
     relay = RelayProcess(config, env, free_port(), tmp / "relay.log")
+    ledger.add_secret("client token", relay.add_client(data / "jobs.sqlite3"))
     ledger.add_path(f"subprocess relay log ({label})", relay.log_path)
     ledger.add_path(f"subprocess job store ({label})", data)
     return relay, data / "jobs.sqlite3", submitter
@@ -116,7 +120,9 @@ def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
         """(Re)submit every job; the same key must give the same job across restarts."""
         for i, body in enumerate(bodies):
             try:
-                response = requests.post(relay.url + "/v1/jobs", json=body, timeout=10)
+                response = requests.post(
+                    relay.url + "/v1/jobs", json=body, timeout=10, headers=relay.headers
+                )
             except requests.RequestException:
                 return False  # the relay died under us: resubmit after the restart
             ledger.add_response(response)
@@ -219,7 +225,9 @@ def test_kill_right_after_a_replacement_is_persisted(
         relay.wait_ready()
         ids = []
         for body in bodies:
-            response = requests.post(relay.url + "/v1/jobs", json=body, timeout=10)
+            response = requests.post(
+                relay.url + "/v1/jobs", json=body, timeout=10, headers=relay.headers
+            )
             ledger.add_response(response)
             assert response.status_code == 202, response.text
             ids.append(response.json()["job_id"])

@@ -142,9 +142,13 @@ def listening(port: int) -> bool:
         return False
 
 
-def wait_final(url: str, job_id: str) -> dict[str, object]:
+def wait_final(url: str, job_id: str, token_file: Path) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+
     def final() -> dict[str, object] | None:
-        body: dict[str, object] = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        body: dict[str, object] = requests.get(
+            f"{url}/v1/jobs/{job_id}", timeout=10, headers=headers
+        ).json()
         return body if body["state"] in ("paid", "denied", "failed") else None
 
     return dict(wait_until(final, PAID_TIMEOUT_S, f"job {job_id} to be final", poll=0.25))
@@ -178,7 +182,13 @@ def test_dev_serves_the_example_claim_until_paid_and_resumes(tmp_path: Path) -> 
         ready_s = time.monotonic() - started
         assert server.lines[-2:] == [f"relay URL: {url}", submit_line], server.output()
         command = submit_line.removeprefix("submit:").strip()
-        assert command == (f".venv/bin/python -m prover.relay submit examples/job.json --url {url}")
+        token_file = folder / "client.token"
+        assert command == (
+            f".venv/bin/python -m prover.relay submit examples/job.json --url {url} "
+            f"--token-file {token_file}"
+        )
+        token_line = next(line for line in server.lines if line.startswith("  client    dev "))
+        assert token_file.read_text().strip() in token_line  # the dev relay prints its token
         chain_port = anvil_port(server)
 
         submitted = subprocess.run(
@@ -187,7 +197,9 @@ def test_dev_serves_the_example_claim_until_paid_and_resumes(tmp_path: Path) -> 
         assert submitted.returncode == 0, submitted.stderr
         accepted = json.loads(submitted.stdout)
         assert accepted["created"] is True
-        job = wait_final(url, accepted["job_id"])
+        job = wait_final(url, accepted["job_id"], token_file)
+        anonymous = requests.get(f"{url}/v1/jobs/{accepted['job_id']}", timeout=10)
+        assert anonymous.status_code == 401  # the dev relay is authenticated too
         assert job["state"] == "paid", job
         assert job["amount_wei"] == str(10**16) and job["policy_id"] == 1
 
@@ -196,6 +208,9 @@ def test_dev_serves_the_example_claim_until_paid_and_resumes(tmp_path: Path) -> 
             "submitter.keystore.json",
             "keystore.passphrase",
             "nullifier.secret",
+            "data.key",
+            "client.token",
+            "data/jobs.sqlite3",
         ):
             assert mode(folder / name) == 0o600, name
         # relay.toml and the keys are what `serve` reads: `check` accepts them as its header says

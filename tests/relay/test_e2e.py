@@ -109,7 +109,7 @@ def test_idempotent_resubmission_returns_the_same_job(make_relay, client_for, de
     assert sum(e[1]["policyId"] == policy for e in dev_chain.claim_events()) == 1
 
 
-def test_same_record_twice_fails_at_simulation_without_a_transaction(
+def test_same_record_twice_is_refused_at_intake_or_fails_at_simulation_without_a_transaction(
     make_relay, client_for, dev_chain, ledger
 ):
     records = make_records(1, seed=13)
@@ -119,20 +119,27 @@ def test_same_record_twice_fails_at_simulation_without_a_transaction(
     (policy,) = dev_chain.issue_policies(1)
     first = client.post("/v1/jobs", json=job_body(records[0], policy, "same-record-1")).json()
     wait_until(lambda: relay.store.get(first["job_id"]).state.final, 60, "the first claim")
-    # the hospital submits the same patient record again under a new idempotency key
+    # the hospital submits the same patient record again under a new idempotency key: the
+    # relay's store knows the record on this policy, so nothing is proved or sent
     body = job_body(records[0], policy, "same-record-2", record_id="MRN-same-record-1")
-    second = client.post("/v1/jobs", json=body).json()
-    wait_until(lambda: relay.store.get(second["job_id"]).state.final, 60, "the second claim")
-    job = relay.store.get(second["job_id"])
+    again = client.post("/v1/jobs", json=body)
+    assert again.status_code == 409
+    assert f"already claimed by job {first['job_id']}" in again.json()["detail"]
+    # another relay of the hospital (its own store) does not know it: the simulation refuses it
+    other = make_relay(confirmations=1)
+    second = client_for(other).post("/v1/jobs", json=body).json()
+    wait_until(lambda: other.store.get(second["job_id"]).state.final, 60, "the second claim")
+    job = other.store.get(second["job_id"])
     assert job.state == JobState.FAILED
     assert job.reason.startswith(
         f"simulation reverted: ClaimSettlementRecordAlreadyClaimed(policyId={policy}, "
     )
-    assert job.nonce is None and relay.store.attempts(job.id) == []  # no transaction at all
-    moves = [b for _, b, _, _ in relay.store.history(job.id)]
+    assert job.nonce is None and other.store.attempts(job.id) == []  # no transaction at all
+    moves = [b for _, b, _, _ in other.store.history(job.id)]
     assert moves == ["queued", "proving", "proved", "failed"]  # final: no retry loop
     time.sleep(1.0)
-    assert relay.store.get(job.id).state == JobState.FAILED
+    assert other.store.get(job.id).state == JobState.FAILED
+    assert dev_chain.w3.eth.get_transaction_count(other.keys.submitter.address) == 0
     assert dev_chain.w3.eth.get_transaction_count(relay.keys.submitter.address) == 1
 
 

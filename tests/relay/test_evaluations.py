@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,15 @@ from prover.models.bounty_eval import (
 from prover.models.breast_cancer import DIAGNOSTIC_MODEL
 from prover.models.preprocess import Preprocessor
 from prover.relay.api import create_app
+from prover.relay.auth import Scope
 from prover.relay.devchain import ETH, DevSender, compiled
-from prover.relay.evaluations import BELOW_MINIMUM, PrivateBenchmark, resolve_benchmark
+from prover.relay.evaluations import (
+    BELOW_MINIMUM,
+    Evaluation,
+    EvaluationState,
+    PrivateBenchmark,
+    resolve_benchmark,
+)
 from prover.relay.keys import RelayKeys
 from prover.relay.service import Relay, ServedModel, resolve_models
 from prover.relay.settings import (
@@ -58,7 +66,7 @@ from prover.relay.settings import (
 )
 from prover.zk.circuit import Bundle
 
-from .support import MODEL, PrivacyLedger, Record, served, wait_until
+from .support import MODEL, PrivacyLedger, Record, bearer, served, token_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +77,7 @@ PRIVATE_ROWS = slice(74, 114)
 #: Blocks between commit and reveal (2 s at 0.5 s blocks: long enough to see ``committed``).
 REVEAL_DELAY = 4
 SECRET = "cd" * 32
+DATA_KEY = "5e" * 32
 WEIGHTS_MODEL, ROWS_MODEL = "researcher weights", "private benchmark rows"
 
 
@@ -243,6 +252,7 @@ def eval_api_make_relay(
             hospital_key=KeyConfig(keystore=data_dir / "unused-hospital.json"),
             submitter_key=KeyConfig(keystore=data_dir / "unused-submitter.json"),
             nullifier_secret=SECRET,
+            data_key=DATA_KEY,
             data_dir=data_dir,
             workers=1,
             poll_interval_s=0.05,
@@ -279,9 +289,15 @@ class EvalApi:
     url: str
     witness: EvalApiWitness
     ledger: PrivacyLedger
+    token: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            self.token = token_for(self.relay)
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = requests.request(method, self.url + path, timeout=30, **kwargs)
+        headers = {**kwargs.pop("headers", {}), **bearer(self.token)}
+        response = requests.request(method, self.url + path, timeout=30, headers=headers, **kwargs)
         self.ledger.add_response(response)
         self.witness.ledger.add_response(response)
         return response
@@ -496,6 +512,54 @@ def test_eval_api_bad_requests_are_422_with_one_specific_line(
     assert chain.record(open_id)[2] == 1
 
 
+def test_eval_api_needs_a_token_with_the_right_scope_and_shows_only_the_callers_evaluations(
+    eval_api_served,
+):
+    api = eval_api_served
+    relay = api.relay
+    evaluations = relay.evaluations
+    assert evaluations is not None
+    owner = token_for(relay, Scope.SUBMIT, Scope.READ)
+    now = time.time()
+    record = Evaluation(  # a finished evaluation of the owner's (the runner leaves it alone)
+        id=uuid.uuid4().hex,
+        bounty_id=1,
+        researcher=Account.create().address,
+        state=EvaluationState.FAILED,
+        created_at=now,
+        updated_at=now,
+        reason="stored by the test",
+        client_id=relay.store.authenticate(owner).id,
+    )
+    with evaluations._lock:
+        evaluations._dir(record.id).mkdir(mode=0o700)
+        evaluations._save(record)
+    revoked = token_for(relay)
+    relay.store.revoke_client(relay.store.authenticate(revoked).id)
+
+    def call(method: str, path: str, headers: dict[str, str]) -> requests.Response:
+        response = requests.request(method, api.url + path, json={}, headers=headers, timeout=30)
+        api.ledger.add_response(response)
+        return response
+
+    mine = f"/v1/evaluations/{record.id}"
+    for method, path in (("POST", "/v1/evaluations"), ("GET", mine)):
+        for headers in ({}, bearer(f"zkr_{'0' * 16}_{'A' * 43}"), bearer(revoked)):
+            response = call(method, path, headers)
+            assert response.status_code == 401, (method, path, response.text)
+        for scope in Scope:
+            response = call(method, path, bearer(token_for(relay, scope)))
+            expected = {
+                ("POST", Scope.SUBMIT): 422,  # authorised; the empty body is refused
+                ("GET", Scope.READ): 404,  # authorised to read, but not the owner
+                ("GET", Scope.ADMIN): 200,
+            }.get((method, scope), 403)
+            assert response.status_code == expected, (method, path, scope, response.text)
+    owned = call("GET", mine, bearer(owner))
+    assert owned.status_code == 200 and owned.json()["reason"] == "stored by the test"
+    assert call("POST", "/v1/evaluations", bearer(owner)).status_code == 422
+
+
 def test_eval_api_resumes_after_a_restart_and_pays_once(
     eval_api_make_relay, eval_api_chain, eval_api_rows, eval_api_weights, ledger, eval_api_witness
 ):
@@ -568,6 +632,7 @@ def test_eval_api_absent_without_an_evaluation_section(eval_api_models, tmp_path
         hospital_key=KeyConfig(keystore=tmp_path / "h.json"),
         submitter_key=KeyConfig(keystore=tmp_path / "s.json"),
         nullifier_secret=SECRET,
+        data_key=DATA_KEY,
         data_dir=tmp_path / "relay",
     )
     relay = Relay(
@@ -577,7 +642,7 @@ def test_eval_api_absent_without_an_evaluation_section(eval_api_models, tmp_path
         models=eval_api_models,
     )
     try:
-        client = TestClient(create_app(relay, manage_relay=False))
+        client = TestClient(create_app(relay, manage_relay=False), headers=bearer(token_for(relay)))
         assert client.post("/v1/evaluations", json={}).status_code == 404
         assert "/v1/evaluations" not in client.get("/openapi.json").json()["paths"]
     finally:

@@ -195,6 +195,7 @@ def _settings(tmp_path: Path, diagnostic: Path, bundle: Path) -> RelaySettings:
         hospital_key=KeyConfig(keystore=tmp_path / "unused.json"),
         submitter_key=KeyConfig(keystore=tmp_path / "unused.json"),
         nullifier_secret="ab" * 32,
+        data_key="5e" * 32,
         data_dir=tmp_path / "data",
         models=[
             ModelConfig(name=MODEL, bundle=diagnostic),

@@ -206,6 +206,9 @@ def test_cli_check_prints_the_addresses(config, env, keys, diagnostic_bundle):
         config.read_text()
         + f'[[models]]\nname = "breast_cancer_lr"\nbundle = "{diagnostic_bundle.path}"\n'
     )
+    no_key = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert no_key.exit_code == 2 and "  no data key: set ZKCARE_RELAY_DATA_KEY" in no_key.output
+    env.setenv("ZKCARE_RELAY_DATA_KEY", "5e" * 32)
     result = CliRunner().invoke(cli, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert f"hospital    {keys['hospital'][0].address}" in result.output

@@ -3,8 +3,10 @@ idempotent creation under concurrency, the queue bound, sealed input dropped on 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import sqlite3
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +20,7 @@ from prover.exceptions import (
     RelayError,
     SealedDataError,
 )
+from prover.relay.auth import Scope
 from prover.relay.sealing import Sealer
 from prover.relay.states import FINAL_STATES, TRANSITIONS, JobState, allowed
 from prover.relay.store import SCHEMA, SCHEMA_VERSION, Attempt, JobStore, NewJob
@@ -37,7 +40,7 @@ def new_job(key: str = "key-00000001", mac: str = "mac-a", **kw) -> NewJob:
         policy_id=7,
         model="breast_cancer_lr",
         model_version=1,
-        record_nullifier=b"\x01" * 32,
+        record_nullifier=hashlib.sha256(key.encode()).digest(),  # one record per key
         sealed_input=b"sealed",
     )
     fields.update(kw)
@@ -202,10 +205,21 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     assert "redacted" in repr(sealer)
 
 
+def _before_clients(schema: str) -> str:
+    """The schema as relays before client authentication (version 2) wrote it."""
+    out = schema.replace("    final_at REAL,\n    client_id TEXT\n", "    final_at REAL\n")
+    out = (
+        out.split("CREATE INDEX IF NOT EXISTS jobs_client")[0]
+        + out.split("WHERE state <> 'failed';", 1)[1]
+    )
+    assert "client_id TEXT\n);" not in out and "jobs_record" not in out
+    return out
+
+
 def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
     path = tmp_path / "old.sqlite3"
-    old_schema = SCHEMA.replace("    outputs TEXT,\n", "")
-    assert old_schema != SCHEMA
+    old_schema = _before_clients(SCHEMA).replace("    outputs TEXT,\n", "")
+    assert "outputs" not in old_schema
     with sqlite3.connect(path) as conn:  # what the relay wrote before schema versions
         conn.executescript(old_schema)
         conn.execute(
@@ -224,6 +238,48 @@ def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
     finally:
         store.close()
     JobStore(path).close()  # opening a current store again changes nothing
+
+
+def test_a_store_with_two_claims_of_one_record_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "v2.sqlite3"
+    with sqlite3.connect(path) as conn:  # a version-2 store in which the old bug struck
+        conn.executescript(_before_clients(SCHEMA))
+        for job_id, key in (("j1", "key-00000001"), ("j2", "key-00000002")):
+            conn.execute(
+                "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+                " model_version, record_nullifier, created_at, updated_at)"
+                " VALUES (?, ?, 'mac', 'queued', '7', 'breast_cancer_lr', 1, x'01', 1.0, 1.0)",
+                (job_id, key),
+            )
+        conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with pytest.raises(RelayError, match="holds two unfailed jobs for the same record"):
+        JobStore(path)
+    with sqlite3.connect(path) as conn:  # unchanged: the migration rolled back
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        conn.execute("UPDATE jobs SET state = 'failed' WHERE id = 'j2'")
+    conn.close()
+    store = JobStore(path)  # one failed, one live: allowed
+    try:
+        assert store.get("j1").client_id is None and store.get("j2").state == JobState.FAILED
+    finally:
+        store.close()
+
+
+def test_the_store_is_private_and_keeps_only_token_digests(tmp_path):
+    store = JobStore(tmp_path / "data" / "jobs.sqlite3")
+    try:
+        client, token = store.create_client("ehr", [Scope.SUBMIT])
+        assert store.authenticate(token) == client
+        assert oct(stat.S_IMODE((tmp_path / "data").stat().st_mode)) == "0o700"
+        for name in ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"):
+            assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600, name
+        secret = token.split("_")[2]
+        raw = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir())
+        assert secret.encode() not in raw
+        assert hashlib.sha256(secret.encode()).hexdigest().encode() in raw
+    finally:
+        store.close()
 
 
 def test_a_store_from_a_newer_relay_is_refused(tmp_path):
