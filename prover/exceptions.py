@@ -403,11 +403,14 @@ class BountyRejected(RelayError, ValueError):
 class EvaluationConflict(RelayError, ValueError):
     """The researcher already has an unfinished or awarded evaluation for this bounty."""
 
-    def __init__(self, bounty_id: int, researcher: str, evaluation_id: str, state: str) -> None:
+    def __init__(
+        self, bounty_id: int, researcher: str, evaluation_id: str | None, state: str | None
+    ) -> None:
         self.evaluation_id = evaluation_id
+        which = f"evaluation {evaluation_id} ({state})" if evaluation_id else "an evaluation"
         super().__init__(
-            f"bounty {bounty_id}: researcher {researcher} already has evaluation "
-            f"{evaluation_id} ({state})"
+            f"bounty {bounty_id}: researcher {researcher} already has {which}"
+            + ("" if evaluation_id else " asked for by another client")
         )
 
 

@@ -464,7 +464,7 @@ class Evaluations:
         if researcher == ZERO_ADDRESS:
             raise InvalidInput("researcher: the zero address cannot be paid")
         with self._lock:
-            self._admit(req.bounty_id, researcher)
+            self._admit(req.bounty_id, researcher, client_id)
         self.check_bounty(req.bounty_id)
         now = time.time()
         record = Evaluation(
@@ -477,7 +477,7 @@ class Evaluations:
             client_id=client_id,
         )
         with self._lock:
-            self._admit(req.bounty_id, researcher)
+            self._admit(req.bounty_id, researcher, client_id)
             directory = self._dir(record.id)
             directory.mkdir(mode=0o700)
             sealed = self.sealer.seal(record.id, weights.flat(), ())
@@ -493,8 +493,10 @@ class Evaluations:
         self._queue.put(record.id)
         return record
 
-    def _admit(self, bounty_id: int, researcher: str) -> None:
-        """One live (or awarded) evaluation per bounty and researcher; ``max_active`` at once."""
+    def _admit(self, bounty_id: int, researcher: str, client_id: str | None = None) -> None:
+        """One live (or awarded) evaluation per bounty and researcher; ``max_active`` at once.
+
+        The 409 names the existing evaluation only to the client that asked for it."""
         active = 0
         for record in self._records.values():
             if not record.state.final:
@@ -504,6 +506,8 @@ class Evaluations:
                 and record.researcher == researcher
                 and record.state != EvaluationState.FAILED
             ):
+                if record.client_id != client_id:
+                    raise EvaluationConflict(bounty_id, researcher, None, None)
                 raise EvaluationConflict(bounty_id, researcher, record.id, record.state.value)
         if active >= self.config.max_active:
             raise EvaluationsBusy(active, self.config.max_active, retry_after=30)

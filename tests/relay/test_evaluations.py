@@ -12,6 +12,7 @@ benchmark rows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -32,7 +33,7 @@ from web3.contract import Contract
 
 from prover.anvil import DEV_PRIVATE_KEY, Anvil
 from prover.deploy import model_id
-from prover.exceptions import RelayConfigError
+from prover.exceptions import EvaluationConflict, RelayConfigError
 from prover.models.bounty_eval import (
     Benchmark,
     Weights,
@@ -558,6 +559,21 @@ def test_eval_api_needs_a_token_with_the_right_scope_and_shows_only_the_callers_
     owned = call("GET", mine, bearer(owner))
     assert owned.status_code == 200 and owned.json()["reason"] == "stored by the test"
     assert call("POST", "/v1/evaluations", bearer(owner)).status_code == 422
+
+    # A 409 names the existing evaluation only to its own client.
+    awarded = dataclasses.replace(
+        record, id=uuid.uuid4().hex, bounty_id=2, state=EvaluationState.AWARDED, reason=None
+    )
+    with evaluations._lock:
+        evaluations._dir(awarded.id).mkdir(mode=0o700)
+        evaluations._save(awarded)
+    other = relay.store.authenticate(token_for(relay, Scope.SUBMIT)).id
+    with pytest.raises(EvaluationConflict) as theirs:
+        evaluations._admit(2, awarded.researcher, other)
+    assert awarded.id not in str(theirs.value) and theirs.value.evaluation_id is None
+    with pytest.raises(EvaluationConflict) as own:
+        evaluations._admit(2, awarded.researcher, awarded.client_id)
+    assert own.value.evaluation_id == awarded.id and awarded.id in str(own.value)
 
 
 def test_eval_api_resumes_after_a_restart_and_pays_once(
