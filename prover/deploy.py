@@ -198,10 +198,10 @@ class Deployer:
     ) -> bool:
         """Deploy ``bundle``'s batch verifier (unless current) and register it next to v``version``.
 
-        Needs the version registered and active with this bundle's verifying key. A bundle
-        without a batch verifier registers nothing (the log says why): its claims settle through
-        the single verifier. A version that already has a batch verifier keeps it (it is pinned).
-        Returns whether a registration was sent.
+        A version not active with this bundle's verifying key (revoked, superseded) and a
+        bundle without a batch verifier register nothing (the log says why): such claims settle
+        through the single verifier. A version that already has a batch verifier keeps it (it
+        is pinned). Returns whether a registration was sent.
         """
         container = batch_verifier_container(bundle)
         if container is None:
@@ -213,10 +213,11 @@ class Deployer:
         if int(current.status) != 1 or bytes(current.vkSha256) != bytes.fromhex(
             bundle.manifest["sha256"]["vk"]
         ):
-            raise DeploymentError(
-                f"model {name} v{version} is not active with this bundle's verifying key; "
-                "register the model version first"
+            self.log(
+                f"model {name} v{version}: not active with this verifying key, "
+                "no batch verifier registered"
             )
+            return False
         record = registry.getBatchVerifier(mid, version)
         if int(record.verifier, 16) != 0:
             self.log(f"model {name} v{version}: batch verifier already registered")
