@@ -505,7 +505,8 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// registry (`getBatchVerifier`). Each claim is checked like `submitClaim` checks it (policy, grace, coverage,
     /// attestation, nullifiers - also against the earlier claims of the batch), then all proofs are verified by
     /// `ModelRegistry.verifyBatch`, then each claim is paid (`ClaimPaid`) or denied (`ClaimDenied`) by its outputs, in
-    /// order, with the same claim ids and events as `submitClaim` one after the other.
+    /// order, with the same claim ids, events and amounts as `submitClaim` one after the other (the pushes follow all
+    /// of them, so a `PayoutCredited` for a holder that refused ETH comes after the last `ClaimPaid`).
     /// @dev All or none: any invalid claim reverts the whole call with the named error of that claim (a bad proof:
     /// `ModelRegistryBatchRejected(modelId, version, index)`, `index = type(uint256).max` when only the combined
     /// pairing failed), and nothing is recorded; the sender then isolates the bad claim. Also reverts with
