@@ -7,7 +7,12 @@ import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
-import {IModelRegistry, IModelRegistryErrors} from "./interfaces/IModelRegistry.sol";
+import {
+    IModelRegistry,
+    IModelRegistryBatch,
+    IModelRegistryBatchErrors,
+    IModelRegistryErrors
+} from "./interfaces/IModelRegistry.sol";
 import {Payouts} from "./Payouts.sol";
 
 /// @title ClaimSettlement
@@ -61,10 +66,15 @@ import {Payouts} from "./Payouts.sol";
 /// Batches: `submitClaims` runs each claim in a self-call with a fixed `CLAIM_GAS_STIPEND` and checks before each claim
 /// that the stipend is available (else `ClaimSettlementBatchGasTooLow`); ERC-1271 hospitals are asked with a
 /// `staticcall` bounded by `ERC1271_GAS_LIMIT`. A gas-burning wallet fails only its own claim (`ClaimRejected`).
+/// `submitClaimsBatched` is the cheap path for claims on one model version with a registered batch verifier: every
+/// claim is checked as `submitClaim` checks it, all proofs are verified in one `ModelRegistry.verifyBatch` call (one
+/// pairing), then each claim is paid or denied. It is all or none: any invalid claim reverts the whole call (a bad
+/// proof with the registry's `ModelRegistryBatchRejected(modelId, version, index)`), and the sender then isolates the
+/// bad claim (re-sends the claims singly, through `submitClaims`, or without the named index).
 ///
 /// Pause (`PAUSER_ROLE`) blocks claims, policy issuance, releases and withdrawals of unreserved funds (nothing a
 /// held-up claim relies on can leave); funding and credit withdrawals stay open.
-contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegistryErrors {
+contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegistryErrors, IModelRegistryBatchErrors {
     /// @notice Role allowed to pause and unpause claims and policy issuance.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
     /// @notice EIP-712 type hash of a hospital's input-provenance attestation (`Attestation`).
@@ -160,6 +170,13 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         bytes signature;
         bytes proof;
         uint256[] instances;
+    }
+
+    /// @dev A payout of `submitClaimsBatched`, pushed after every claim's effects.
+    struct PendingPayout {
+        address asset;
+        address holder;
+        uint128 amount;
     }
 
     struct Counters {
@@ -266,6 +283,11 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// @dev `submitClaims` has `gasLeft` before claim `index`, less than the `needed` for its stipend; send more gas
     /// (or fewer claims).
     error ClaimSettlementBatchGasTooLow(uint256 index, uint256 gasLeft, uint256 needed);
+    /// @dev `submitClaimsBatched` was given no claim.
+    error ClaimSettlementEmptyBatch();
+    /// @dev Claim `index` of a `submitClaimsBatched` call is on model `modelId` version `version`, not on the version of
+    /// claim 0: one batch verifies proofs of one model version.
+    error ClaimSettlementBatchMixedModels(uint256 index, bytes32 modelId, uint32 version);
 
     /// @param registry_ The model registry that verifies proofs.
     /// @param admin Receives `DEFAULT_ADMIN_ROLE` and `PAUSER_ROLE`.
@@ -478,20 +500,67 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         (claimId,) = _settle(claim);
     }
 
+    /// @notice Settles claims on one model version in one transaction with one batch verification (anyone may call):
+    /// cheaper per claim than `submitClaim`/`submitClaims` when the version has a batch verifier registered in the
+    /// registry (`getBatchVerifier`). Each claim is checked like `submitClaim` checks it (policy, grace, coverage,
+    /// attestation, nullifiers - also against the earlier claims of the batch), then all proofs are verified by
+    /// `ModelRegistry.verifyBatch`, then each claim is paid (`ClaimPaid`) or denied (`ClaimDenied`) by its outputs, in
+    /// order, with the same claim ids, events and amounts as `submitClaim` one after the other (the pushes follow all
+    /// of them, so a `PayoutCredited` for a holder that refused ETH comes after the last `ClaimPaid`).
+    /// @dev All or none: any invalid claim reverts the whole call with the named error of that claim (a bad proof:
+    /// `ModelRegistryBatchRejected(modelId, version, index)`, `index = type(uint256).max` when only the combined
+    /// pairing failed), and nothing is recorded; the sender then isolates the bad claim. Also reverts with
+    /// `ClaimSettlementEmptyBatch`, `ClaimSettlementBatchMixedModels` (claims on different model versions) and
+    /// `ModelRegistryNoBatchVerifier`. Checks, effects (nullifiers, accounting), then the payouts' pushes.
+    /// @return claimIds Per claim, its new id (consecutive).
+    function submitClaimsBatched(Claim[] calldata claims)
+        external
+        nonReentrant
+        whenNotPaused
+        returns (uint256[] memory claimIds)
+    {
+        uint256 n = claims.length;
+        if (n == 0) revert ClaimSettlementEmptyBatch();
+        Product[] memory products = new Product[](n);
+        bytes[] memory proofs = new bytes[](n);
+        uint256[][] memory instances = new uint256[][](n);
+        claimIds = new uint256[](n);
+        uint256 lastId = _counters.claims;
+        for (uint256 i; i < n; ++i) {
+            Claim calldata claim = claims[i];
+            (, Product memory product) = _checkClaim(claim);
+            if (i != 0 && (product.modelId != products[0].modelId || product.version != products[0].version)) {
+                revert ClaimSettlementBatchMixedModels(i, product.modelId, product.version);
+            }
+            // Effects before the (static) registry call: the nullifiers are spent now, so a later claim of this batch
+            // that reuses them is refused like a replay; a failed batch reverts them all.
+            uint256 claimId = ++lastId;
+            _recordClaims[claim.policyId][claim.recordNullifier] = claimId;
+            _commitmentClaims[claim.policyId][claim.inputCommitment] = claimId;
+            (claimIds[i], products[i], proofs[i], instances[i]) = (claimId, product, claim.proof, claim.instances);
+        }
+        _counters.claims = uint64(lastId); // lastId <= claims so far + n, far below 2^64
+
+        (uint256[] memory commitments, int256[][] memory outputs) = IModelRegistryBatch(address(_registry))
+            .verifyBatch(products[0].modelId, products[0].version, proofs, instances);
+
+        PendingPayout[] memory payouts = new PendingPayout[](n);
+        for (uint256 i; i < n; ++i) {
+            payouts[i] = _settleVerified(claims[i], products[i], claimIds[i], commitments[i], outputs[i]);
+        }
+        for (uint256 i; i < n; ++i) {
+            PendingPayout memory payout = payouts[i];
+            if (payout.amount != 0) _pushOrCredit(payout.asset, payout.holder, payout.amount);
+        }
+    }
+
     // The payout rule needs the verified outputs, so claim effects necessarily follow the registry call. Safe because
     // the registry is an immutable, trusted contract (set at deployment) whose `verify` only reads state and calls the
     // registered verifier, and every path into `_settle` holds the nonReentrant lock (`settleFromBatch` is self-only).
     // slither-disable-next-line reentrancy-no-eth
     function _settle(Claim calldata claim) private returns (uint256 claimId, uint256 amount) {
         uint256 policyId = claim.policyId;
-        Policy memory policy = _policies[policyId]; // both slots, read once
-        if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
-        if (block.timestamp > policy.expiry) _checkGrace(claim, policyId, policy.expiry);
-        if (policy.reserved == 0) revert ClaimSettlementCoverageExhausted(policyId);
-        Product memory product = _products[policy.productId]; // three slots, read once
-
-        _checkAttestation(claim, product.poolId);
-        _checkNullifiers(claim);
+        (Policy memory policy, Product memory product) = _checkClaim(claim);
         int256[] memory outputs = _verifyProof(claim, product);
 
         // Effects: the claim consumes its nullifiers whether it is paid or denied.
@@ -499,12 +568,52 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         _recordClaims[policyId][claim.recordNullifier] = claimId;
         _commitmentClaims[policyId][claim.inputCommitment] = claimId;
 
-        (bool eligible, int256 value) = _applyRule(product.rule, outputs);
+        (bool eligible,) = _applyRule(product.rule, outputs);
         if (!eligible) {
             emit ClaimDenied(claimId, policyId);
             return (claimId, 0);
         }
-        amount = _payClaim(policy, product, claimId, policyId, value);
+        address asset;
+        (amount, asset) = _recordPayment(policy, product, claimId, policyId);
+        _pushOrCredit(asset, policy.holder, amount);
+    }
+
+    /// @dev Every check of a claim before its proof: policy (known, live or in its grace, coverage left), attestation,
+    /// nullifiers. Returns the policy and its product, each read once.
+    function _checkClaim(Claim calldata claim) private view returns (Policy memory policy, Product memory product) {
+        uint256 policyId = claim.policyId;
+        policy = _policies[policyId]; // both slots, read once
+        if (policy.holder == address(0)) revert ClaimSettlementUnknownPolicy(policyId);
+        if (block.timestamp > policy.expiry) _checkGrace(claim, policyId, policy.expiry);
+        if (policy.reserved == 0) revert ClaimSettlementCoverageExhausted(policyId);
+        product = _products[policy.productId]; // three slots, read once
+        _checkAttestation(claim, product.poolId);
+        _checkNullifiers(claim);
+    }
+
+    /// @dev A batch claim after `verifyBatch`: binds the proof to the attested commitment, applies the rule and
+    /// records the payment (or the denial). The policy is read again: an earlier claim of the batch may have used its
+    /// coverage, and a claim on an exhausted policy is refused as `submitClaim` would refuse it.
+    function _settleVerified(
+        Claim calldata claim,
+        Product memory product,
+        uint256 claimId,
+        uint256 provenCommitment,
+        int256[] memory outputs
+    ) private returns (PendingPayout memory payout) {
+        if (provenCommitment != claim.inputCommitment) {
+            revert ClaimSettlementCommitmentMismatch(claim.inputCommitment, provenCommitment);
+        }
+        uint256 policyId = claim.policyId;
+        Policy memory policy = _policies[policyId];
+        if (policy.reserved == 0) revert ClaimSettlementCoverageExhausted(policyId);
+        (bool eligible,) = _applyRule(product.rule, outputs);
+        if (!eligible) {
+            emit ClaimDenied(claimId, policyId);
+            return payout;
+        }
+        (uint128 amount, address asset) = _recordPayment(policy, product, claimId, policyId);
+        payout = PendingPayout({asset: asset, holder: policy.holder, amount: amount});
     }
 
     /// @dev Applies a product's rule to the verified outputs. `value` is what the rule read: output `rule.output`, or
@@ -551,11 +660,11 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         }
     }
 
-    /// @dev Effects then interaction: consumes the policy's and the pool's reservation (one write per packed slot),
-    /// then pushes the payout, or credits it to the holder if the push fails.
-    function _payClaim(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId, int256 value)
+    /// @dev The effects of a paid claim: consumes the policy's and the pool's reservation (one write per packed slot)
+    /// and emits `ClaimPaid`; the caller then pushes `pay` of `asset` to the holder (or credits it if the push fails).
+    function _recordPayment(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId)
         private
-        returns (uint128 pay)
+        returns (uint128 pay, address asset)
     {
         pay = product.payout < policy.reserved ? product.payout : policy.reserved;
         Policy storage stored = _policies[policyId];
@@ -563,8 +672,8 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         Pool storage pool = _pools[product.poolId];
         (uint128 balance, uint128 reserved) = (pool.balance, pool.reserved);
         (pool.balance, pool.reserved) = (balance - pay, reserved - pay);
+        asset = pool.asset;
         emit ClaimPaid(claimId, policyId, policy.holder, pay);
-        _pushOrCredit(pool.asset, policy.holder, pay);
     }
 
     function _checkAttestation(Claim calldata claim, uint256 poolId) private view {

@@ -193,13 +193,81 @@ class Deployer:
             self.save()
         return sent
 
+    def register_batch_verifier(
+        self, registry: Any, name: str, version: int, bundle: Bundle, key: str | None = None
+    ) -> bool:
+        """Deploy ``bundle``'s batch verifier (unless current) and register it next to v``version``.
+
+        A version not active with this bundle's verifying key (revoked, superseded) and a
+        bundle without a batch verifier register nothing (the log says why): such claims settle
+        through the single verifier. A version that already has a batch verifier keeps it (it
+        is pinned). Returns whether a registration was sent.
+        """
+        container = batch_verifier_container(bundle)
+        if container is None:
+            why = batch_verifier_missing_reason(bundle)
+            self.log(f"model {name} v{version}: no batch verifier ({why}); claims settle singly")
+            return False
+        mid = model_id(name)
+        current = registry.getModelVersion(mid, version)
+        if int(current.status) != 1 or bytes(current.vkSha256) != bytes.fromhex(
+            bundle.manifest["sha256"]["vk"]
+        ):
+            self.log(
+                f"model {name} v{version}: not active with this verifying key, "
+                "no batch verifier registered"
+            )
+            return False
+        record = registry.getBatchVerifier(mid, version)
+        if int(record.verifier, 16) != 0:
+            self.log(f"model {name} v{version}: batch verifier already registered")
+            self._record_batch(name, version, str(record.verifier), bytes(record.codeHash))
+            return False
+        from ape import chain
+
+        key = key or str(bundle.manifest["batch_verifier"]["contract"])
+        batch = self.contract(key, container)
+        code_hash = keccak(bytes(chain.provider.get_code(batch.address)))
+        registry.registerBatchVerifier(mid, version, batch.address, code_hash, sender=self.account)
+        self.log(f"model {name} v{version}: batch verifier registered")
+        self._record_batch(name, version, str(batch.address), code_hash)
+        return True
+
+    def _record_batch(self, name: str, version: int, address: str, code_hash: bytes) -> None:
+        entry = self.data["models"].get(name)
+        if entry is None or int(entry.get("version", 0)) != version:
+            return  # the manifest's entry is another (newer) version's
+        entry["batchVerifier"] = {"address": address, "codeHash": "0x" + code_hash.hex()}
+        self.save()
+
 
 def verifier_container(bundle: Bundle) -> Any:
     """An ape ContractContainer for a bundle's generated verifier."""
+    return _container(bundle.verifier_artifact)
+
+
+def batch_verifier_container(bundle: Bundle) -> Any | None:
+    """An ape ContractContainer for a bundle's batch verifier, or ``None`` if it has none.
+
+    The manifest's ``batch_verifier`` section names the contract, or records (``error``) why the
+    build could not make one; bundles built before batch verifiers existed have no section.
+    """
+    section = bundle.manifest.get("batch_verifier") or {}
+    if "contract" not in section:
+        return None
+    return _container(bundle.batch_verifier_artifact)
+
+
+def batch_verifier_missing_reason(bundle: Bundle) -> str:
+    """Why ``bundle`` has no batch verifier (the build's recorded error, or an older bundle)."""
+    section = bundle.manifest.get("batch_verifier") or {}
+    return str(section.get("error") or "the bundle was built without a batch verifier")
+
+
+def _container(art: dict[str, Any]) -> Any:
     from ape.contracts import ContractContainer
     from ethpm_types import ContractType
 
-    art = bundle.verifier_artifact
     return ContractContainer(
         ContractType.model_validate(
             {
@@ -246,6 +314,10 @@ def deploy_all(
     d.register_model(
         registry, EVAL_MODEL_NAME, 1, eval_verifier, evaluation, instance_layout(evaluation)
     )
+    # Claims batch through the diagnostic model's batch verifier (ClaimSettlement
+    # .submitClaimsBatched); the bounty verifies one reveal at a time, so the evaluation
+    # circuit's batch verifier is not deployed.
+    d.register_batch_verifier(registry, DIAGNOSTIC_MODEL_NAME, 1, diag)
     d.data["evaluation"] = {
         "benchmarkSize": evaluation.manifest["benchmark_size"],
         "benchmarkSha256": evaluation.manifest["benchmark_sha256"],

@@ -381,13 +381,16 @@ class ModelView:
     verifier_code_hash: bytes
     onnx_sha256: bytes
     vk_sha256: bytes
+    #: The batch verifier registered next to the verifier (``None``: claims settle one by one).
+    batch_verifier: str | None = None
 
     def describe(self) -> str:
         first, n = self.output_index, self.output_count
         outputs = f"output {first}" if n == 1 else f"outputs {first}..{first + n - 1}"
+        batch = f", batch verifier {self.batch_verifier}" if self.batch_verifier else ""
         return (
-            f"{self.name} v{self.version}: {self.status.name.lower()}, verifier {self.verifier}, "
-            f"layout {self.instance_count} instances (input {self.input_index}, "
+            f"{self.name} v{self.version}: {self.status.name.lower()}, verifier {self.verifier}"
+            f"{batch}, layout {self.instance_count} instances (input {self.input_index}, "
             f"{outputs}), output scale 2^-{self.output_scale}, "
             f"vk sha256 {self.vk_sha256.hex()[:16]}…"
         )
@@ -564,6 +567,7 @@ class Deployment:
             version = int(entry["version"])
         mid = model_id(name)
         m = self.registry.getModelVersion(mid, version)
+        batch = str(self.registry.getBatchVerifier(mid, version).verifier)
         view = ModelView(
             name,
             mid,
@@ -578,6 +582,7 @@ class Deployment:
             bytes(m.verifierCodeHash),
             bytes(m.onnxSha256),
             bytes(m.vkSha256),
+            None if int(batch, 16) == 0 else batch,
         )
         if view.status is ModelStatus.ACTIVE:
             self._scales[(mid, version)] = view.output_scale
@@ -886,10 +891,13 @@ def register_model(
 ) -> tuple[ModelView, bool]:
     """Deploy ``source``'s verifier (unless current) and register it as ``name`` v``version``.
 
-    Returns the registry's view and whether a registration was sent (``False``: the same
+    When the bundle has a batch verifier (its manifest's ``batch_verifier`` section), that is
+    deployed and registered next to it (also for a version registered earlier without one);
+    a bundle whose build could not make one registers only the single verifier and logs why.
+    Returns the registry's view and whether a model registration was sent (``False``: the same
     verifying key was already registered under that version). Updates the manifest.
     """
-    from prover.deploy import Deployer, verifier_container
+    from prover.deploy import Deployer, batch_verifier_container, verifier_container
 
     if version < 1 or version > 2**32 - 1:
         raise InvalidArgument(f"version must be within [1, 2^32), got {version}", "version")
@@ -909,6 +917,10 @@ def register_model(
         raise OperationRefused(f"model {name} v{version} is revoked; use a new version")
     if current.status is ModelStatus.ACTIVE:
         log(f"model {name} v{version}: already registered with this verifying key")
+        if current.batch_verifier is None and batch_verifier_container(bundle) is not None:
+            _require_role(d.registry, REGISTRAR_ROLE, "REGISTRAR_ROLE", account)
+            _register_batch(d, Deployer.open(account, d.path.parent, log), bundle, name, version)
+            return d.model(name, version), False
         return current, False
     _require_role(d.registry, REGISTRAR_ROLE, "REGISTRAR_ROLE", account)
     if d.registry.stopped():
@@ -923,9 +935,28 @@ def register_model(
     sent = deployer.register_model(
         d.registry, name, version, verifier, bundle, layout, defer_to_newer=False
     )
-    d.data = deployer.data
+    _register_batch(d, deployer, bundle, name, version)
     _check_on_chain(d, bundle, name, version, log)
     return d.model(name, version), sent
+
+
+def _register_batch(d: Deployment, deployer: Any, bundle: Any, name: str, version: int) -> None:
+    """Deploy (or reuse a recorded copy of) the bundle's batch verifier and register it."""
+    from prover.deploy import batch_verifier_container
+
+    container = batch_verifier_container(bundle)
+    key = None
+    if container is not None:
+        creation = bytes(container.contract_type.deployment_bytecode.to_bytes())
+        init = "0x" + keccak(creation).hex()
+        contracts = deployer.data["contracts"]
+        manifest = bundle.manifest
+        default = f"{manifest['batch_verifier']['contract']}-{manifest['sha256']['vk'][:12]}"
+        key = next(
+            (k for k, e in sorted(contracts.items()) if e.get("initCodeHash") == init), default
+        )
+    deployer.register_batch_verifier(d.registry, name, version, bundle, key=key)
+    d.data = deployer.data
 
 
 def _check_on_chain(d: Deployment, bundle: Any, name: str, version: int, log: Any) -> None:

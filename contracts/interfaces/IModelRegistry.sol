@@ -85,10 +85,10 @@ struct BatchVerifierRecord {
     bytes32 codeHash;
 }
 
-/// @title IModelRegistryBatch
-/// @notice Batch verification: many proofs of one model version checked with one pairing by the version's batch
-/// verifier. Kept apart from `IModelRegistryErrors` so that contracts which only call `verify` keep their ABI.
-interface IModelRegistryBatch {
+/// @title IModelRegistryBatchErrors
+/// @notice The errors of batch registration and `IModelRegistryBatch.verifyBatch`. Contracts that call `verifyBatch`
+/// inherit this interface so that the errors they bubble up are part of their own ABI.
+interface IModelRegistryBatchErrors {
     /// @dev The version has no batch verifier.
     error ModelRegistryNoBatchVerifier(bytes32 modelId, uint32 version);
     /// @dev The version already has a batch verifier (it is pinned: a different one needs a new version).
@@ -98,7 +98,12 @@ interface IModelRegistryBatch {
     /// @dev The batch verifier rejected the batch. `index` is the proof that failed on its own, or
     /// `type(uint256).max` when only the combined pairing failed (then any proof may be the bad one).
     error ModelRegistryBatchRejected(bytes32 modelId, uint32 version, uint256 index);
+}
 
+/// @title IModelRegistryBatch
+/// @notice Batch verification: many proofs of one model version checked with one pairing by the version's batch
+/// verifier. Kept apart from `IModelRegistryErrors` so that contracts which only call `verify` keep their ABI.
+interface IModelRegistryBatch is IModelRegistryBatchErrors {
     /// @notice Verifies `proofs[i]` with `instances[i]` for every i through the version's batch verifier; all or none.
     /// @return inputCommitments The instance at the version's `inputIndex` of every proof.
     /// @return outputs Per proof, its decoded outputs (as `IModelRegistry.verify` returns them).

@@ -5,7 +5,8 @@ import {IHalo2BatchVerifier} from "../interfaces/IHalo2BatchVerifier.sol";
 
 /// @title MockBatchVerifier
 /// @notice Test stand-in for a generated batch verifier: answers as its mode says (setting the mode changes storage,
-/// not code, so the registered code hash stays valid).
+/// not code, so the registered code hash stays valid). In `Pattern` mode proof i is valid iff it is MockVerifier's
+/// `proofFor(instances[i])`; the first invalid one is named with `Halo2BatchVerifierProofRejected(i)`.
 contract MockBatchVerifier is IHalo2BatchVerifier {
     /// @notice How the mock answers.
     enum Mode {
@@ -13,8 +14,12 @@ contract MockBatchVerifier is IHalo2BatchVerifier {
         RejectProof, // Halo2BatchVerifierProofRejected(badIndex)
         FailPairing, // Halo2BatchVerifierPairingFailed()
         ReturnFalse,
-        RevertEmpty
+        RevertEmpty,
+        Pattern
     }
+
+    /// @notice Tag prefixed to every valid mock proof (as in MockVerifier).
+    bytes32 public constant PROOF_TAG = keccak256("zkcare.mock-proof");
 
     Mode private _mode;
     uint256 private _badIndex;
@@ -37,6 +42,14 @@ contract MockBatchVerifier is IHalo2BatchVerifier {
         if (mode == Mode.RejectProof) revert Halo2BatchVerifierProofRejected(_badIndex);
         if (mode == Mode.FailPairing) revert Halo2BatchVerifierPairingFailed();
         if (mode == Mode.ReturnFalse) return false;
+        if (mode == Mode.Pattern) {
+            for (uint256 i; i < proofs.length; ++i) {
+                bytes calldata proof = proofs[i];
+                bool ok = proof.length == 64 && bytes32(proof[0:32]) == PROOF_TAG
+                    && bytes32(proof[32:64]) == keccak256(abi.encode(instances[i]));
+                if (!ok) revert Halo2BatchVerifierProofRejected(i);
+            }
+        }
         if (mode == Mode.RevertEmpty) {
             assembly {
                 revert(0, 0)

@@ -27,6 +27,7 @@ DIAG = "zkcare/breast_cancer_lr"
 EVAL = "zkcare/bounty_eval"
 CONTRACTS = {
     "BreastCancerLrVerifier",
+    "BreastCancerLrBatchVerifier",
     "BountyEvalVerifier",
     "ModelRegistry",
     "ClaimSettlement",
@@ -318,13 +319,21 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
     # output; the evaluation's are the correct count (scale 0) and the six context limbs.
     assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
     assert deployed["models"][EVAL]["layout"] == [9, 0, 2, 7, 0]
+    # The diagnostic model's batch verifier is registered next to it, code hash pinned.
+    batch = deployed["contracts"]["BreastCancerLrBatchVerifier"]
+    assert deployed["models"][DIAG]["batchVerifier"] == {
+        "address": batch["address"],
+        "codeHash": batch["codeHash"],
+    }
+    record = c.registry.functions.getBatchVerifier(deployed["models"][DIAG]["modelId"], 1).call()
+    assert (record[0], Web3.to_hex(record[1])) == (batch["address"], batch["codeHash"])
 
 
 def test_second_deploy_changes_nothing(deployed, run, w3, out_dir, acct) -> None:
     nonce, block = w3.eth.get_transaction_count(acct[0]), w3.eth.block_number
     text = ok(run("deploy", "all"))
-    assert text.count(": unchanged at ") == 5
-    assert text.count("already registered") == 2
+    assert text.count(": unchanged at ") == 5  # the batch verifier: "already registered"
+    assert text.count("already registered") == 3  # two models, one batch verifier
     assert w3.eth.get_transaction_count(acct[0]) == nonce
     assert w3.eth.block_number == block
     assert json.loads((out_dir / "31337.json").read_text()) == deployed
@@ -420,6 +429,9 @@ def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     diag = Web3.keccak(text=DIAG)
     assert "BreastCancerLrVerifier: unchanged at" in upgraded["register"]  # no new verifier
     assert f"model {DIAG} v2 registered" in upgraded["register"]
+    # v2 gets the (unchanged, already deployed) batch verifier next to its verifier
+    assert "BreastCancerLrBatchVerifier: unchanged at" in upgraded["register"]
+    assert f"model {DIAG} v2: batch verifier registered" in upgraded["register"]
     verifier = deployed["contracts"]["BreastCancerLrVerifier"]["address"]
     assert upgraded["v2"][:2] == (verifier, 1)  # Active
     assert upgraded["manifest"]["models"][DIAG]["version"] == 2
