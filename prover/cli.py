@@ -492,7 +492,11 @@ def audit(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8090, show_default=True)
 @click.option("--relay", "relay_url", help="The relay's base URL (for the relay view).")
-@click.option("--relay-token-file", type=_FILE, help="File holding a token for the relay.")
+@click.option(
+    "--relay-token-file",
+    type=_FILE,
+    help="0600 file holding a relay client token (read; admin for all jobs and health).",
+)
 @click.option(
     "--tokens",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -520,7 +524,7 @@ def dashboard(
     poll: float,
 ) -> None:
     """Serve the insurer, DAO, registry and relay views on the index; live as blocks arrive."""
-    from prover.dashboard.auth import TokenFile, check_bind
+    from prover.dashboard.auth import TokenFile, check_bind, read_relay_token
     from prover.dashboard.auth import add_token as new_token
 
     if add_token is not None:
@@ -535,7 +539,7 @@ def dashboard(
 
     from prover.dashboard.app import DashboardConfig, create_app
 
-    relay_token = relay_token_file.read_text().strip() if relay_token_file else None
+    relay_token = read_relay_token(relay_token_file) if relay_token_file else None
     config = DashboardConfig(rpc, deployment, db or "", relay_url, relay_token, token_file, poll)
     if not config.db:
         from prover.index.contracts import Watched

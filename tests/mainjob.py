@@ -91,6 +91,21 @@ class MainJob:
     def relay(self) -> str:
         return str(self.info["relay"])
 
+    @property
+    def relay_headers(self) -> dict[str, str]:
+        """The demo hospital's token (submit + read: its own jobs)."""
+        return {"Authorization": f"Bearer {self.info['relay_token']}"}
+
+    @property
+    def relay_admin_headers(self) -> dict[str, str]:
+        """An operator's token (read + admin: every client's jobs, /healthz, /metrics)."""
+        return {"Authorization": f"Bearer {self.info['relay_admin_token']}"}
+
+    @property
+    def relay_token_file(self) -> Path:
+        """A 0600 file holding the operator's token (``--relay-token-file``)."""
+        return Path(self.info["relay_token_file"])
+
 
 def _main(info_path: Path) -> None:
     from contextlib import ExitStack
@@ -104,11 +119,27 @@ def _main(info_path: Path) -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="zkcare-mainjob-")))
         run = _Run(lambda m: print(m, flush=True), work, Report(), None)
         _stages(run, stack, chosen, sock)
+        # The demo's hospital client holds submit + read (run.relay_token). An operator's view
+        # of every client's jobs and of /healthz needs read + admin: the dashboard's token file.
+        from prover.relay.auth import Scope
+        from prover.relay.store import JobStore
+
+        store = JobStore(work / "relay" / "jobs.sqlite3")  # the demo relay's data_dir
+        try:
+            _client, admin_token = store.create_client("mainjob-ops", [Scope.READ, Scope.ADMIN])
+        finally:
+            store.close()
+        token_file = work / "relay-ops.token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(admin_token + "\n")
         info = {
             "rpc": run.node.url,
             "chain_id": run.node.chain_id,
             "deployment": str(work / "deployments" / f"{run.node.chain_id}.json"),
             "relay": run.relay_url,
+            "relay_token": run.relay_token,  # the hospital: submit + read (its own jobs)
+            "relay_admin_token": admin_token,  # read + admin: every job, /healthz, /metrics
+            "relay_token_file": str(token_file),
             "insurer": str(run.insurer.address),
             "insurer_key": run.insurer.private_key,  # ape's public test mnemonic
             "hospital": str(run.hospital.address),

@@ -31,6 +31,12 @@ from prover.paths import ROOT
 HERE = Path(__file__).resolve().parent
 HTMX = ROOT / "node_modules" / "htmx.org" / "dist" / "htmx.min.js"
 VIEWS = ("insurer", "dao", "registry", "relay")
+#: What a relay view without a usable token says to do.
+RELAY_TOKEN_HINT = (
+    "give --relay-token-file with a relay client token holding read (and admin for every "
+    "client's jobs and the relay's health): python -m prover.relay clients create NAME "
+    "--scope read,admin --token-file FILE"
+)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -102,15 +108,18 @@ class Dashboard:
             return self._cache[1]
 
     def relay_jobs(self) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None, str | None]:
-        """The relay's jobs and health, or the error that stopped us reading them."""
+        """The relay's jobs and health, or the error that stopped us reading them.
+
+        The relay wants a client token (:mod:`prover.relay.auth`): ``read`` lists that client's
+        jobs, ``admin`` every client's and ``GET /healthz``. Without ``admin`` the health line
+        is ``GET /livez`` (alive or not) and says that details need ``admin``.
+        """
         url = self.config.relay_url
         if not url:
             return None, None, None
-        headers = (
-            {"Authorization": f"Bearer {self.config.relay_token}"}
-            if self.config.relay_token
-            else {}
-        )
+        if not self.config.relay_token:
+            return None, None, f"relay {url}: no token; {RELAY_TOKEN_HINT}"
+        headers = {"Authorization": f"Bearer {self.config.relay_token}"}
         jobs: list[dict[str, Any]] = []
         try:
             offset = 0
@@ -121,6 +130,8 @@ class Dashboard:
                     headers=headers,
                     timeout=5,
                 )
+                if r.status_code in (401, 403):
+                    return None, None, f"relay {url}: {_refusal(r)}; {RELAY_TOKEN_HINT}"
                 r.raise_for_status()
                 page = r.json()["jobs"]
                 jobs.extend(page)
@@ -128,7 +139,14 @@ class Dashboard:
                     break
                 offset += len(page)
             h = requests.get(f"{url}/healthz", headers=headers, timeout=5)
-            health = h.json() if h.ok else None
+            if h.status_code == 403:  # a read-only token: liveness only
+                alive = requests.get(f"{url}/livez", timeout=5).ok
+                health: dict[str, Any] | None = {
+                    "status": "alive" if alive else "not answering",
+                    "needs_admin": True,
+                }
+            else:
+                health = h.json() if h.ok else None
         except (requests.RequestException, ValueError, KeyError) as exc:
             return None, None, f"relay {url}: {type(exc).__name__}: {str(exc)[:160]}"
         return jobs, health, None
@@ -275,3 +293,12 @@ def create_app(config: DashboardConfig, dashboard: Dashboard | None = None) -> F
         return page("page.html", fragment=f"_{view}.html", **dash.context(view))
 
     return app
+
+
+def _refusal(response: requests.Response) -> str:
+    """``HTTP 403: <the relay's detail>`` in one line."""
+    try:
+        detail = str(response.json().get("detail", ""))
+    except ValueError:
+        detail = response.text
+    return f"HTTP {response.status_code}: {detail[:160]}"

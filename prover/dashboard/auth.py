@@ -4,12 +4,16 @@ Bound to loopback, the dashboard is open to the machine's users unless a token f
 bound beyond loopback it refuses to start without one. With a token file every page needs
 ``Authorization: Bearer <token>`` or the session cookie the login form sets (HttpOnly,
 SameSite=Strict). The file holds one ``sha256:<hex> [name]`` per line, never a token itself,
-so it can later be shared with the relay's token store.
+hashed as the relay hashes its tokens' secrets (:func:`prover.relay.auth.digest`).
+
+Dashboard users are not relay clients: the relay's tokens live in its job store (next to the
+sealed patient inputs, on the relay's host) and grant API scopes; a dashboard viewer needs
+neither, so the two keep separate token lists. The dashboard itself calls the relay as one
+client, with a ``zkr_…`` token read from ``--relay-token-file`` (:func:`read_relay_token`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import secrets
@@ -18,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prover.exceptions import DashboardAuthRequired, TokenFileError
+from prover.exceptions import AuthenticationFailed, DashboardAuthRequired, TokenFileError
+from prover.relay.auth import digest, split_token
 
 COOKIE = "zkcare_dashboard_session"
 SESSION_TTL_S = 12 * 3600
@@ -26,8 +31,9 @@ PREFIX = "sha256:"
 
 
 def hash_token(token: str) -> str:
-    """The stored form of a token."""
-    return PREFIX + hashlib.sha256(token.encode()).hexdigest()
+    """The stored form of a token: the relay's digest (:func:`prover.relay.auth.digest`,
+    SHA-256 of 32 random bytes needs no slow hash), tagged ``sha256:``."""
+    return PREFIX + digest(token)
 
 
 def is_loopback(host: str) -> bool:
@@ -95,6 +101,27 @@ def add_token(path: Path, name: str) -> str:
     path.touch(mode=0o600, exist_ok=True)
     with path.open("a") as fh:
         fh.write(f"{hash_token(token)} {name}\n")
+    return token
+
+
+def read_relay_token(path: Path) -> str:
+    """The relay client token in ``path`` (``--relay-token-file``): one ``zkr_<id>_<secret>``
+    line (:mod:`prover.relay.auth`'s format), in a file only its owner can read."""
+    try:
+        mode = path.stat().st_mode & 0o777
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenFileError(path, 0, f"cannot read ({type(exc).__name__})") from exc
+    if mode & 0o077:
+        raise TokenFileError(
+            path, 0, f"mode {mode:04o} lets others read a relay token; chmod 600 {path}"
+        )
+    try:
+        split_token(token)
+    except AuthenticationFailed:
+        raise TokenFileError(
+            path, 1, "not a relay client token (zkr_<id>_<secret>; `clients create --token-file`)"
+        ) from None
     return token
 
 

@@ -337,7 +337,8 @@ def relay(
         "latency": quant,
         "error": error,
         "health": {
-            k: health.get(k) for k in ("status", "submitter", "workers", "queue_limit", "paused")
+            k: health.get(k)
+            for k in ("status", "submitter", "workers", "queue_limit", "paused", "needs_admin")
         }
         if health
         else None,

@@ -26,14 +26,16 @@ from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
+from prover.attestation import ATTESTATION_TYPE
 from prover.exceptions import EventIndexError, TraceNotFound
 from prover.index.contracts import Watched, abi_of, events_of
 from prover.index.ledger import BOUNTY_STATUS, ETH, MODEL_STATUS, Ledger
 from prover.index.store import Store
 
+#: ``ClaimSettlement.Attestation``'s fields (name, type) in order, as the hospital signs them.
+ATTESTATION_FIELDS = tuple((f["name"], f["type"]) for f in ATTESTATION_TYPE)
 ATTESTATION_TYPEHASH = keccak(
-    text="Attestation(uint256 policyId,uint256 inputCommitment,bytes32 recordNullifier,"
-    "uint64 expiry)"
+    text="Attestation(" + ",".join(f"{t} {n}" for n, t in ATTESTATION_FIELDS) + ")"
 )
 
 
@@ -211,19 +213,28 @@ class Auditor:
                 index += 1
         raise EventIndexError(f"claim {claim_id}: not found in its batch transaction")
 
-    def _signer(self, claim: dict[str, Any], at: int) -> str:
+    def _signer(self, claim: dict[str, Any], pool_id: int, at: int) -> str:
         """Who signed the claim's attestation (ECDSA), or the contract wallet that vouched."""
+        onchain = bytes(self._call("ClaimSettlement", "ATTESTATION_TYPEHASH", block=at))
+        if onchain != ATTESTATION_TYPEHASH:
+            raise EventIndexError(
+                f"the settlement's ATTESTATION_TYPEHASH 0x{onchain.hex()} is not zkcare's "
+                f"Attestation({', '.join(n for n, _ in ATTESTATION_FIELDS)}): another version"
+            )
         domain = bytes(self._call("ClaimSettlement", "domainSeparator", block=at))
+        values = {
+            "policyId": claim["policyId"],
+            "poolId": pool_id,
+            "hospital": to_checksum_address(claim["hospital"]),
+            "inputCommitment": claim["inputCommitment"],
+            "recordNullifier": bytes(claim["recordNullifier"]),
+            "attestedAt": claim["attestedAt"],
+            "expiry": claim["attestationExpiry"],
+        }
         struct = keccak(
             encode(
-                ["bytes32", "uint256", "uint256", "bytes32", "uint64"],
-                [
-                    ATTESTATION_TYPEHASH,
-                    claim["policyId"],
-                    claim["inputCommitment"],
-                    bytes(claim["recordNullifier"]),
-                    claim["attestationExpiry"],
-                ],
+                ["bytes32", *(t for _, t in ATTESTATION_FIELDS)],
+                [ATTESTATION_TYPEHASH, *(values[n] for n, _ in ATTESTATION_FIELDS)],
             )
         )
         digest = keccak(b"\x19\x01" + domain + struct)
@@ -261,7 +272,7 @@ class Auditor:
         data = self._claim_input(tx, claim_id)
         policy = led.policies[claim.policy_id]
         product = led.products[policy.product_id]
-        signer = self._signer(data, claim.block_number)
+        signer = self._signer(data, product.pool_id, claim.block_number)
         return {
             "claim_id": claim_id,
             "decision": claim.decision,
@@ -280,6 +291,7 @@ class Auditor:
                 "signer_is_hospital": signer == to_checksum_address(data["hospital"]),
                 "record_nullifier": "0x" + bytes(data["recordNullifier"]).hex(),
                 "input_commitment": hex(int(data["inputCommitment"])),
+                "attested_at": int(data["attestedAt"]),
                 "expiry": int(data["attestationExpiry"]),
             },
             "model": self._model(product.model_id, product.version, led),

@@ -20,7 +20,9 @@ from prover.paths import ROOT
 
 #: The contracts whose events are indexed, in the manifest's names.
 WATCHED = ("ModelRegistry", "ClaimSettlement", "ResearchBounty")
-#: Event fields never stored: the model's proved output (a patient's score).
+#: Event fields never stored: the model's proved output (a patient's score). The claim events
+#: carry none (``ClaimPaid(claimId, policyId, holder, amount)``, ``ClaimDenied(claimId,
+#: policyId)``); this stays so that an output field in some other build is still never stored.
 REDACTED: dict[str, frozenset[str]] = {
     "ClaimPaid": frozenset({"output"}),
     "ClaimDenied": frozenset({"output"}),

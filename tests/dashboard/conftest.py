@@ -105,6 +105,8 @@ def dashboard_server(
             str(port),
             "--relay",
             dashboard_main_job.relay,
+            "--relay-token-file",  # an operator's relay client: read + admin
+            str(dashboard_main_job.relay_token_file),
             "--tokens",
             str(tokens),
             "--poll",

@@ -66,8 +66,8 @@ ISSUE_POLICY = [
         "outputs": [{"name": "policyId", "type": "uint256"}],
     }
 ]
-PAID = keccak(text="ClaimPaid(uint256,uint256,address,uint256,int256)")
-DENIED = keccak(text="ClaimDenied(uint256,uint256,int256,int256)")
+PAID = keccak(text="ClaimPaid(uint256,uint256,address,uint256)")
+DENIED = keccak(text="ClaimDenied(uint256,uint256)")
 AWARDED = keccak(text="BountyAwarded(uint256,address,uint256,int256,uint256)")
 NEW_PATIENT = 3
 
@@ -86,7 +86,9 @@ def _contracts(server: DashboardServer) -> dict[str, Any]:
 
 
 def _claim_logs(w3: Web3, settlement: str) -> dict[int, tuple[str, int, str]]:
-    """claim id -> (decision, proved output, tx hash), from the raw logs."""
+    """claim id -> (decision, amount paid, tx hash), from the raw logs (the claim events carry
+    no model output: ``ClaimPaid(claimId, policyId, holder, amount)``, ``ClaimDenied(claimId,
+    policyId)``)."""
     out = {}
     for log in w3.eth.get_logs({"address": settlement, "fromBlock": 0, "toBlock": "latest"}):  # type: ignore[typeddict-item]
         topic = bytes(log["topics"][0])
@@ -94,12 +96,13 @@ def _claim_logs(w3: Web3, settlement: str) -> dict[int, tuple[str, int, str]]:
             continue
         claim_id = int.from_bytes(bytes(log["topics"][1]), "big")
         if topic == PAID:
-            _, output = decode(["uint256", "int256"], bytes(log["data"]))
+            (amount,) = decode(["uint256"], bytes(log["data"]))
         else:
-            output, _ = decode(["int256", "int256"], bytes(log["data"]))
+            assert bytes(log["data"]) == b""  # nothing but the indexed ids
+            amount = 0
         out[claim_id] = (
             "paid" if topic == PAID else "denied",
-            int(output),
+            int(amount),
             "0x" + bytes(log["transactionHash"]).hex(),
         )
     return out
@@ -145,6 +148,72 @@ def test_public_bind_needs_a_token_file(dashboard_main_job: Any, tmp_path: Any) 
     done = zkcare(*args, "--host", "0.0.0.0", "--tokens", bad)
     assert done.stderr.strip().splitlines()[-1] == (
         f"Error: {bad}:1: expected `sha256:<64 hex digits> [name]`"
+    )
+
+
+def test_the_relay_view_needs_a_relay_token_with_read(
+    dashboard_main_job: Any, tmp_path: Any
+) -> None:
+    """The relay wants a client token: none, a wrong one or a badly kept file is refused in one
+    line; ``read`` shows that client's jobs and only liveness; ``admin`` every job and health."""
+    from prover.dashboard.app import Dashboard, DashboardConfig
+
+    job = dashboard_main_job
+    info = job.info
+
+    def relay_view(token: str | None) -> tuple[Any, Any, Any]:
+        config = DashboardConfig(
+            job.rpc, job.deployment, str(tmp_path / "i.sqlite"), job.relay, token
+        )
+        dashboard = Dashboard(config)
+        try:
+            return dashboard.relay_jobs()
+        finally:
+            dashboard.stop()
+
+    jobs, health, error = relay_view(None)
+    assert jobs is None and health is None
+    assert error.startswith(f"relay {job.relay}: no token; give --relay-token-file")
+    jobs, _, error = relay_view("zkr_" + "0" * 16 + "_" + "A" * 43)
+    assert jobs is None and error.startswith(f"relay {job.relay}: HTTP 401: invalid or revoked")
+    every = requests.get(job.relay + "/v1/jobs", headers=job.relay_admin_headers, timeout=30)
+    assert every.status_code == 200
+    everyone = {j["job_id"] for j in every.json()["jobs"]}
+    assert len(everyone) >= 4
+
+    jobs, health, error = relay_view(info["relay_admin_token"])  # read + admin
+    assert error is None and {j["job_id"] for j in jobs} == everyone
+    assert health["status"] in ("ok", "degraded") and "workers" in health
+    assert not health.get("needs_admin")
+
+    from prover.relay.auth import Scope
+    from prover.relay.store import JobStore
+
+    store = JobStore(job.deployment.parent.parent / "relay" / "jobs.sqlite3")
+    try:
+        _, reader = store.create_client("dashboard-reader", [Scope.READ])
+    finally:
+        store.close()
+    jobs, health, error = relay_view(reader)  # read only: its own jobs (none), liveness only
+    assert error is None and jobs == [] and health == {"status": "alive", "needs_admin": True}
+    jobs, _, _ = relay_view(info["relay_token"])  # the hospital (submit + read): its own
+    assert {j["job_id"] for j in jobs} <= everyone and len(jobs) >= 4
+
+    args = ["dashboard", "--rpc", job.rpc, "--deployment", job.deployment, "--relay", job.relay]
+    loose = tmp_path / "relay.token"
+    loose.write_text(info["relay_admin_token"] + "\n")
+    loose.chmod(0o644)
+    done = zkcare(*args, "--relay-token-file", loose)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {loose}:0: mode 0644 lets others read a relay token; chmod 600 {loose}"
+    )
+    loose.chmod(0o600)
+    loose.write_text("sha256:" + "ab" * 32 + "\n")  # a dashboard token hash is no relay token
+    done = zkcare(*args, "--relay-token-file", loose)
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"Error: {loose}:1: not a relay client token (zkr_<id>_<secret>; "
+        "`clients create --token-file`)"
     )
 
 
@@ -250,7 +319,10 @@ def test_views_render_and_match_the_chain(
     # relay: jobs by state as the relay reports them
     page.click("nav >> text=relay")
     page.wait_for_selector("[data-testid=relay-jobs]")
-    jobs = requests.get(s.job.relay + "/v1/jobs", timeout=30).json()["jobs"]
+    jobs = requests.get(
+        s.job.relay + "/v1/jobs", headers=s.job.relay_admin_headers, timeout=30
+    ).json()["jobs"]
+    assert len(jobs) >= 4
     for state in {j["state"] for j in jobs}:
         expected = sum(1 for j in jobs if j["state"] == state)
         assert int(page.inner_text(f"[data-testid=relay-state-{state}]")) == expected
@@ -292,6 +364,7 @@ def test_a_new_claim_appears_without_a_reload(
     (patient,) = held_out_patients([NEW_PATIENT])
     r = requests.post(
         s.job.relay + "/v1/jobs",
+        headers=s.job.relay_headers,  # the demo's hospital client (submit + read)
         timeout=30,
         json={
             "idempotency_key": "dashboard-live-claim",
@@ -323,15 +396,21 @@ def test_pages_show_no_scores_and_no_patient_data(
     w3 = _w3(s)
     settlement = _contracts(s)["contracts"]["ClaimSettlement"]["address"]
     forbidden: dict[str, str] = {}
-    for _, output, _ in _claim_logs(w3, settlement).values():
-        if abs(output) >= 100:  # smaller integers occur naturally (ids, counts)
-            forbidden[str(output)] = "a proved output (fixed point)"
-    jobs = requests.get(s.job.relay + "/v1/jobs", timeout=30).json()["jobs"]
+    assert len(_claim_logs(w3, settlement)) >= 4
+    jobs = requests.get(
+        s.job.relay + "/v1/jobs", headers=s.job.relay_admin_headers, timeout=30
+    ).json()["jobs"]
     assert len(jobs) >= 4
+    # The chain no longer carries outputs; the relay's jobs do (floats), and the proof's public
+    # output is that value in fixed point at the registered output scale (layout[4]).
+    scale = _contracts(s)["models"]["zkcare/breast_cancer_lr"]["layout"][4]
     for job in jobs:
         for value in [job["logit"], *(job["outputs"] or [])]:
             for text in (repr(value), f"{value:.4f}", f"{value:+.4f}", f"{value:.2f}"):
                 forbidden[text] = "a proved score"
+            fixed = round(value * 2**scale)
+            if abs(fixed) >= 100:  # smaller integers occur naturally (ids, counts)
+                forbidden[str(fixed)] = "a proved output (fixed point)"
         forbidden[job["input_commitment"]] = "an input commitment"
     indices = [*held_out_patients_indices(s), NEW_PATIENT]
     for patient in held_out_patients(indices):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -251,12 +252,15 @@ def engine_relay(
     def make(**engine: Any) -> Relay:
         submitter: LocalAccount = Account.create()
         engine_chain.set_balance(submitter.address, 10**19)
+        data_key = secrets.token_hex(32)  # the relay seals job inputs at rest with it
+        engine_ledger.add_secret("data key", data_key)
         settings = RelaySettings(
             rpc_urls=[engine_node.url],
             settlement=engine_chain.settlement.address,
             hospital_key=KeyConfig(keystore=tmp_path / "unused-hospital.json"),
             submitter_key=KeyConfig(keystore=tmp_path / "unused-submitter.json"),
             nullifier_secret="11" * 32,
+            data_key=data_key,
             data_dir=tmp_path / f"relay-{len(relays)}",
             confirmations=1,
             poll_interval_s=0.05,

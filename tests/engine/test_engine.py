@@ -18,9 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from relay.support import PrivacyLedger, job_body, make_records, wait_until
+from relay.support import PrivacyLedger, bearer, job_body, make_records, token_for, wait_until
 
 from prover.relay.api import create_app
+from prover.relay.auth import Scope
 from prover.relay.engine import EngineProverWorker, EngineSettings
 from prover.relay.engine_common import RESULTS_TABLE, write_key_file
 from prover.relay.states import JobState
@@ -34,6 +35,9 @@ pytestmark = pytest.mark.slow
 def _post(relay, records, policies, prefix, ledger):
     ledger.add_records(records)
     client = TestClient(create_app(relay, manage_relay=False), raise_server_exceptions=False)
+    token = token_for(relay, Scope.SUBMIT)  # a hospital's client: it may submit, nothing else
+    ledger.add_secret("client token", token)
+    client.headers.update(bearer(token))
     ids = []
     for i, (record, policy) in enumerate(zip(records, policies, strict=True)):
         body = job_body(record, policy, f"{prefix}-{i:03d}")
@@ -73,6 +77,15 @@ def test_jobs_through_two_prover_hosts_each_paid_once(
     assert isinstance(relay.worker, EngineProverWorker)
     records = make_records(6, seed=71)
     policies = engine_chain.issue_policies(len(records))
+    # who may not submit: no token (401) and a read-only client (403); nothing reaches the broker
+    app = TestClient(create_app(relay, manage_relay=False), raise_server_exceptions=False)
+    body = job_body(records[0], policies[0], "two-hosts-refused")
+    assert app.post("/v1/jobs", json=body).status_code == 401
+    reader = bearer(token_for(relay, Scope.READ))
+    refused = app.post("/v1/jobs", json=body, headers=reader)
+    assert refused.status_code == 403, refused.text
+    assert "lacks the 'submit' scope" in refused.json()["detail"]
+    assert sum(relay.store.counts().values()) == 0 and not relay.worker._pending
     ids = _post(relay, records, policies, "two-hosts", engine_ledger)
     assert relay.wait_idle(timeout=180), relay.store.counts()
     _assert_settled_once(relay, engine_chain, ids, records, policies)

@@ -175,3 +175,38 @@ def test_the_relay_side_refuses_bad_records_before_queueing_and_prunes_old_resul
         assert "old-result" not in left and "new-result" in left
     finally:
         worker.close()
+
+
+def test_an_engine_relay_keeps_the_relays_data_key_rules(engine_models, engine_key, tmp_path):
+    """The engine seals tasks to the provers' key; the relay still seals job inputs at rest
+    with its data key, so an engine relay without one (or with one in data_dir) never starts."""
+    from eth_account import Account
+
+    from prover.exceptions import RelayError
+    from prover.relay.keys import RelayKeys
+    from prover.relay.service import Relay
+    from prover.relay.settings import KeyConfig, RelaySettings
+
+    base = {
+        "rpc_urls": ["http://127.0.0.1:9"],
+        "settlement": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "hospital_key": KeyConfig(keystore=tmp_path / "unused-hospital.json"),
+        "submitter_key": KeyConfig(keystore=tmp_path / "unused-submitter.json"),
+        "nullifier_secret": "11" * 32,
+        "data_dir": tmp_path / "data",
+        "engine": EngineSettings(dsn="host=127.0.0.1", public_key=engine_key[1]),
+    }
+    keys = RelayKeys(Account.create(), Account.create())
+    with pytest.raises(RelayError, match="^no data key: set ZKCARE_RELAY_DATA_KEY"):
+        Relay(RelaySettings(**base), keys=keys, models=engine_models)
+    with pytest.raises(ValidationError, match="lies in data_dir"):
+        RelaySettings(**base, data_key_file=tmp_path / "data" / "key")
+    key_file = tmp_path / "data.key"
+    key_file.write_text("5e" * 32)
+    key_file.chmod(0o644)
+    with pytest.raises(RelayError, match="is mode 0644; make it 0600"):
+        Relay(RelaySettings(**base, data_key_file=key_file), keys=keys, models=engine_models)
+    key_file.chmod(0o600)
+    relay = Relay(RelaySettings(**base, data_key_file=key_file), keys=keys, models=engine_models)
+    assert relay.settings.engine is not None and relay.sealer is not None
+    relay.store.close()

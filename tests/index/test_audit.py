@@ -23,11 +23,14 @@ from eth_utils import keccak, to_checksum_address
 from mainjob import MainJob
 from web3 import Web3
 
+from prover.attestation import Attestation, recover_attester
 from prover.paths import ROOT
 
 pytestmark = pytest.mark.slow
 
-CLAIM = "(uint256,address,uint64,bytes32,uint256,bytes,bytes,uint256[])"
+#: ``ClaimSettlement.Claim``: policyId, hospital, attestedAt, attestationExpiry, recordNullifier,
+#: inputCommitment, signature, proof, instances.
+CLAIM = "(uint256,address,uint64,uint64,bytes32,uint256,bytes,bytes,uint256[])"
 REVEAL = ["uint256", "address", "uint256", "bytes32", "bytes", "uint256[]"]
 E18 = 10**18
 
@@ -112,12 +115,16 @@ def test_audit_reconciles_the_main_job_and_exports(
     assert pool["balance"] == 8 * E18 and pool["reserved"] == 2 * E18
     settlement = _addresses(job)["ClaimSettlement"]
     assert w3.eth.get_balance(settlement) == pool["balance"]  # type: ignore[arg-type]
-    claims = {c["id"]: c for c in doc["claims"]}
-    for number, expected in enumerate(job.info["claims"], 1):
-        assert claims[number]["tx_hash"] == expected["tx_hash"]
-        assert claims[number]["decision"] == expected["decision"]
-        assert claims[number]["amount"] == expected["payout"]
-        assert claims[number]["gas"] == expected["gas"]  # one claim per relay transaction
+    # Claim ids follow the order the relay's proofs finished (two provers), not the demo's
+    # numbering: each demo claim is found by its policy (one claim per policy).
+    claims = {c["policy_id"]: c for c in doc["claims"]}
+    assert sorted(c["id"] for c in doc["claims"]) == [1, 2, 3, 4]
+    for expected in job.info["claims"]:
+        claim = claims[expected["policy_id"]]
+        assert claim["tx_hash"] == expected["tx_hash"]
+        assert claim["decision"] == expected["decision"]
+        assert claim["amount"] == expected["payout"]
+        assert claim["gas"] == expected["gas"]  # one claim per relay transaction
     (bounty,) = doc["bounties"]
     assert bounty["status"] == "awarded" and bounty["amount"] == 2 * E18
     # Every log of the three contracts is exported once; no model output anywhere.
@@ -152,18 +159,25 @@ def test_trace_a_claim_and_the_award(
 ) -> None:
     job, w3 = index_main_job, index_w3
     db = tmp_path / "i.sqlite"
-    first = job.info["claims"][0]
     done = audit(job, db, "--claim", "1")
     assert done.returncode == 0, done.stderr
     trace = json.loads(done.stdout)
+    (first,) = [c for c in job.info["claims"] if c["policy_id"] == trace["policy_id"]]
     assert trace["tx_hash"] == first["tx_hash"] and trace["decision"] == first["decision"]
     assert trace["attestation"]["signer"] == job.info["hospital"]
     assert trace["attestation"]["signer_is_hospital"] is True
     tx = w3.eth.get_transaction(first["tx_hash"])
     (claim,) = decode([CLAIM], bytes(tx["input"])[4:])
-    assert trace["proof_keccak256"] == "0x" + keccak(claim[6]).hex()
+    assert trace["proof_keccak256"] == "0x" + keccak(claim[7]).hex()
     assert to_checksum_address(claim[1]) == job.info["hospital"]
     assert trace["policy_id"] == claim[0] == first["policy_id"]
+    assert (trace["attestation"]["attested_at"], trace["attestation"]["expiry"]) == claim[2:4]
+    # The signer, recovered here from the calldata's EIP-712 attestation (pool 1's product)
+    attestation = Attestation(claim[0], 1, claim[1], claim[5], claim[4], claim[2], claim[3])
+    signer = recover_attester(
+        attestation, claim[6], w3.eth.chain_id, _addresses(job)["ClaimSettlement"]
+    )
+    assert signer == job.info["hospital"]
     model = trace["model"]
     assert model["name"] == "zkcare/breast_cancer_lr" and model["version"] == 1
     code = bytes(w3.eth.get_code(model["verifier"]))
@@ -252,7 +266,9 @@ def test_audit_on_postgresql(index_main_job: MainJob, index_pg_db: str) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["tx_hash"] == index_main_job.info["claims"][1]["tx_hash"]
+    trace = json.loads(done.stdout)  # claim 2: whichever demo claim settled second
+    (expected,) = [c for c in index_main_job.info["claims"] if c["policy_id"] == trace["policy_id"]]
+    assert (trace["tx_hash"], trace["decision"]) == (expected["tx_hash"], expected["decision"])
     again = subprocess.run(  # the same PostgreSQL index, resumed: nothing new, still reconciled
         [
             sys.executable,
