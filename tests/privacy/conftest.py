@@ -158,14 +158,24 @@ def privacy_runs(
             policy = ops.issue_policy(d, insurer, product.id, str(holder.address), Decimal(1), 30)
             proof = prove_record(loaded, [float(v) for v in row], privacy_dir / "proofs" / kind)
             record = keccak(text=f"privacy-{kind}-{n}")
-            expiry = chain.pending_timestamp + 3600
-            attestation = Attestation(policy.id, proof.commitment, record, expiry)
+            attested_at = int(chain.pending_timestamp)
+            expiry = attested_at + 3600
+            attestation = Attestation(
+                policy.id,
+                pool.id,
+                privacy_hospital.address,
+                proof.commitment,
+                record,
+                attested_at,
+                expiry,
+            )
             signature = sign_attestation(
                 privacy_hospital, attestation, chain.chain_id, str(d.settlement.address)
             )
             claim = (
                 policy.id,
                 privacy_hospital.address,
+                attested_at,
                 expiry,
                 record,
                 proof.commitment,

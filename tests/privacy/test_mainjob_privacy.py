@@ -35,6 +35,7 @@ from prover.models.breast_cancer import (
     build_diagnostic_bundle,
     load_dataset,
 )
+from prover.models.card import ModelCard
 from prover.relay.devchain import compiled
 from prover.zk import proof as proofs_io
 from prover.zk.circuit import Bundle
@@ -195,4 +196,6 @@ def test_the_same_scan_finds_the_scores_of_the_plain_main_job(
     scale = int(manifest["models"]["zkcare/breast_cancer_lr"]["layout"][4])
     assert scale > 0
     read = [fixed_to_float(w, scale) for w in raw]
-    assert read == pytest.approx(list(scores[:, 0]), abs=0.1)
+    # within what the plain bundle's card measured on the held-out split
+    tolerance = ModelCard.of(build_diagnostic_bundle()).fidelity.max_abs_error + 0.05
+    assert read == pytest.approx(list(scores[:, 0]), abs=tolerance)
