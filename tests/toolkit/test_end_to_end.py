@@ -383,6 +383,7 @@ def claims(insured, plans, e2e_hospital, node: Anvil, w3: Web3, deployed, tmp_pa
         hospital_key=KeyConfig(keystore=data / "unused-hospital.json"),
         submitter_key=KeyConfig(keystore=data / "unused-submitter.json"),
         nullifier_secret=nullifier_secret,
+        data_key=secrets.token_hex(32),  # sealed inputs (required since the relay's hardening)
         data_dir=data / "store",
         models=configs,
         workers=2,
