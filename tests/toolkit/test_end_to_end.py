@@ -383,7 +383,7 @@ def claims(insured, plans, e2e_hospital, node: Anvil, w3: Web3, deployed, tmp_pa
         hospital_key=KeyConfig(keystore=data / "unused-hospital.json"),
         submitter_key=KeyConfig(keystore=data / "unused-submitter.json"),
         nullifier_secret=nullifier_secret,
-        data_key=secrets.token_hex(32),  # sealed inputs (required since the relay's hardening)
+        data_key=secrets.token_hex(32),
         data_dir=data / "store",
         models=configs,
         workers=2,
@@ -392,10 +392,16 @@ def claims(insured, plans, e2e_hospital, node: Anvil, w3: Web3, deployed, tmp_pa
     )
     relay = Relay(settings, keys=RelayKeys(e2e_hospital, submitter), models=resolve_models(configs))
     relay.start()
+    from prover.relay.auth import Scope
+
+    _client, token = relay.store.create_client("e2e-hospital", [Scope.SUBMIT, Scope.READ])
     jobs: dict[tuple[str, str], dict[str, Any]] = {}
     try:
         with Served(relay) as served:
+            anonymous = requests.post(f"{served.url}/v1/jobs", json={}, timeout=30)
+            assert anonymous.status_code == 401, anonymous.text  # the relay answers its clients
             session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {token}"
             ids = {}
             for (name, side), (policy, _) in insured["policies"].items():
                 record = getattr(plans[name], side)
