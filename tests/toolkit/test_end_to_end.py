@@ -539,7 +539,7 @@ def test_claims_are_paid_or_denied_as_the_outputs_dictate(
         assert job["decision"] == job["state"] and "outputs" not in job and "logit" not in job
         tx = w3.eth.get_transaction(job["tx_hash"])
         _, args = e2e_settlement.decode_function_input(tx["input"])
-        instances = list(args["claim"][-1])
+        instances = [int(v) for v in args["claim"]["instances"]]
         layout = plan.card.instance_layout
         outputs = [fixed_to_float(instances[i], layout.output_scale) for i in layout.output_indexes]
         # the proved outputs: the card's count, close to the float model's, and they decide
