@@ -1,15 +1,18 @@
 """``./zk demo``: zkcare's whole main job on a throwaway local chain, stage by stage.
 
-1. ``bundles``  build (or reuse) the diagnostic and the bounty-evaluation circuit bundles;
+1. ``bundles``  build (or reuse) the diagnostic decision bundle ("pay if malignant" compiled
+   into the circuit: its only public output is the 0/1 decision, never the logit) and the
+   bounty-evaluation circuit bundle;
 2. ``chain``    start anvil on a free loopback port and connect ape to it;
 3. ``deploy``   :func:`prover.deploy.deploy_all` (what ``ape run deploy all`` runs) as TEST::0:
    both verifiers, the registry, the settlement and the bounty contracts, models registered;
 4. ``insurer``  TEST::1, through :mod:`prover.operations` (what ``ape run manage`` runs): an ETH
-   pool, its funds, a trusted hospital, a product paying if the model says malignant, one policy
-   per holder;
+   pool, its funds, a trusted hospital, a product paying iff the circuit's decision is 1 (the
+   model says malignant), one policy per holder;
 5. ``relay``    a :class:`prover.relay.service.Relay` behind uvicorn on a loopback port;
 6. ``claims``   the hospital posts one claim job per held-out patient over HTTP; each must end
-   paid or denied on chain as the proved diagnosis dictates;
+   paid or denied on chain, the relay reporting the same decision (it never sees a score
+   leave the prover: neither the chain nor the relay's API carries one);
 7. ``dao``      a Governor + Timelock DAO (``contracts/test/ResearchDAO.sol``) passes a proposal
    that funds a research bounty on the deployed ``ResearchBounty``;
 8. ``research`` a researcher claims the bounty (:func:`_researcher_claims_bounty`).
@@ -94,19 +97,13 @@ class ClaimLine:
     patient: Patient
     policy_id: int
     holder: str
-    logit: float
-    decision: str  # "paid" | "denied", read from the settlement's event
+    decision: str  # "paid" | "denied", read from the settlement's event (no score anywhere)
     payout_wei: int
     gas_used: int
     seconds: float  # the relay's job creation (HTTP submission) to final on chain
     balance_before: int
     balance_after: int
     tx_hash: str
-
-    @property
-    def diagnosis(self) -> str:
-        """The model's call: a negative logit means malignant."""
-        return "malignant" if self.logit < 0 else "benign"
 
 
 @dataclass(frozen=True)
@@ -156,14 +153,13 @@ class Report:
         out += [f"{k:<{width}}  {v}" for k, v in self.facts]
         out += [rule, "claims (proved and submitted by the relay, settled by ClaimSettlement):"]
         out.append(
-            f"{'#':>2}  {'patient':<7}  {'truth':<9}  {'model (logit)':<20}  {'decision':<8}  "
+            f"{'#':>2}  {'patient':<7}  {'truth':<9}  {'decision':<8}  "
             f"{'payout':>7}  {'gas':>9}  {'time':>7}  holder balance before -> after"
         )
         for c in self.claims:
-            model = f"{c.diagnosis} ({c.logit:+.2f})"
             out.append(
                 f"{c.number:>2}  {'#' + str(c.patient.index):<7}  {c.patient.truth:<9}  "
-                f"{model:<20}  {c.decision:<8}  {_eth(c.payout_wei):>7}  {c.gas_used:>9,}  "
+                f"{c.decision:<8}  {_eth(c.payout_wei):>7}  {c.gas_used:>9,}  "
                 f"{c.seconds:>5.2f} s  {_short(c.holder)}: {_eth(c.balance_before)} -> "
                 f"{_eth(c.balance_after)}"
             )
@@ -226,6 +222,8 @@ class _Run:
     work: Path
     report: Report
     srs_file: Path | None
+    #: Tests' contrast only: the old plain diagnostic bundle (public logit) and its product.
+    plain: bool = False
     diag: Any = None  # Bundle
     evaluation: Any = None  # Bundle
     node: Any = None  # Anvil
@@ -401,9 +399,10 @@ def _reserve_port(port: int) -> socket.socket:
 
 def _build_bundles(run: _Run) -> None:
     from prover.models.bounty_eval import build_eval_bundle
-    from prover.models.breast_cancer import build_diagnostic_bundle
+    from prover.models.breast_cancer import build_decision_bundle, build_diagnostic_bundle
 
-    run.diag = build_diagnostic_bundle(srs_file=run.srs_file, progress=run.say)
+    build = build_diagnostic_bundle if run.plain else build_decision_bundle
+    run.diag = build(srs_file=run.srs_file, progress=run.say)
     run.evaluation = build_eval_bundle(srs_file=run.srs_file, progress=run.say)
     for bundle in (run.diag, run.evaluation):
         run.say(f"{bundle.path.name}: logrows {bundle.manifest['logrows']}")
@@ -430,7 +429,13 @@ def _deploy(run: _Run) -> None:
     from prover.operations import Deployment
 
     directory = run.work / "deployments"
-    deployer = deploy_all(run.deployer, srs_file=run.srs_file, directory=directory, log=run.say)
+    deployer = deploy_all(
+        run.deployer,
+        srs_file=run.srs_file,
+        directory=directory,
+        log=run.say,
+        diagnostic=run.diag if run.plain else None,
+    )
     run.d = Deployment.load(directory)
     contracts = deployer.data["contracts"]
     run.report.add(
@@ -445,7 +450,12 @@ def _deploy(run: _Run) -> None:
     run.report.add(
         "model",
         f"zkcare/breast_cancer_lr v1: logrows {m['logrows']}, vk sha256 "
-        f"{m['sha256']['vk'][:16]}…, SRS {m['srs']['label']}",
+        f"{m['sha256']['vk'][:16]}…, SRS {m['srs']['label']}, "
+        + (
+            "plain bundle (public logit)"
+            if run.plain
+            else f"decision bundle ({m['card']['decision']['rule']} in the circuit)"
+        ),
     )
 
 
@@ -461,7 +471,11 @@ def _insure(run: _Run, holders: int) -> None:
     run.say(pool.describe())
     ops.trust_hospital(d, insurer, pool.id, run.hospital.address)
     run.say(f"pool {pool.id} trusts the hospital key {run.hospital.address}")
-    product = ops.create_product(d, insurer, pool.id, PAYOUT, pay_if="malignant")
+    # A decision model: the product pays iff the circuit's decision is 1 (its rule, "pay if
+    # malignant", is compiled in); the plain contrast reads the public logit (AtMost 0).
+    product = ops.create_product(
+        d, insurer, pool.id, PAYOUT, pay_if="malignant" if run.plain else None
+    )
     run.say(product.describe())
     for _ in range(holders):
         holder = Account.create().address
@@ -475,8 +489,12 @@ def _insure(run: _Run, holders: int) -> None:
     )
     run.report.add(
         "product",
-        f"{product.id}: pays {_eth(product.payout)} if the logit (output 0) <= 0, i.e. the model "
-        "calls the tumour malignant",
+        f"{product.id}: pays {_eth(product.payout)} if the model calls the tumour malignant ("
+        + (
+            "the logit, output 0, <= 0)"
+            if run.plain
+            else "decided in the circuit: the chain sees only the decision, never the logit)"
+        ),
     )
     run.report.add("policies", f"{holders}, coverage {_eth(int(COVERAGE * E18))} each")
 
@@ -627,11 +645,8 @@ def _settled(
     job: dict[str, Any],
     before: int,
 ) -> ClaimLine:
-    """Check a final job against the chain: the event, the payout, the rule's decision."""
+    """Check a final job against the chain: the event, the relay's decision, the payout."""
     from ape import chain
-
-    from prover.deploy import DIAGNOSTIC_MODEL_NAME, model_id
-    from prover.operations import to_fixed
 
     what = f"claim {number} (patient #{patient.index}, policy {policy_id})"
     if job["state"] not in ("paid", "denied"):
@@ -643,17 +658,13 @@ def _settled(
     if len(paid) + len(denied) != 1:
         raise DemoFailed("claims", f"{what}: transaction {job['tx_hash']} settled no claim")
     decision = "paid" if paid else "denied"
-    logit = float(job["logit"])
-    # The events carry no output (the chain learns whether a claim pays, not the score): the
-    # rule is re-applied to the relay's proved logit at the registered fixed-point scale.
-    scale = run.d.output_scale(model_id(DIAGNOSTIC_MODEL_NAME), 1)
-    read = to_fixed(logit, scale, "logit")
-    dictated = "paid" if read <= 0 else "denied"  # the product: AtMost 0 on the logit
-    if decision != job["state"] or decision != dictated:
+    # Neither the events nor the relay carry a score: the chain learns whether a claim pays,
+    # the relay reports that decision and nothing else.
+    if decision != job["state"] or decision != job.get("decision"):
         raise DemoFailed(
             "claims",
-            f"{what}: the chain says {decision}, the relay {job['state']}, the proved logit "
-            f"{logit:+.4f} dictates {dictated}",
+            f"{what}: the chain says {decision}, the relay {job['state']} "
+            f"(decision {job.get('decision')})",
         )
     after = int(chain.provider.get_balance(holder))
     payout = int(paid[0].amount) if paid else 0
@@ -667,7 +678,6 @@ def _settled(
         patient,
         policy_id,
         holder,
-        logit,
         decision,
         payout,
         int(receipt.gas_used),

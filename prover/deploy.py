@@ -287,14 +287,21 @@ def deploy_all(
     srs_file: Path | None = None,
     directory: Path | None = None,
     log: Callable[[str], None] = print,
+    diagnostic: Bundle | None = None,
 ) -> Deployer:
-    """Build bundles, deploy verifiers + registry + settlement + bounty, register models."""
+    """Build bundles, deploy verifiers + registry + settlement + bounty, register models.
+
+    The diagnostic model is registered as its decision bundle ("pay if malignant" compiled
+    into the circuit, :func:`prover.models.breast_cancer.build_decision_bundle`): its proofs'
+    only public output is the 0/1 decision, never the logit. ``diagnostic`` registers another
+    bundle instead (the privacy tests' contrast: the plain bundle, whose output is the logit).
+    """
     from ape import project
 
     from prover.models.bounty_eval import build_eval_bundle, context_scale
-    from prover.models.breast_cancer import build_diagnostic_bundle
+    from prover.models.breast_cancer import build_decision_bundle
 
-    diag = build_diagnostic_bundle(srs_file=srs_file)
+    diag = diagnostic or build_decision_bundle(srs_file=srs_file)
     evaluation = build_eval_bundle(srs_file=srs_file)
     d = Deployer.open(account, directory, log)
     d.data["deployer"] = str(account.address)

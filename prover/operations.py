@@ -845,10 +845,10 @@ def resolve_bundle(
     if source in BUILTIN_BUNDLES:
         from prover.models.bounty_eval import build_eval_bundle
 
-        if source == "diagnostic":
-            from prover.models.breast_cancer import build_diagnostic_bundle
+        if source == "diagnostic":  # the decision bundle, as deploy all registers it
+            from prover.models.breast_cancer import build_decision_bundle
 
-            bundle = build_diagnostic_bundle()
+            bundle = build_decision_bundle()
             if not skip_checks:
                 check_bundle(bundle)
         else:
@@ -1061,7 +1061,9 @@ def create_product(
     (see :func:`payout_rule`; indices are checked against the version's output count).
 
     On a decision model (``model build --decide``; see :meth:`Deployment.decision`) the rule
-    defaults to, and must be, :data:`DECISION_RULE`: pay iff the circuit's decision is 1."""
+    defaults to, and must be, :data:`DECISION_RULE`: pay iff the circuit's decision is 1. On the
+    built-in diagnostic decision model ``pay_if="malignant"`` (the rule its circuit holds) is
+    that rule too; ``benign`` is refused."""
     pool = d.pool(pool_id)
     _require_insurer(pool, account)
     view = d.active_model(model, version, "model_name")
@@ -1073,7 +1075,8 @@ def create_product(
         )
     decision = d.decision(view)
     given = (pay_if, comparison, threshold, output, pay_if_class) != (None,) * 5
-    if decision is not None and not given:
+    only_pay_if = (comparison, threshold, output, pay_if_class) == (None,) * 4
+    if decision is not None and (not given or (only_pay_if and _pays_if(decision, pay_if))):
         rule = DECISION_RULE
     else:
         rule = payout_rule(
@@ -1098,6 +1101,18 @@ def create_product(
         pool_id, view.model_id, view.version, tuple(int(v) for v in rule), raw, sender=account
     )
     return d.product(int(_event(receipt, d.settlement, "ProductCreated").productId))
+
+
+def _pays_if(decision: dict[str, Any], pay_if: str | None) -> bool:
+    """Whether ``--pay-if`` names the rule the diagnostic decision model compiled in
+    (``malignant``: ``output[0] <= 0``), which then reads as :data:`DECISION_RULE`."""
+    if pay_if != "malignant":
+        return False
+    return (decision.get("comparison"), decision.get("output"), decision.get("threshold")) == (
+        "at_most",
+        0,
+        0.0,
+    )
 
 
 def retire_product(d: Deployment, account: Any, product_id: int) -> ProductView:

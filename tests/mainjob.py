@@ -5,6 +5,8 @@ anvil, ``deploy_all``, the insurer's pool/product/policies, the relay over HTTP 
 claims paid or denied, the DAO's bounty and the researcher's award), then keeps anvil and the
 relay running until ``stop``. What the tests need (RPC URL, manifest, relay URL, the insurer's
 and hospital's addresses, the policies) comes back as JSON. Run as a script it is that process.
+``plain=True`` runs it with the old plain diagnostic bundle (public logit) instead of the
+decision bundle: the privacy tests' contrast.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ class MainJob:
     log: Path
 
     @classmethod
-    def start(cls, tmp: Path, timeout: float = 900) -> MainJob:
+    def start(cls, tmp: Path, timeout: float = 900, *, plain: bool = False) -> MainJob:
         info_path = tmp / "mainjob.json"
         log = tmp / "mainjob.log"
+        argv = [str(info_path), *(["plain"] if plain else [])]
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(info_path)],
+            [sys.executable, str(Path(__file__).resolve()), *argv],
             cwd=ROOT,
             env={**os.environ, "TMPDIR": str(tmp)},
             stdin=subprocess.PIPE,
@@ -66,12 +69,12 @@ class MainJob:
 
     @classmethod
     @contextmanager
-    def running(cls, prefix: str) -> Iterator[MainJob]:
+    def running(cls, prefix: str, *, plain: bool = False) -> Iterator[MainJob]:
         """Start in a fresh temporary directory (not pytest's basetemp, which a concurrent
         pytest session may prune); stop and remove it afterwards."""
         tmp = Path(tempfile.mkdtemp(prefix=f"zkcare-{prefix}-"))
         try:
-            job = cls.start(tmp)
+            job = cls.start(tmp, plain=plain)
             try:
                 yield job
             finally:
@@ -107,8 +110,10 @@ class MainJob:
         return Path(self.info["relay_token_file"])
 
 
-def _main(info_path: Path) -> None:
+def _main(info_path: Path, plain: bool = False) -> None:
     from contextlib import ExitStack
+
+    from ape import chain
 
     from prover.demo import Report, _reserve_port, _Run, _stages, held_out_patients
 
@@ -117,7 +122,7 @@ def _main(info_path: Path) -> None:
         sock = _reserve_port(0)
         stack.callback(sock.close)
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="zkcare-mainjob-")))
-        run = _Run(lambda m: print(m, flush=True), work, Report(), None)
+        run = _Run(lambda m: print(m, flush=True), work, Report(), None, plain=plain)
         _stages(run, stack, chosen, sock)
         # The demo's hospital client holds submit + read (run.relay_token). An operator's view
         # of every client's jobs and of /healthz needs read + admin: the dashboard's token file.
@@ -145,6 +150,7 @@ def _main(info_path: Path) -> None:
             "hospital": str(run.hospital.address),
             "policies": run.policies,
             "patients": [p.index for p in chosen],
+            "last_block": int(chain.blocks.head.number),  # every stage's blocks are mined
             "claims": [
                 {
                     "number": c.number,
@@ -164,4 +170,4 @@ def _main(info_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    _main(Path(sys.argv[1]))
+    _main(Path(sys.argv[1]), plain=sys.argv[2:] == ["plain"])

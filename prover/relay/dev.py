@@ -194,9 +194,12 @@ def fingerprint(bundle: Bundle) -> str:
 
 def deploy(url: str, bundle: Bundle, hospital: str, submitter: str, fp: str) -> DevDeployment:
     """Deploy the contracts, issue the dev policy and fund the submitter."""
-    from prover.relay.devchain import deploy_dev_chain
+    from prover.relay.devchain import AT_LEAST, deploy_dev_chain
 
-    chain = deploy_dev_chain(url, bundle, hospital, payout=PAYOUT_WEI)
+    # The decision bundle's only output is 0/1 ("pay if malignant" runs in the circuit).
+    chain = deploy_dev_chain(
+        url, bundle, hospital, comparison=AT_LEAST, threshold=1, payout=PAYOUT_WEI
+    )
     (policy,) = chain.issue_policies(1, holder=HOLDER, coverage=COVERAGE_WEI, ttl_s=POLICY_TTL_S)
     chain.sender.send({"to": submitter, "value": SUBMITTER_FUNDS_WEI})
     return DevDeployment(
@@ -242,7 +245,7 @@ keystore = {json.dumps(str(folder.hospital_keystore))}
 [submitter_key]
 keystore = {json.dumps(str(folder.submitter_keystore))}
 
-[[models]]                        # the built-in diagnostic model (bundle built or reused)
+[[models]]                        # the built-in diagnostic decision model (built or reused)
 name = "breast_cancer_lr"
 version = 1
 """
@@ -407,7 +410,7 @@ def run_dev(directory: Path, port: int, echo: Echo) -> None:
 
 
 def _run_locked(folder: DevFolder, port: int, echo: Echo) -> None:
-    from prover.models.breast_cancer import build_diagnostic_bundle
+    from prover.models.breast_cancer import build_decision_bundle
 
     sock = _listen(port)
     anvil: Anvil | None = None
@@ -415,7 +418,7 @@ def _run_locked(folder: DevFolder, port: int, echo: Echo) -> None:
         echo(f"dev relay in {shown(folder.root)}")
         hospital, submitter, passphrase = _stage("keys", lambda: ensure_keys(folder, echo))
         echo("  model     building or reusing the diagnostic circuit bundle ...")
-        bundle: Bundle = _stage("model", build_diagnostic_bundle)
+        bundle: Bundle = _stage("model", build_decision_bundle)
         _stage("contracts", _quiet_ape)
         _trap_signals()
         fp = _stage("contracts", lambda: fingerprint(bundle))

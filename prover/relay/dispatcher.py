@@ -157,8 +157,6 @@ class Dispatcher:
                 proof=result.proof,
                 instances=result.instances,
                 input_commitment=result.commitment,
-                outputs=result.outputs,
-                logit=result.outputs[0] if result.outputs else None,
                 prove_seconds=result.seconds,
                 proved_at=time.time(),
             )

@@ -1,12 +1,13 @@
 """The HTTP API's request and response bodies (their JSON Schema is in the OpenAPI document).
 
 Responses never contain patient features or salt: :class:`JobStatus` is built from stored
-columns that hold only public or operational data.
+columns that hold only public or operational data. Nor do they carry a model's score: a job
+reports only its decision (``paid``/``denied``), as the chain settled it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -75,11 +76,9 @@ class JobStatus(BaseModel):
     model: str
     model_version: int
     input_commitment: str | None = Field(default=None, description="hex field element")
-    outputs: list[float] | None = Field(
-        default=None, description="the model's proved outputs, in its card's order"
-    )
-    logit: float | None = Field(
-        default=None, description="the first proved output (the diagnostic model's logit)"
+    decision: Literal["paid", "denied"] | None = Field(
+        default=None,
+        description="the claim's outcome once settled on chain (never the model's score)",
     )
     nonce: int | None = None
     tx_hash: str | None = None
@@ -106,8 +105,7 @@ class JobStatus(BaseModel):
             input_commitment=None
             if job.input_commitment is None
             else f"0x{job.input_commitment:064x}",
-            outputs=None if job.outputs is None else list(job.outputs),
-            logit=job.logit,
+            decision=_DECISIONS.get(job.state),
             nonce=job.nonce,
             tx_hash=job.tx_hash,
             transactions=transactions,
@@ -119,6 +117,12 @@ class JobStatus(BaseModel):
             updated_at=job.updated_at,
             final_at=job.final_at,
         )
+
+
+_DECISIONS: dict[JobState, Literal["paid", "denied"]] = {
+    JobState.PAID: "paid",
+    JobState.DENIED: "denied",
+}
 
 
 class JobList(BaseModel):

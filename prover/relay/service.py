@@ -93,13 +93,14 @@ class ServedModel:
 
 
 def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], ServedModel]:
-    """Open (or build, for the default diagnostic model) every configured bundle.
+    """Open (or build, for the default diagnostic model: its decision bundle, as ``deploy all``
+    registers it) every configured bundle.
 
     Each model is proved with its own bundle and the preprocessing inside it; a bundle without
     a model card, or whose ``preprocess.json`` is missing or altered, is refused. A configured
     ``preprocess`` file is only checked against the bundle's own (never used instead of it).
     """
-    from prover.models.breast_cancer import build_diagnostic_bundle
+    from prover.models.breast_cancer import build_decision_bundle
     from prover.zk.circuit import load_bundle
     from prover.zk.hashing import sha256_file
 
@@ -107,7 +108,7 @@ def resolve_models(configs: list[ModelConfig]) -> dict[tuple[str, int], ServedMo
     problems: list[str] = []
     for i, cfg in enumerate(configs):
         try:
-            bundle = build_diagnostic_bundle() if cfg.bundle is None else load_bundle(cfg.bundle)
+            bundle = build_decision_bundle() if cfg.bundle is None else load_bundle(cfg.bundle)
             loaded = LoadedModel.open(bundle)
         except ZkcareError as exc:
             problems.append(f"models[{i}].bundle: {exc}")

@@ -65,8 +65,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     prove_seconds REAL,
     input_commitment TEXT,
     instances TEXT,
-    logit REAL,
-    outputs TEXT,
     proof BLOB,
     nonce INTEGER,
     tx_hash TEXT,
@@ -135,7 +133,7 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 #: The schema this code writes (``PRAGMA user_version``; 0 is a store from before versioning).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``.
 MIGRATIONS = {
     # 2: every output of a model (JSON list of floats); ``logit`` stays the first output.
@@ -148,6 +146,12 @@ UPDATE jobs SET outputs = json_array(logit) WHERE logit IS NOT NULL;
     3: """
 ALTER TABLE jobs ADD COLUMN client_id TEXT;
 """,
+    # 4: decisions without scores: a job keeps no model output (the outcome is its state,
+    # paid or denied); the logits and outputs an older relay stored are dropped.
+    4: """
+ALTER TABLE jobs DROP COLUMN logit;
+ALTER TABLE jobs DROP COLUMN outputs;
+""",
 }
 
 #: Columns a transition may set besides ``state``/``reason``.
@@ -158,8 +162,6 @@ _SETTABLE = frozenset(
         "prove_seconds",
         "input_commitment",
         "instances",
-        "logit",
-        "outputs",
         "proof",
         "nonce",
         "tx_hash",
@@ -198,8 +200,6 @@ class Job:
     prove_seconds: float | None
     input_commitment: int | None
     instances: tuple[int, ...] | None
-    logit: float | None
-    outputs: tuple[float, ...] | None
     proof: bytes | None
     nonce: int | None
     tx_hash: str | None
@@ -229,8 +229,6 @@ class Job:
                 data[name] = int(data[name])
         if data["instances"] is not None:
             data["instances"] = tuple(int(v) for v in json.loads(data["instances"]))
-        if data["outputs"] is not None:
-            data["outputs"] = tuple(float(v) for v in json.loads(data["outputs"]))
         return cls(**data)
 
 
@@ -270,8 +268,6 @@ def _encode(name: str, value: Any) -> Any:
         return str(int(value))
     if name == "instances":
         return json.dumps([str(int(v)) for v in value])
-    if name == "outputs":
-        return json.dumps([float(v) for v in value])
     if isinstance(value, JobState):
         return value.value
     return value

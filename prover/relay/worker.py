@@ -90,11 +90,6 @@ class ProveResult:
     worker: str
     started_at: float = 0.0  # wall clock (epoch seconds) when the worker began this proof
 
-    @property
-    def logit(self) -> float:
-        """The first output (the diagnostic model's only one: its logit)."""
-        return self.outputs[0]
-
 
 class ProverWorker(Protocol):
     """What the relay needs from a prover backend (local pool, or a distributed one)."""

@@ -158,7 +158,7 @@ def privacy_runs(
             policy = ops.issue_policy(d, insurer, product.id, str(holder.address), Decimal(1), 30)
             proof = prove_record(loaded, [float(v) for v in row], privacy_dir / "proofs" / kind)
             record = keccak(text=f"privacy-{kind}-{n}")
-            attested_at = chain.pending_timestamp
+            attested_at = int(chain.pending_timestamp)
             expiry = attested_at + 3600
             attestation = Attestation(
                 policy.id,

@@ -375,7 +375,8 @@ def test_openapi_schema_is_served_to_clients_and_docs_are_not(client):
     assert {"409", "413", "422", "429"} <= set(schema["paths"]["/v1/jobs"]["post"]["responses"])
     status = schema["components"]["schemas"]["JobStatus"]["properties"]
     assert "features" not in status and "salt" not in status
-    assert "outputs" in status
+    assert "decision" in status  # a job reports its decision, never the model's score
+    assert "outputs" not in status and "logit" not in status
     assert client.get("/docs").status_code == 404  # Swagger UI would load scripts from a CDN
     assert {"401", "403"} <= set(schema["paths"]["/v1/jobs/{job_id}"]["get"]["responses"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from prover.relay.states import JobState
 
-from .support import MODEL, job_body, make_records, wait_until
+from .support import job_body, make_records, wait_until
 
 pytestmark = pytest.mark.slow
 N_JOBS = 50
@@ -34,16 +34,14 @@ def test_fifty_jobs_end_to_end(make_relay, client_for, dev_chain, ledger):
     elapsed = time.monotonic() - started
 
     claim_ids = set()
-    # quantized vs float model: within what the card measured on the held-out split
-    tolerance = relay.model(MODEL, 1).card.fidelity.max_abs_error + 0.05
     for job_id, record, policy in zip(job_ids, records, policies, strict=True):
         status = client.get(f"/v1/jobs/{job_id}").json()
         expected = JobState.PAID if record.pays else JobState.DENIED
         assert status["state"] == expected, (status["reason"], relay.store.history(job_id))
         assert status["policy_id"] == policy
-        assert (status["logit"] <= 0) == record.pays
-        assert status["outputs"] == [status["logit"]]
-        assert abs(status["logit"] - record.logit) < tolerance
+        # the job reports its decision only, never the model's score
+        assert status["decision"] == ("paid" if record.pays else "denied")
+        assert "logit" not in status and "outputs" not in status
         assert status["tx_hash"] and status["block_number"] and status["gas_used"] > 300_000
         assert status["transactions"] == 1
         assert status["amount_wei"] == (str(10**16) if record.pays else "0")

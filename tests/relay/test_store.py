@@ -149,11 +149,10 @@ def test_claim_requeue_and_proof_drop_the_sealed_input(store):
         proof=b"proof",
         instances=(5, 6, 7),
         input_commitment=5,
-        outputs=(-1.5, 0.25),
-        logit=-1.5,
     )
     assert proved.sealed_input is None and proved.instances == (5, 6, 7)
-    assert proved.outputs == (-1.5, 0.25) and store.get(first.id).outputs == (-1.5, 0.25)
+    with pytest.raises(ValueError, match="cannot set job columns"):  # no score is stored
+        store.transition(first.id, JobState.PROVED, JobState.SIGNED, logit=-1.5)
     assert store.get(second.id).sealed_input == b"sealed"
 
 
@@ -205,9 +204,19 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     assert "redacted" in repr(sealer)
 
 
+def _with_scores(schema: str) -> str:
+    """The jobs table with the score columns relays before version 4 kept."""
+    out = schema.replace(
+        "    instances TEXT,\n", "    instances TEXT,\n    logit REAL,\n    outputs TEXT,\n"
+    )
+    assert "logit REAL" in out
+    return out
+
+
 def _before_clients(schema: str) -> str:
     """The schema as relays before client authentication (version 2) wrote it."""
-    out = schema.replace("    final_at REAL,\n    client_id TEXT\n", "    final_at REAL\n")
+    out = _with_scores(schema)
+    out = out.replace("    final_at REAL,\n    client_id TEXT\n", "    final_at REAL\n")
     out = (
         out.split("CREATE INDEX IF NOT EXISTS jobs_client")[0]
         + out.split("WHERE state <> 'failed';", 1)[1]
@@ -216,10 +225,17 @@ def _before_clients(schema: str) -> str:
     return out
 
 
+def _columns(path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        names = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    conn.close()
+    return names
+
+
 def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
     path = tmp_path / "old.sqlite3"
     old_schema = _before_clients(SCHEMA).replace("    outputs TEXT,\n", "")
-    assert "outputs" not in old_schema
+    assert "outputs" not in old_schema and "logit REAL" in old_schema
     with sqlite3.connect(path) as conn:  # what the relay wrote before schema versions
         conn.executescript(old_schema)
         conn.execute(
@@ -232,12 +248,36 @@ def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
     store = JobStore(path)
     try:
         job = store.get("j1")
-        assert job.logit == -1.5 and job.outputs == (-1.5,)
+        assert job.state == JobState.PROVED and not hasattr(job, "logit")
         (version,) = store._conn().execute("PRAGMA user_version").fetchone()
-        assert version == SCHEMA_VERSION
+        assert version == SCHEMA_VERSION == 4
     finally:
         store.close()
+    # version 4 dropped the scores an older relay kept (decisions without scores)
+    assert {"logit", "outputs"}.isdisjoint(_columns(path)) and "client_id" in _columns(path)
     JobStore(path).close()  # opening a current store again changes nothing
+
+
+def test_a_version_3_store_drops_its_outputs(tmp_path):
+    path = tmp_path / "v3.sqlite3"
+    v3 = _with_scores(SCHEMA)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(v3)
+        conn.execute(
+            "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+            " model_version, record_nullifier, logit, outputs, created_at, updated_at)"
+            " VALUES ('j1', 'key-00000001', 'mac', 'paid', '7', 'breast_cancer_lr', 1, x'01',"
+            " -1.5, '[-1.5]', 1.0, 1.0)"
+        )
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    assert {"logit", "outputs"} <= _columns(path)
+    store = JobStore(path)
+    try:
+        assert store.get("j1").state == JobState.PAID
+    finally:
+        store.close()
+    assert {"logit", "outputs"}.isdisjoint(_columns(path))
 
 
 def test_a_store_with_two_claims_of_one_record_is_refused_with_what_to_do(tmp_path):
@@ -274,7 +314,7 @@ def test_the_store_is_private_and_keeps_only_token_digests(tmp_path):
         assert oct(stat.S_IMODE((tmp_path / "data").stat().st_mode)) == "0o700"
         for name in ("jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"):
             assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600, name
-        secret = token.split("_")[2]
+        secret = token.split("_", 2)[2]  # the secret may hold "_" itself
         raw = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir())
         assert secret.encode() not in raw
         assert hashlib.sha256(secret.encode()).hexdigest().encode() in raw

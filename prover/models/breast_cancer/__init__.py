@@ -11,6 +11,12 @@ It is a model package like any user's: :func:`build_diagnostic_bundle` writes it
 and calls :func:`prover.models.build.build_model`, the path behind ``model build``, which salts
 the graph, tunes the circuit and writes the model card; :func:`prove_diagnosis` is
 :func:`prover.models.build.prove_record`.
+
+The built-in product is a *decision* model: :func:`build_decision_bundle` compiles "pay if
+malignant" (:data:`PAY_IF_MALIGNANT`, ``output[0] <= 0``) into the circuit (``model build
+--decide``), so its proofs' only public output is the 0/1 decision and the chain never sees a
+logit. :func:`build_diagnostic_bundle` without a rule is the plain bundle (public logit), kept
+for the toolkit's tests and benchmarks and as the privacy tests' contrast.
 """
 
 from __future__ import annotations
@@ -27,12 +33,18 @@ from prover.models.preprocess import Preprocessor
 from prover.paths import ARTIFACTS, VERIFIERS_DIR
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, ProgressFn
+from prover.zk.decision import DecisionRule
 from prover.zk.hashing import sha256_file as sha256_file  # re-exported for callers
 from prover.zk.tuning import Choice
 
 NUM_FEATURES = 30
 NAME = "breast_cancer_lr"
+#: The decision bundle's name (its verifier is ``BreastCancerLrDecisionVerifier``).
+DECISION_NAME = f"{NAME}_decision"
 OUTPUT_MEANING = "logit of P(benign); < 0 means the model calls it malignant"
+#: The built-in product's rule, compiled into the decision bundle: the logit of P(benign) is
+#: ``<= 0``, i.e. the model calls the tumour malignant (``payout_rule(pay_if="malignant")``).
+PAY_IF_MALIGNANT = DecisionRule("at_most", 0, 0.0)
 
 MODELS_DIR = Path(__file__).parent
 DIAGNOSTIC_MODEL = MODELS_DIR / "breast_cancer_lr.onnx"
@@ -187,8 +199,13 @@ def build_diagnostic_bundle(
     choice: Choice | None = None,
     name: str = NAME,
     progress: ProgressFn | None = None,
+    decision: DecisionRule | None = None,
 ) -> Bundle:
-    """Build or reuse the diagnostic bundle through the public path (``model build``)."""
+    """Build or reuse the diagnostic bundle through the public path (``model build``).
+
+    Without ``decision`` it is the plain bundle, whose public output is the logit; with one
+    (``model build --decide``) the rule runs in the circuit and its only output is 0/1.
+    """
     from prover.models.build import BuildOptions, build_model
     from prover.models.data import load_labels, load_rows
 
@@ -204,7 +221,11 @@ def build_diagnostic_bundle(
         labels=labels,
         preprocess=preprocess,
         options=BuildOptions(
-            name=name, task="classifier", output_meaning=OUTPUT_MEANING, choice=choice or Choice()
+            name=name,
+            task=None if decision is not None else "classifier",
+            output_meaning=OUTPUT_MEANING,
+            choice=choice or Choice(),
+            decision=decision,
         ),
         feature_names=header,
         held_out_source="breast-cancer held-out split (114 patients)",
@@ -212,6 +233,26 @@ def build_diagnostic_bundle(
         out_root=out_root,
         export_verifier_to=export_verifier_to,
         progress=progress,
+    )
+
+
+def build_decision_bundle(
+    *,
+    srs_file: Path | None = None,
+    out_root: Path | None = None,
+    export_verifier_to: Path | None = VERIFIERS_DIR,
+    progress: ProgressFn | None = None,
+) -> Bundle:
+    """The built-in product's bundle: "pay if malignant" (:data:`PAY_IF_MALIGNANT`) compiled
+    into the circuit, whose only public output is the decision (what ``deploy all``, the
+    demo and the dev relay register)."""
+    return build_diagnostic_bundle(
+        srs_file=srs_file,
+        out_root=out_root,
+        export_verifier_to=export_verifier_to,
+        name=DECISION_NAME,
+        progress=progress,
+        decision=PAY_IF_MALIGNANT,
     )
 
 
