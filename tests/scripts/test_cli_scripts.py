@@ -26,8 +26,8 @@ ETH = "0x" + "00" * 20
 DIAG = "zkcare/breast_cancer_lr"
 EVAL = "zkcare/bounty_eval"
 CONTRACTS = {
-    "BreastCancerLrVerifier",
-    "BreastCancerLrBatchVerifier",
+    "BreastCancerLrDecisionVerifier",
+    "BreastCancerLrDecisionBatchVerifier",
     "BountyEvalVerifier",
     "ModelRegistry",
     "ClaimSettlement",
@@ -121,17 +121,7 @@ def insured(run, deployed, acct, w3, c) -> dict[str, Any]:
         ("hospital", "trust", "1", acct[9]),
         ("hospital", "trust", "1", acct[9], "--revoke"),
         ("product", "create", "1", "--pay-if", "malignant", "--payout", "1"),
-        (
-            "product",
-            "create",
-            "1",
-            "--comparison",
-            "at-least",
-            "--threshold",
-            "2.5",
-            "--payout",
-            "0.25",
-        ),
+        ("product", "create", "1", "--pay-if", "malignant", "--payout", "0.25"),
         ("product", "retire", "2"),
         ("policy", "issue", "1", holder, "--coverage", "2", "--days", "30"),
         ("policy", "issue", "1", holder, "--coverage", "0.5", "--days", "0.001"),
@@ -227,11 +217,17 @@ def bounty_flow(token_pool, run, w3, c, acct) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def upgraded(bounty_flow, run, w3, c, out_dir, acct) -> dict[str, Any]:
-    """Register the diagnostic circuit as v2, revoke v1, add a product, redeploy (no-op)."""
+    """Register the plain (public-logit) diagnostic bundle as v2, revoke v1 (the decision
+    bundle), add a product, redeploy (no-op)."""
+    from prover.models.breast_cancer import build_diagnostic_bundle
+
     r = c.registry.functions
     diag = Web3.keccak(text=DIAG)
+    bundle_dir = str(build_diagnostic_bundle().path)  # the plain bundle, a directory
     out: dict[str, Any] = {
-        "register": ok(run("manage", "model", "register", "diagnostic", "--version", "2")),
+        "register": ok(
+            run("manage", "model", "register", bundle_dir, "--name", DIAG, "--version", "2")
+        ),
         "manifest": json.loads((out_dir / "31337.json").read_text()),
         "v2": r.getModelVersion(diag, 2).call(),
     }
@@ -254,9 +250,6 @@ def upgraded(bounty_flow, run, w3, c, out_dir, acct) -> dict[str, Any]:
     out["redeploy"] = ok(run("deploy", "all"))
     out["redeploy_txs"] = w3.eth.get_transaction_count(acct[0]) - nonce
     out["show"] = ok(run("manage", "model", "show", DIAG, account=None))
-    from prover.models.breast_cancer import build_diagnostic_bundle
-
-    bundle_dir = str(build_diagnostic_bundle().path)  # a bundle directory, under another name
     out["copy"] = ok(
         run("manage", "model", "register", bundle_dir, "--name", "acme/lr", "--version", "3")
     )
@@ -320,7 +313,7 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
     assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
     assert deployed["models"][EVAL]["layout"] == [9, 0, 2, 7, 0]
     # The diagnostic model's batch verifier is registered next to it, code hash pinned.
-    batch = deployed["contracts"]["BreastCancerLrBatchVerifier"]
+    batch = deployed["contracts"]["BreastCancerLrDecisionBatchVerifier"]
     assert deployed["models"][DIAG]["batchVerifier"] == {
         "address": batch["address"],
         "codeHash": batch["codeHash"],
@@ -358,9 +351,10 @@ def test_insurer_commands(insured, deployed, w3, c) -> None:
     assert s.isHospitalTrusted(1, w3.eth.accounts[9]).call() is False
     diag = Web3.keccak(text=DIAG)
     # Product: (modelId, poolId, version, retired, payout, (comparison, output, threshold))
-    raw = int(2.5 * 2 ** diag_scale(deployed))
-    assert s.getProduct(1).call() == (diag, 1, 1, False, E18, (1, 0, 0))  # AtMost 0 on output 0
-    assert s.getProduct(2).call() == (diag, 1, 1, True, E18 // 4, (0, 0, raw))  # AtLeast 2.5
+    # v1 is the decision bundle ("pay if malignant" in the circuit): AtLeast 1 on the decision
+    assert diag_scale(deployed) == 0
+    assert s.getProduct(1).call() == (diag, 1, 1, False, E18, (0, 0, 1))
+    assert s.getProduct(2).call() == (diag, 1, 1, True, E18 // 4, (0, 0, 1))
     holder_, expiry, product_id, reserved, paid = s.getPolicy(1).call()
     assert (holder_, product_id, reserved, paid) == (holder, 1, 2 * E18, 0)
     assert abs(expiry - (insured["head"] + 30 * 86400)) < 120
@@ -370,8 +364,8 @@ def test_insurer_commands(insured, deployed, w3, c) -> None:
         "pool 1 funded with 3.5 ETH; balance 3.5 ETH",
         f"hospital {insured['hospital']} trusted by pool 1",
         "no longer trusted by pool 1",
-        "created product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output 0 <= 0 (raw 0)",
-        f"pays 0.25 ETH if output 0 >= 2.5 (raw {raw})",
+        "created product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if decision == 1",
+        "created product 2: pool 1, zkcare/breast_cancer_lr v1, pays 0.25 ETH if decision == 1",
         "product 2 retired",
         f"policy 1 issued to {holder}: coverage 2 ETH, expires ",
         "withdrew 0.25 ETH from pool 1",
@@ -427,18 +421,20 @@ def test_bounty_create_cancel_refund_show(bounty_flow, acct) -> None:
 
 def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     diag = Web3.keccak(text=DIAG)
-    assert "BreastCancerLrVerifier: unchanged at" in upgraded["register"]  # no new verifier
+    # the plain circuit's verifier, keyed by the bundle directory's hash
+    assert re.search(r"BreastCancerLrVerifier-[0-9a-f]+: deployed at", upgraded["register"])
     assert f"model {DIAG} v2 registered" in upgraded["register"]
-    # v2 gets the (unchanged, already deployed) batch verifier next to its verifier
-    assert "BreastCancerLrBatchVerifier: unchanged at" in upgraded["register"]
+    # v2 gets its own batch verifier next to its verifier
+    assert re.search(r"BreastCancerLrBatchVerifier-[0-9a-f]+: deployed at", upgraded["register"])
     assert f"model {DIAG} v2: batch verifier registered" in upgraded["register"]
-    verifier = deployed["contracts"]["BreastCancerLrVerifier"]["address"]
+    verifier = upgraded["v2"][0]
+    assert verifier != deployed["models"][DIAG]["verifier"]  # not v1's decision verifier
     assert upgraded["v2"][:2] == (verifier, 1)  # Active
     assert upgraded["manifest"]["models"][DIAG]["version"] == 2
     assert upgraded["v1"][1] == 2  # Revoked
     assert c.registry.functions.isActive(diag, 1).call() is False
     # Products default to the manifest's (new) version.
-    unit = 1 / 2 ** diag_scale(deployed)  # one fixed-point unit: "benign" is >= it
+    unit = 1 / 2 ** diag_scale(upgraded["manifest"])  # one fixed-point unit: "benign" is >= it
     assert f"{DIAG} v2, pays 0.1 ETH if output 0 >= {unit:g} (raw 1)" in upgraded["product"]
     assert c.settlement.functions.getProduct(3).call() == (diag, 1, 2, False, E18 // 10, (0, 0, 1))
     # Re-running the deployment after the upgrade sends nothing.
@@ -446,17 +442,17 @@ def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     assert upgraded["redeploy_txs"] == 0
     assert f"{DIAG} v1: revoked" in upgraded["show"] and f"{DIAG} v2: active" in upgraded["show"]
     # A bundle directory with the built-in verifier's code reuses the deployed verifier.
-    assert "BreastCancerLrVerifier: unchanged at" in upgraded["copy"]
+    assert re.search(r"BreastCancerLrVerifier-[0-9a-f]+: unchanged at", upgraded["copy"])
     assert "model acme/lr v3 registered" in upgraded["copy"]
-    assert upgraded["copy_v3"][:7] == (verifier, 1, 2, 0, 1, 1, diag_scale(deployed))
+    assert upgraded["copy_v3"][:7] == (verifier, 1, 2, 0, 1, 1, diag_scale(upgraded["manifest"]))
     line = one_line_error(upgraded["register_revoked"])
     assert f"model {DIAG} v1 is revoked; use a new version" in line
 
 
-def test_product_create_with_output(rule_products, deployed) -> None:
+def test_product_create_with_output(rule_products, upgraded) -> None:
     """--comparison/--threshold with --output K: AtMost -1 on output 0 of v2."""
     product = rule_products["output"]
-    threshold = -(2 ** diag_scale(deployed))
+    threshold = -(2 ** diag_scale(upgraded["manifest"]))
     diag = Web3.keccak(text=DIAG)
     assert product["record"] == (diag, 1, 2, False, E18 // 10, (1, 0, threshold))
     assert f"{DIAG} v2, pays 0.1 ETH if output 0 <= -1 (raw {threshold})" in product["text"]
@@ -484,8 +480,8 @@ def test_show_summarises_everything(paused_issue, run, acct) -> None:
         f"{EVAL} v1: active",
         f"pool 1: ETH, insurer {acct[1]}, balance 3.25 ETH, reserved 2 ETH, available 1.25 ETH",
         f"pool 2: TUSD, insurer {acct[2]}, balance 250.5 TUSD",
-        "product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if output 0 <= 0 (raw 0)",
-        "product 2: pool 1, zkcare/breast_cancer_lr v1, pays 0.25 ETH if output 0 >= 2.5 (raw ",
+        "product 1: pool 1, zkcare/breast_cancer_lr v1, pays 1 ETH if decision == 1",
+        "product 2: pool 1, zkcare/breast_cancer_lr v1, pays 0.25 ETH if decision == 1",
         "), retired",
         "product 3: pool 1, zkcare/breast_cancer_lr v2",
         f"policy 1: product 1, holder {acct[8]}, coverage left 2 ETH, paid 0 ETH, expires ",
