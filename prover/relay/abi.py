@@ -92,6 +92,15 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
     },
     {
         "inputs": [
+            {"name": "index", "type": "uint256"},
+            {"name": "modelId", "type": "bytes32"},
+            {"name": "version", "type": "uint32"},
+        ],
+        "name": "ClaimSettlementBatchMixedModels",
+        "type": "error",
+    },
+    {
+        "inputs": [
             {"name": "policyId", "type": "uint256"},
             {"name": "inputCommitment", "type": "uint256"},
             {"name": "claimId", "type": "uint256"},
@@ -109,6 +118,7 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "name": "ClaimSettlementCoverageExhausted",
         "type": "error",
     },
+    {"inputs": [], "name": "ClaimSettlementEmptyBatch", "type": "error"},
     {
         "inputs": [
             {"name": "poolId", "type": "uint256"},
@@ -206,6 +216,24 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
     {"inputs": [], "name": "ExpectedPause", "type": "error"},
     {"inputs": [], "name": "InvalidShortString", "type": "error"},
     {
+        "inputs": [
+            {"name": "modelId", "type": "bytes32"},
+            {"name": "version", "type": "uint32"},
+            {"name": "index", "type": "uint256"},
+        ],
+        "name": "ModelRegistryBatchRejected",
+        "type": "error",
+    },
+    {
+        "inputs": [
+            {"name": "modelId", "type": "bytes32"},
+            {"name": "version", "type": "uint32"},
+            {"name": "batchVerifier", "type": "address"},
+        ],
+        "name": "ModelRegistryBatchVerifierAlreadyRegistered",
+        "type": "error",
+    },
+    {
         "inputs": [{"name": "expected", "type": "uint256"}, {"name": "actual", "type": "uint256"}],
         "name": "ModelRegistryInstanceCountMismatch",
         "type": "error",
@@ -213,6 +241,16 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
     {
         "inputs": [{"name": "index", "type": "uint256"}, {"name": "value", "type": "uint256"}],
         "name": "ModelRegistryInstanceNotInField",
+        "type": "error",
+    },
+    {
+        "inputs": [{"name": "proofs", "type": "uint256"}, {"name": "instances", "type": "uint256"}],
+        "name": "ModelRegistryInvalidBatch",
+        "type": "error",
+    },
+    {
+        "inputs": [{"name": "modelId", "type": "bytes32"}, {"name": "version", "type": "uint32"}],
+        "name": "ModelRegistryNoBatchVerifier",
         "type": "error",
     },
     {
