@@ -391,14 +391,8 @@ def new_keystore(path: Path, password_file: Path | None) -> None:
     click.echo(address)
 
 
-@keys.command("new-secret")
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
-def new_secret(path: Path) -> None:
-    """Write a new nullifier secret (32 random bytes, hex) at PATH.
-
-    The relay reads it from ZKCARE_RELAY_NULLIFIER_SECRET, e.g.
-    ZKCARE_RELAY_NULLIFIER_SECRET="$(cat PATH)". Refuses to overwrite an existing file.
-    """
+def _write_secret(path: Path, what: str) -> None:
+    """Write 32 random bytes (hex, mode 0600) at ``path``, refusing an existing file."""
     from prover.relay import keys as relay_keys
 
     _refuse_existing(path)
@@ -408,7 +402,18 @@ def new_secret(path: Path) -> None:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
-    click.echo(f"wrote nullifier secret {path} (mode 0600)", err=True)
+    click.echo(f"wrote {what} {path} (mode 0600)", err=True)
+
+
+@keys.command("new-secret")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+def new_secret(path: Path) -> None:
+    """Write a new nullifier secret (32 random bytes, hex) at PATH.
+
+    The relay reads it from ZKCARE_RELAY_NULLIFIER_SECRET, e.g.
+    ZKCARE_RELAY_NULLIFIER_SECRET="$(cat PATH)". Refuses to overwrite an existing file.
+    """
+    _write_secret(path, "nullifier secret")
 
 
 @keys.command("new-data-key")
@@ -420,16 +425,7 @@ def new_data_key(path: Path) -> None:
     settings as data_key_file = "PATH" (or give it as ZKCARE_RELAY_DATA_KEY="$(cat PATH)").
     Refuses to overwrite an existing file.
     """
-    from prover.relay import keys as relay_keys
-
-    _refuse_existing(path)
-    try:
-        relay_keys.new_secret(path)
-    except ZkcareError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {path} ({exc.strerror or exc})") from exc
-    click.echo(f"wrote data key {path} (mode 0600)", err=True)
+    _write_secret(path, "data key")
 
 
 # ------------------------------------------------------------------------------- clients

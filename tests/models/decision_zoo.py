@@ -8,13 +8,12 @@ comes with the CSV files a model owner hands to ``python -m prover model build``
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from zkcare_cli import zkcare
 
 if TYPE_CHECKING:
     from prover.zk.circuit import Bundle
@@ -143,23 +142,6 @@ def make_argmax_classifier(d: Path, n_held: int = 24, pay_class: int = 2) -> Dec
         3,
         ("--decide-class", str(pay_class)),
     )
-
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def zkcare(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m prover …`` as a model owner would, in a fresh process."""
-    done = subprocess.run(
-        [sys.executable, "-m", "prover", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"zkcare {args} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done
 
 
 def build(model: DecisionZooModel, out: Path, *extra: str, decide: bool = True) -> Bundle:

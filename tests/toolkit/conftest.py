@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from zkcare_cli import zkcare
 
 from prover.zk.circuit import Bundle, load_bundle
 
 from .zoo import ZOO, ZooModel
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def zkcare(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m prover …`` as a user would, in a fresh process."""
-    done = subprocess.run(
-        [sys.executable, "-m", "prover", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"zkcare {args} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done
 
 
 @pytest.fixture(scope="session")
