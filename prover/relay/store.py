@@ -147,6 +147,11 @@ CREATE TABLE IF NOT EXISTS relay_instances (
     started_at REAL NOT NULL,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_fingerprints (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 #: The schema this code writes (SQLite: ``PRAGMA user_version``, 0 is a store from before
@@ -801,6 +806,30 @@ class JobStore:
                     " VALUES (?, ?, ?, ?)",
                     (self.instance_id, host, now, now),
                 )
+
+    def check_keys(self, fingerprints: dict[str, str]) -> None:
+        """Record the fingerprints of the keys every instance must share (the first instance
+        sets them), or raise :class:`RelayError` naming the one that differs. Instances on one
+        store open each other's sealed inputs and compare each other's record nullifiers."""
+        now = time.time()
+        with self._tx() as conn:
+            self._exclusive(conn, "keys")
+            for name, fingerprint in sorted(fingerprints.items()):
+                row = conn.execute(
+                    "SELECT fingerprint FROM key_fingerprints WHERE name = ?", (name,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO key_fingerprints (name, fingerprint, created_at)"
+                        " VALUES (?, ?, ?)",
+                        (name, fingerprint, now),
+                    )
+                elif row[0] != fingerprint:
+                    raise RelayError(
+                        f"{name} differs from the one the other relay instances on job store "
+                        f"{self.describe()} use; every instance of one store needs the same "
+                        "data_key and nullifier_secret"
+                    )
 
     def instances(self) -> list[tuple[str, str, float, float]]:
         """Every instance that has sent a heartbeat: ``(id, host, started_at, seen_at)``."""
