@@ -752,16 +752,17 @@ class JobStore:
         return Job.from_row(job)
 
     def requeue_proving(
-        self, detail: str, *, own: bool = True, stale_after: float = INSTANCE_STALE_S
+        self, detail: str, *, own: bool = True, stale_after: float | None = None
     ) -> int:
         """Return ``proving`` jobs nobody proves any more to ``queued``; how many.
 
         Those are the jobs of instances whose last heartbeat is older than ``stale_after``
-        seconds (or that never sent one), and with ``own`` (at this instance's start) its own
-        jobs and those claimed by no instance. A store only one relay opens (SQLite: the relay
-        locks its data directory) has no other instance: there ``own`` re-queues every job.
+        seconds (default :data:`INSTANCE_STALE_S`) or that never sent one, and with ``own`` (at
+        this instance's start) its own jobs and those claimed by no instance. A store only one
+        relay opens (SQLite: the relay locks its data directory) has no other instance: there
+        ``own`` re-queues every job.
         """
-        cutoff = time.time() - stale_after
+        cutoff = time.time() - (INSTANCE_STALE_S if stale_after is None else stale_after)
         silent = "(j.claimed_by <> ? AND (i.id IS NULL OR i.seen_at < ?))"
         args: list[Any] = [JobState.PROVING.value, self.instance_id, cutoff]
         if own and not self.shared:

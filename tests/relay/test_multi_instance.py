@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from prover.exceptions import RelayError
+from prover.relay import dispatcher as dispatcher_module
+from prover.relay import store as store_module
 from prover.relay.service import Relay
 from prover.relay.states import JobState
 from prover.relay.submitter import Submitter
@@ -142,3 +145,50 @@ def test_each_queued_job_is_proved_by_exactly_one_instance_and_paid_once(
     assert dev_chain.w3.eth.get_transaction_count(submitter) == len(RECORDS)
     assert sorted(a.store.get(j).nonce for j in job_ids) == list(range(len(RECORDS)))
     assert dev_chain.w3.eth.get_transaction_count(b.keys.submitter.address) == 0
+
+
+@pytest.mark.slow
+def test_a_silent_instances_proving_job_is_taken_over_and_paid_once(
+    multi_instances: Any,
+    make_pgstore: Any,
+    pgstore_dsn: str,
+    client_for: Any,
+    dev_chain: Any,
+    multi_policies: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "SWEEP_INTERVAL_S", 0.3)
+    monkeypatch.setattr(store_module, "INSTANCE_STALE_S", 2.0)
+    intake = multi_instances(process=False)
+    client = client_for(intake)
+    record, policy = RECORDS[5], multi_policies[5]
+    job_id = client.post("/v1/jobs", json=job_body(record, policy, "ghost-0001")).json()["job_id"]
+    ghost = make_pgstore(pgstore_dsn, instance_id="ghost")  # an instance that will go silent
+    ghost.heartbeat()
+    assert ghost.claim_next_queued().id == job_id
+    beating = threading.Event()
+
+    def heartbeats() -> None:
+        while not beating.wait(0.2):
+            ghost.heartbeat()
+
+    pulse = threading.Thread(target=heartbeats, daemon=True)
+    pulse.start()
+    worker = multi_instances()  # starts, sweeps every 0.3 s: the live ghost's job is not its own
+    time.sleep(3.0)
+    assert worker.store.get(job_id).claimed_by == "ghost"
+    beating.set()  # the ghost stops (kill -9: no heartbeat, no result)
+    pulse.join()
+    assert worker.wait_idle(timeout=120), worker.store.counts()
+    job = worker.store.get(job_id)
+    assert job.state == (JobState.PAID if record.pays else JobState.DENIED)
+    states = [(h[1], h[3]) for h in worker.store.history(job_id)]
+    assert states[:4] == [
+        ("queued", None),
+        ("proving", "ghost"),
+        ("queued", "its relay instance went silent"),
+        ("proving", worker.instance_id),
+    ]
+    assert job.prove_attempts == 2 and worker.store.attempts(job_id)[0].nonce == 0
+    events = [args for _n, args, _tx in dev_chain.claim_events() if args["policyId"] == policy]
+    assert len(events) == 1
