@@ -99,6 +99,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id, created_at);
+CREATE TABLE IF NOT EXISTS attempt_jobs (
+    tx_hash TEXT NOT NULL REFERENCES attempts (tx_hash) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    PRIMARY KEY (tx_hash, job_id)
+);
+CREATE INDEX IF NOT EXISTS attempt_jobs_job ON attempt_jobs (job_id);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,
@@ -133,7 +140,7 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 #: The schema this code writes (``PRAGMA user_version``; 0 is a store from before versioning).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 #: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``.
 MIGRATIONS = {
     # 2: every output of a model (JSON list of floats); ``logit`` stays the first output.
@@ -151,6 +158,20 @@ ALTER TABLE jobs ADD COLUMN client_id TEXT;
     4: """
 ALTER TABLE jobs DROP COLUMN logit;
 ALTER TABLE jobs DROP COLUMN outputs;
+""",
+    # 5: reserved for the PostgreSQL store's migration (branch pgstore); nothing here.
+    5: "",
+    # 6: batched claims (:mod:`prover.relay.batching`): one attempt (signed transaction, its
+    # row keyed by the batch's first job) covers several jobs, listed here with their slot in
+    # the batch's ``Claim[]``.
+    6: """
+CREATE TABLE IF NOT EXISTS attempt_jobs (
+    tx_hash TEXT NOT NULL REFERENCES attempts (tx_hash) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    PRIMARY KEY (tx_hash, job_id)
+);
+CREATE INDEX IF NOT EXISTS attempt_jobs_job ON attempt_jobs (job_id);
 """,
 }
 
@@ -495,14 +516,17 @@ class JobStore:
         return [Attempt(**dict(r)) for r in rows]
 
     def attempt_counts(self, job_ids: Iterable[str]) -> dict[str, int]:
-        """How many transactions each of ``job_ids`` has signed (one query; absent = 0)."""
+        """How many transactions each of ``job_ids`` has signed, its batches' included (one
+        query; absent = 0)."""
         ids = list(job_ids)
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._conn().execute(
-            f"SELECT job_id, COUNT(*) FROM attempts WHERE job_id IN ({marks}) GROUP BY job_id",
-            ids,
+            f"SELECT job_id, COUNT(*) FROM (SELECT job_id, tx_hash FROM attempts WHERE job_id IN"
+            f" ({marks}) UNION SELECT job_id, tx_hash FROM attempt_jobs WHERE job_id IN ({marks}))"
+            " AS signed GROUP BY job_id",
+            ids + ids,
         )
         return {job_id: int(n) for job_id, n in rows}
 
