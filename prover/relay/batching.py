@@ -344,7 +344,10 @@ class Batcher:
                 why = failed
             else:
                 return None
-        return Culprit(hi - 1, why.reason, _names_proof(why.error))
+        reason = why.reason
+        if why.error is not None and why.error.args.get("index") == NO_INDEX:
+            reason = f"{why.error.name}(index=2^256-1): only the combined pairing failed"
+        return Culprit(hi - 1, f"{reason}; isolated by bisection", _names_proof(why.error))
 
     def _sign_and_send(self, jobs: list[Job], data: bytes, claim_ids: list[int]) -> bool:
         """Sign one transaction for the simulated batch ``jobs``, persist it with every job

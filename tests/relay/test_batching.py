@@ -7,6 +7,7 @@ verifier (as ``ape run deploy all`` does); the zoo model has none, so its claims
 from __future__ import annotations
 
 import pytest
+import requests
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak
 
@@ -17,7 +18,15 @@ from prover.relay.settings import RelaySettings
 from prover.relay.states import JobState
 from prover.zk.circuit import Bundle
 
-from .support import ZOO_MODEL, job_body, make_model_records, make_records, wait_until
+from .support import (
+    ZOO_MODEL,
+    job_body,
+    make_model_records,
+    make_records,
+    state_counts,
+    store_rows,
+    wait_until,
+)
 
 THREE_DAYS = 3 * 86_400
 
@@ -177,6 +186,78 @@ def test_claims_of_a_version_without_batch_verifier_go_singly(
     assert len({j.tx_hash for j in jobs}) == 2 and sorted(j.nonce for j in jobs) == [0, 1]
 
 
+def _rpc(dev_chain: DevChain, method: str, *params: object) -> object:
+    response = dev_chain.w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in response, response
+    return response.get("result")
+
+
+@pytest.mark.slow
+def test_a_stuck_batch_is_replaced_at_its_nonce_and_a_reorg_sends_it_back(
+    make_relay, client_for, dev_chain, batching_verifier, ledger
+):
+    records = make_records(2, seed=139)
+    ledger.add_records(records)
+    policies = dev_chain.issue_policies(2)
+    relay = make_relay(batch_max_size=2, batch_max_wait_s=600, stuck_timeout_s=1.5, confirmations=6)
+    client = client_for(relay)
+    batcher = relay.submitter.batcher
+    snapshot = _rpc(dev_chain, "evm_snapshot")
+    _rpc(dev_chain, "evm_setIntervalMining", 0)  # nothing is mined: the batch gets stuck
+    try:
+        ids = _post(
+            client,
+            [
+                job_body(r, p, f"batching-stuck-{i}")
+                for i, (r, p) in enumerate(zip(records, policies, strict=True))
+            ],
+        )
+        wait_until(
+            lambda: all(
+                (j := relay.store.get(i)).state == JobState.SUBMITTED
+                and len(batcher.attempts(j)) >= 2
+                for i in ids
+            ),
+            60,
+            "a replacement of the stuck batch",
+        )
+    finally:
+        _rpc(dev_chain, "evm_setIntervalMining", 1)
+    first = wait_until(
+        lambda: (
+            all(relay.store.get(i).state == JobState.CONFIRMED for i in ids)
+            and relay.store.get(ids[0])
+        ),
+        60,
+        "the batch's first receipt",
+        poll=0.02,
+    )
+    assert _rpc(dev_chain, "evm_revert", snapshot) is True  # the block with the batch is gone
+    assert relay.wait_idle(60), relay.store.counts()
+
+    jobs = [relay.store.get(i) for i in ids]
+    for job, record in zip(jobs, records, strict=True):
+        assert job.state == (JobState.PAID if record.pays else JobState.DENIED), job.reason
+        moves = [(a, b) for a, b, _, _ in relay.store.history(job.id)]
+        assert ("confirmed", "submitted") in moves  # the reorg, for each job of the batch
+        assert moves.count(("submitted", "confirmed")) == 2
+    assert jobs[0].block_hash != first.block_hash and jobs[0].tx_hash == jobs[1].tx_hash
+    attempts = batcher.attempts(jobs[0])
+    assert attempts == batcher.attempts(jobs[1]) and len({a.nonce for a in attempts}) == 1
+    for old, new in zip(attempts, attempts[1:], strict=False):
+        assert new.max_fee * 100 >= old.max_fee * 110  # >= 10 % bump, same nonce
+    assert jobs[0].tx_hash in {a.tx_hash for a in attempts}
+    for attempt in attempts:  # every replacement covers both jobs, in the same slots
+        assert batcher.slots(attempt.tx_hash) == {ids[0]: 0, ids[1]: 1}
+    events = _claim_events(dev_chain, policies)
+    assert {tx for _, tx in events.values()} == {jobs[0].tx_hash} and len(events) == 2
+    status = client.get(f"/v1/jobs/{ids[1]}").json()
+    assert status["transactions"] == len(attempts)
+    metrics = client.get("/metrics").text
+    assert 'zkcare_relay_retries_total{kind="reorg"} 1.0' in metrics
+    assert 'zkcare_relay_retries_total{kind="replacement"} 0.0' not in metrics
+
+
 @pytest.mark.slow
 def test_a_bad_claim_fails_with_its_reason_and_the_rest_of_the_batch_pays(
     make_relay, client_for, dev_chain, batching_verifier, ledger
@@ -240,3 +321,101 @@ def test_a_bad_claim_fails_with_its_reason_and_the_rest_of_the_batch_pays(
     events = _claim_events(dev_chain, policies)
     assert set(events) == {j.policy_id for j in good}
     assert all(tx == good[0].tx_hash for _, tx in events.values())
+
+
+#: (crash point, what the store and the node hold when the relay dies)
+CRASH_PLAN = [
+    ("batch_after_sign:1", "one transaction for five jobs persisted, never broadcast"),
+    ("batch_after_broadcast:1", "the node has the batch, the store says signed"),
+    ("batch_before_final:1", "the batch is mined and confirmed, no job marked paid/denied"),
+]
+
+
+@pytest.mark.slow
+def test_kill_minus_9_around_a_batch_settles_every_job_once(
+    tmp_path, node, dev_chain, batching_verifier, diagnostic_bundle, hospital, ledger
+):
+    """A real ``serve`` subprocess batching five claims per transaction is SIGKILLed right after
+    signing a batch, right after its broadcast, and after it was mined but before finalization;
+    after each restart every job reaches one final state and the chain shows one claim each."""
+    from .test_crash import _relay_process
+
+    records = make_records(10, seed=149)
+    ledger.add_records(records)
+    policies = dev_chain.issue_policies(10)
+    relay, db, submitter = _relay_process(
+        tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger, "batch crashes"
+    )
+    relay.env["ZKCARE_RELAY_BATCH_MAX_SIZE"] = "5"
+    relay.env["ZKCARE_RELAY_BATCH_MAX_WAIT_S"] = "600"
+    bodies = [
+        job_body(r, p, f"batch-crash-{i:04d}")
+        for i, (r, p) in enumerate(zip(records, policies, strict=True))
+    ]
+    accepted: dict[int, str] = {}
+
+    def submit_all() -> None:
+        for i, body in enumerate(bodies):
+            try:
+                response = requests.post(
+                    relay.url + "/v1/jobs", json=body, timeout=10, headers=relay.headers
+                )
+            except requests.RequestException:
+                return  # died under us: resubmitted after the restart
+            ledger.add_response(response)
+            assert response.status_code == 202, response.text
+            assert accepted.setdefault(i, response.json()["job_id"]) == response.json()["job_id"]
+
+    try:
+        for action, why in CRASH_PLAN:
+            relay.start(crash_at=action)
+            try:
+                relay.wait_ready()
+                submit_all()
+            except AssertionError:
+                pass  # crashed before serving (recovery work hit the point first)
+            assert relay.wait_exit(timeout=120) == -9, f"{action} ({why}): {relay.tail()}"
+            if action == "batch_after_sign:1":
+                signed = store_rows(db, "SELECT state, nonce, tx_hash FROM jobs")
+                batch = [r for r in signed if r["state"] == "signed"]
+                assert len(batch) == 5 and len({(r["nonce"], r["tx_hash"]) for r in batch}) == 1
+                links = store_rows(db, "SELECT slot FROM attempt_jobs")
+                assert sorted(r["slot"] for r in links) == [0, 1, 2, 3, 4]
+                assert dev_chain.w3.eth.get_transaction_count(submitter.address) == 0
+        relay.start()
+        relay.wait_ready()
+        submit_all()
+        wait_until(
+            lambda: (
+                len(accepted) == 10
+                and all(s in ("paid", "denied", "failed") for s in state_counts(db))
+            ),
+            180,
+            "every job final",
+        )
+    finally:
+        relay.terminate()
+
+    log = relay.log_path.read_text()
+    for action, _ in CRASH_PLAN:
+        assert f"crash point {action.split(':')[0]} reached" in log
+    jobs = {r["id"]: r for r in store_rows(db, "SELECT * FROM jobs")}
+    assert set(jobs) == set(accepted.values())
+    events = _claim_events(dev_chain, policies)
+    for i, record in enumerate(records):
+        job = jobs[accepted[i]]
+        assert job["state"] == ("paid" if record.pays else "denied"), (job["reason"], i)
+        assert events[policies[i]] == (
+            "ClaimPaid" if record.pays else "ClaimDenied",
+            job["tx_hash"],
+        )
+    # two batches of five: two transactions, nonces 0 and 1, none wasted
+    by_nonce: dict[int, set[str]] = {}
+    for job in jobs.values():
+        by_nonce.setdefault(job["nonce"], set()).add(job["tx_hash"])
+    assert sorted(by_nonce) == [0, 1] and all(len(h) == 1 for h in by_nonce.values())
+    assert sorted(r["nonce"] for r in jobs.values()) == [0] * 5 + [1] * 5
+    assert dev_chain.w3.eth.get_transaction_count(submitter.address) == 2
+    for hashes in by_nonce.values():
+        receipt = dev_chain.w3.eth.get_transaction_receipt(next(iter(hashes)))
+        assert receipt["status"] == 1
