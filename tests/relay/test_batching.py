@@ -6,6 +6,8 @@ verifier (as ``ape run deploy all`` does); the zoo model has none, so its claims
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 import requests
 from eth_abi import encode as abi_encode
@@ -16,6 +18,7 @@ from prover.relay.chain import RevertDecoder
 from prover.relay.devchain import DevChain, compiled
 from prover.relay.settings import RelaySettings
 from prover.relay.states import JobState
+from prover.relay.store import SCHEMA, SCHEMA_VERSION, JobStore
 from prover.zk.circuit import Bundle
 
 from .support import (
@@ -106,6 +109,44 @@ def test_decoder_names_the_batch_error_and_its_index():
     assert error.args == {"modelId": b"\x01" * 32, "version": 1, "index": 2**256 - 1}
     assert decoder.decode_error(b"\xde\xad\xbe\xef") is None
     assert decoder.decode_error(selector + b"\x00") is None  # malformed: no guessing
+
+
+def test_a_version_4_store_gains_attempt_jobs_and_pruning_drops_the_links(tmp_path):
+    path = tmp_path / "v4.sqlite3"
+    v4 = (
+        SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS attempt_jobs")]
+        + SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS transitions") :]
+    )
+    with sqlite3.connect(path) as conn:
+        conn.executescript(v4)
+        for job_id in ("j1", "j2"):
+            conn.execute(
+                "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+                " model_version, record_nullifier, created_at, updated_at, final_at)"
+                " VALUES (?, ?, 'mac', 'paid', ?, 'breast_cancer_lr', 1, x'01', 1.0, 1.0, 1.0)",
+                (job_id, f"key-{job_id}-0000", job_id[-1]),
+            )
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store = JobStore(path)
+    try:
+        (version,) = store._conn().execute("PRAGMA user_version").fetchone()
+        assert version == SCHEMA_VERSION == 6
+        with store._tx() as conn:  # one batch transaction for both jobs, keyed by the first
+            conn.execute(
+                "INSERT INTO attempts (tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee,"
+                " gas_limit, created_at) VALUES ('0xab', 'j1', 0, x'00', 1, 1, 1, 1.0)"
+            )
+            for slot, job_id in enumerate(("j1", "j2")):
+                conn.execute(
+                    "INSERT INTO attempt_jobs (tx_hash, job_id, slot) VALUES ('0xab', ?, ?)",
+                    (job_id, slot),
+                )
+        assert store.attempt_counts(["j1", "j2", "j3"]) == {"j1": 1, "j2": 1}
+        assert store.prune_final(before=2.0) == 2
+        assert store._conn().execute("SELECT COUNT(*) FROM attempt_jobs").fetchone()[0] == 0
+    finally:
+        store.close()
 
 
 # ------------------------------------------------------------------------------- real proofs
