@@ -1,8 +1,9 @@
-"""The part of ClaimSettlement's ABI the relay uses (functions, claim events, every error).
+"""The part of ClaimSettlement's ABI the relay uses (functions, claim events, every error), and
+the one ModelRegistry view it reads (``getBatchVerifier``).
 
 Embedded so that the relay runs without a compiler or ape project. Regenerate with
-``python -m prover.relay.abi`` after the contract changes; a test compares this subset with the
-compiled contract, so drift is caught.
+``python -m prover.relay.abi`` after the contracts change; tests compare these subsets with the
+compiled contracts, so drift is caught.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 FUNCTIONS = frozenset(
     {
         "submitClaim",
+        "submitClaimsBatched",
+        "registry",
         "getPolicy",
         "getProduct",
         "claimOfCommitment",
@@ -24,6 +27,8 @@ FUNCTIONS = frozenset(
     }
 )
 EVENTS = frozenset({"ClaimPaid", "ClaimDenied"})
+#: ModelRegistry functions the relay calls.
+REGISTRY_FUNCTIONS = frozenset({"getBatchVerifier"})
 
 
 def _strip(value: Any) -> Any:
@@ -45,11 +50,26 @@ def extract(compiled_abi: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def extract_registry(compiled_abi: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The relay's subset of a compiled ModelRegistry ABI (``internalType`` dropped)."""
+    return [
+        _strip(entry)
+        for entry in compiled_abi
+        if entry["type"] == "function" and entry["name"] in REGISTRY_FUNCTIONS
+    ]
+
+
 def _regenerate() -> str:  # pragma: no cover - developer tool
     from ape import project
 
     compiled = project.ClaimSettlement.contract_type.model_dump(mode="json", by_alias=True)
-    return "CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = " + repr(extract(compiled["abi"]))
+    registry = project.ModelRegistry.contract_type.model_dump(mode="json", by_alias=True)
+    return (
+        "CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = "
+        + repr(extract(compiled["abi"]))
+        + "\n\nMODEL_REGISTRY_ABI: list[dict[str, Any]] = "
+        + repr(extract_registry(registry["abi"]))
+    )
 
 
 CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
@@ -430,6 +450,13 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "type": "function",
     },
     {
+        "inputs": [],
+        "name": "registry",
+        "outputs": [{"name": "", "type": "address"}],
+        "stateMutability": "view",
+        "type": "function",
+    },
+    {
         "inputs": [
             {
                 "components": [
@@ -452,6 +479,48 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "stateMutability": "nonpayable",
         "type": "function",
     },
+    {
+        "inputs": [
+            {
+                "components": [
+                    {"name": "policyId", "type": "uint256"},
+                    {"name": "hospital", "type": "address"},
+                    {"name": "attestedAt", "type": "uint64"},
+                    {"name": "attestationExpiry", "type": "uint64"},
+                    {"name": "recordNullifier", "type": "bytes32"},
+                    {"name": "inputCommitment", "type": "uint256"},
+                    {"name": "signature", "type": "bytes"},
+                    {"name": "proof", "type": "bytes"},
+                    {"name": "instances", "type": "uint256[]"},
+                ],
+                "name": "claims",
+                "type": "tuple[]",
+            }
+        ],
+        "name": "submitClaimsBatched",
+        "outputs": [{"name": "claimIds", "type": "uint256[]"}],
+        "stateMutability": "nonpayable",
+        "type": "function",
+    },
+]
+
+MODEL_REGISTRY_ABI: list[dict[str, Any]] = [
+    {
+        "inputs": [{"name": "modelId", "type": "bytes32"}, {"name": "version", "type": "uint32"}],
+        "name": "getBatchVerifier",
+        "outputs": [
+            {
+                "components": [
+                    {"name": "verifier", "type": "address"},
+                    {"name": "codeHash", "type": "bytes32"},
+                ],
+                "name": "",
+                "type": "tuple",
+            }
+        ],
+        "stateMutability": "view",
+        "type": "function",
+    }
 ]
 
 

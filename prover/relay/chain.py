@@ -29,7 +29,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import TxReceipt
 
 from prover.exceptions import ChainError, ChainUnavailable
-from prover.relay.abi import CLAIM_SETTLEMENT_ABI
+from prover.relay.abi import CLAIM_SETTLEMENT_ABI, MODEL_REGISTRY_ABI
 
 log = logging.getLogger("zkcare.relay.chain")
 T = TypeVar("T")
@@ -159,11 +159,20 @@ class ProductInfo:
 
 @dataclass(frozen=True)
 class ClaimOutcome:
-    """What a mined claim did."""
+    """What a mined claim did (``policy_id``: the policy its event names)."""
 
     paid: bool
     claim_id: int
     amount: int
+    policy_id: int = 0
+
+
+@dataclass(frozen=True)
+class DecodedError:
+    """A custom error decoded from revert data: its name and arguments by name."""
+
+    name: str
+    args: dict[str, Any]
 
 
 class Broadcast(Enum):
@@ -232,13 +241,23 @@ class RevertDecoder:
         known = self._errors.get(data[:4])
         if known is None:
             return f"unknown error 0x{data[:4].hex()} ({len(data)} bytes)"
+        error = self.decode_error(data)
+        if error is None:  # malformed revert data
+            return f"{known[0]}(<undecodable>)"
+        args = ", ".join(f"{n}={_show(v)}" for n, v in error.args.items())
+        return f"{error.name}({args})"
+
+    def decode_error(self, data: bytes) -> DecodedError | None:
+        """The error's name and arguments, or None (no data, unknown or malformed)."""
+        known = self._errors.get(data[:4]) if len(data) >= 4 else None
+        if known is None:
+            return None
         name, types, names = known
         try:
             values = abi_decode(types, data[4:])
         except Exception:  # malformed revert data
-            return f"{name}(<undecodable>)"
-        args = ", ".join(f"{n}={_show(v)}" for n, v in zip(names, values, strict=True))
-        return f"{name}({args})"
+            return None
+        return DecodedError(name, dict(zip(names, values, strict=True)))
 
 
 def _show(value: Any) -> str:
@@ -263,10 +282,12 @@ def revert_data(exc: BaseException) -> bytes | None:
 
 
 class SimulationReverted(ChainError):
-    """``eth_call`` of a claim reverted: final, the claim would revert on-chain."""
+    """``eth_call`` of a claim reverted: final, the claim would revert on-chain (``error``: the
+    decoded custom error, when the revert carried a known one)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, error: DecodedError | None = None) -> None:
         self.reason = reason
+        self.error = error
         super().__init__(f"simulation reverted: {reason}")
 
 
@@ -285,8 +306,15 @@ class SettlementClient:
         self._submit_selector = function_signature_to_4byte_selector(
             f"submitClaim({','.join(self._submit_types)})"
         )
+        batched = next(e for e in CLAIM_SETTLEMENT_ABI if e.get("name") == "submitClaimsBatched")
+        self._batched_types = [collapse_if_tuple(dict(i)) for i in batched["inputs"]]
+        self._batched_selector = function_signature_to_4byte_selector(
+            f"submitClaimsBatched({','.join(self._batched_types)})"
+        )
         self._bound: dict[int, Contract] = {}
         self._pools: dict[int, int] = {}
+        self._models: dict[int, tuple[bytes, int]] = {}
+        self._registry: Contract | None = None
         paid = self._offline.events.ClaimPaid()
         denied = self._offline.events.ClaimDenied()
         self._paid_topic = bytes(Web3.keccak(text=paid.signature))
@@ -303,6 +331,10 @@ class SettlementClient:
     def encode_submit(self, claim: tuple[Any, ...]) -> bytes:
         """Calldata of ``submitClaim(claim)``."""
         return self._submit_selector + abi_encode(self._submit_types, [claim])
+
+    def encode_submit_batched(self, claims: list[tuple[Any, ...]]) -> bytes:
+        """Calldata of ``submitClaimsBatched(claims)``."""
+        return self._batched_selector + abi_encode(self._batched_types, [claims])
 
     def policy(self, policy_id: int) -> PolicyInfo:
         """The policy record (holder is the zero address if there is none)."""
@@ -339,6 +371,16 @@ class SettlementClient:
     def simulate(self, sender: str, data: bytes, gas: int | None = None) -> tuple[int, int]:
         """``eth_call`` the claim (with at most ``gas``, if given); ``(claimId, amount)`` or
         :class:`SimulationReverted`."""
+        claim_id, amount = abi_decode(["uint256", "uint256"], self._call(sender, data, gas))
+        return int(claim_id), int(amount)
+
+    def simulate_batched(self, sender: str, data: bytes) -> list[int]:
+        """``eth_call`` a ``submitClaimsBatched``: the claim ids, or :class:`SimulationReverted`
+        (with the decoded error, for isolating the bad claim)."""
+        (claim_ids,) = abi_decode(["uint256[]"], self._call(sender, data, None))
+        return [int(c) for c in claim_ids]
+
+    def _call(self, sender: str, data: bytes, gas: int | None) -> bytes:
         tx: dict[str, Any] = {"from": sender, "to": self.address, "data": "0x" + data.hex()}
         if gas is not None:
             tx["gas"] = gas
@@ -346,15 +388,50 @@ class SettlementClient:
             raw = self.rpc.call(lambda w3: w3.eth.call(tx, "latest"))  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:
             found = revert_data(exc)
-            reason = self.decoder.decode(found) if found is not None else str(exc)[:200]
-            raise SimulationReverted(reason) from None
-        claim_id, amount = abi_decode(["uint256", "uint256"], bytes(raw))
-        return int(claim_id), int(amount)
+            if found is None:
+                raise SimulationReverted(str(exc)[:200]) from None
+            raise SimulationReverted(
+                self.decoder.decode(found), self.decoder.decode_error(found)
+            ) from None
+        return bytes(raw)
+
+    def model_of(self, policy_id: int) -> tuple[bytes, int] | None:
+        """``(modelId, version)`` of an existing policy's product (None if there is no such
+        policy); cached, since neither a policy's product nor a product's model changes."""
+        found = self._models.get(policy_id)
+        if found is None:
+            policy = self.policy(policy_id)
+            if policy.holder == ZERO_ADDRESS:
+                return None
+            product = self.product(policy.product_id)
+            found = self._models[policy_id] = (product.model_id, product.version)
+        return found
+
+    def batch_verifier(self, model_id: bytes, version: int) -> str | None:
+        """The batch verifier the settlement's registry has for a model version (None: none)."""
+        if self._registry is None:
+            address = self.rpc.call(lambda w3: self._contract(w3).functions.registry().call())
+            self._registry = Web3().eth.contract(
+                address=to_checksum_address(address), abi=MODEL_REGISTRY_ABI
+            )
+        registry = self._registry
+        call = registry.functions.getBatchVerifier(model_id, version)
+        data = call._encode_transaction_data()
+        raw = self.rpc.call(
+            lambda w3: w3.eth.call({"to": registry.address, "data": data}, "latest")
+        )
+        ((verifier, _code_hash),) = abi_decode(["(address,bytes32)"], bytes(raw))
+        verifier = to_checksum_address(verifier)
+        return None if verifier == ZERO_ADDRESS else str(verifier)
 
     def revert_reason(self, receipt: TxReceipt) -> str:
         """Why a mined transaction reverted: it is replayed with ``eth_call`` on the state after
         its block (what it met, other transactions of that block included) and the revert data
         decoded (``ClaimSettlementRecordAlreadyClaimed(policyId=…, …)``)."""
+        return self.revert_error(receipt)[0]
+
+    def revert_error(self, receipt: TxReceipt) -> tuple[str, DecodedError | None]:
+        """:meth:`revert_reason` and the decoded error (None when there is no known one)."""
         tx_hash = receipt["transactionHash"]
         block = int(receipt["blockNumber"])
         tx = self.rpc.call(lambda w3: w3.eth.get_transaction(tx_hash))
@@ -369,24 +446,33 @@ class SettlementClient:
             self.rpc.call(lambda w3: w3.eth.call(call, block))  # type: ignore[arg-type]
         except (ContractLogicError, Web3RPCError) as exc:
             found = revert_data(exc)
-            return self.decoder.decode(found) if found is not None else str(exc)[:200]
-        return "not reproducible by replaying it on the block's state"
+            if found is None:
+                return str(exc)[:200], None
+            return self.decoder.decode(found), self.decoder.decode_error(found)
+        return "not reproducible by replaying it on the block's state", None
 
     def outcome(self, receipt: TxReceipt) -> ClaimOutcome | None:
-        """The ClaimPaid/ClaimDenied event this contract emitted in ``receipt``."""
+        """The (first) ClaimPaid/ClaimDenied event this contract emitted in ``receipt``."""
+        outcomes = self.outcomes(receipt)
+        return outcomes[0] if outcomes else None
+
+    def outcomes(self, receipt: TxReceipt) -> list[ClaimOutcome]:
+        """Every ClaimPaid/ClaimDenied event this contract emitted in ``receipt``, in log order
+        (a batch: one per claim, in claim order)."""
+        out = []
         for entry in receipt["logs"]:
             if to_checksum_address(entry["address"]) != self.address or not entry["topics"]:
                 continue
             topic = bytes(entry["topics"][0])
             if topic == self._paid_topic:
-                ev = self._offline.events.ClaimPaid().process_log(entry)
-                a = ev["args"]
-                return ClaimOutcome(True, int(a["claimId"]), int(a["amount"]))
-            if topic == self._denied_topic:
-                ev = self._offline.events.ClaimDenied().process_log(entry)
-                a = ev["args"]
-                return ClaimOutcome(False, int(a["claimId"]), 0)
-        return None
+                a = self._offline.events.ClaimPaid().process_log(entry)["args"]
+                out.append(
+                    ClaimOutcome(True, int(a["claimId"]), int(a["amount"]), int(a["policyId"]))
+                )
+            elif topic == self._denied_topic:
+                a = self._offline.events.ClaimDenied().process_log(entry)["args"]
+                out.append(ClaimOutcome(False, int(a["claimId"]), 0, int(a["policyId"])))
+        return out
 
 
 def get_receipt(rpc: RpcPool, tx_hash: str) -> TxReceipt | None:

@@ -9,7 +9,10 @@ Points: ``proved`` (a proof came back, before it is stored), ``after_sign`` (sig
 transaction persisted, before broadcast), ``after_broadcast`` (node accepted it, before the job
 is marked submitted), ``after_submit`` (marked submitted, before any receipt), ``after_replace``
 (replacement persisted, before broadcast), ``before_final`` (receipt confirmed, before the job
-is marked paid/denied).
+is marked paid/denied). The batched path (:mod:`prover.relay.batching`) has its own:
+``batch_after_sign`` (one transaction for N jobs persisted, before broadcast),
+``batch_after_broadcast`` (node accepted it, the jobs still ``signed``), ``batch_after_replace``
+and ``batch_before_final`` (receipt confirmed, no job of the batch marked paid/denied yet).
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ import threading
 
 ENV = "ZKCARE_RELAY_CRASH_AT"
 POINTS = frozenset(
-    {"proved", "after_sign", "after_broadcast", "after_submit", "after_replace", "before_final"}
+    {
+        "proved",
+        "after_sign",
+        "after_broadcast",
+        "after_submit",
+        "after_replace",
+        "before_final",
+        "batch_after_sign",
+        "batch_after_broadcast",
+        "batch_after_replace",
+        "batch_before_final",
+    }
 )
 log = logging.getLogger("zkcare.relay.crash")
 

@@ -263,6 +263,8 @@ class Relay:
                 gas_limit_multiplier=settings.gas_limit_multiplier,
                 attestation_ttl_s=settings.attestation_ttl_s,
                 poll_interval_s=settings.poll_interval_s,
+                batch_max_size=settings.batch_max_size,
+                batch_max_wait_s=settings.batch_max_wait_s,
             ),
             self.metrics,
         )

@@ -231,6 +231,20 @@ class RelaySettings(BaseSettings):
     fee_bump_percent: int = Field(default=12, ge=10, le=500)
     max_replacements: int = Field(default=5, ge=0)
     attestation_ttl_s: int = Field(default=86_400, ge=60)
+    batch_max_size: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="claims per submitClaimsBatched transaction, for model versions with a "
+        "batch verifier registered (1: one submitClaim per claim)",
+    )
+    batch_max_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how long the oldest proved claim waits for companions before a smaller "
+        "batch (or a single claim) is sent",
+    )
     policy_cache_s: float = Field(default=30.0, ge=0)
 
     @field_validator("settlement")

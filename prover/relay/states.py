@@ -62,9 +62,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # confirmed: after a crash the persisted transaction turns out to be mined already
     JobState.SIGNED: frozenset({JobState.SUBMITTED, JobState.CONFIRMED, JobState.PROVED}),
     JobState.SUBMITTED: frozenset({JobState.CONFIRMED, JobState.PROVED}),
-    # submitted: the receipt disappeared (reorg); failed: mined but reverted
+    # submitted: the receipt disappeared (reorg); failed: mined but reverted; proved: a batch
+    # mined but reverted as a whole (nothing recorded), its other claims are sent again
     JobState.CONFIRMED: frozenset(
-        {JobState.PAID, JobState.DENIED, JobState.FAILED, JobState.SUBMITTED}
+        {JobState.PAID, JobState.DENIED, JobState.FAILED, JobState.SUBMITTED, JobState.PROVED}
     ),
     JobState.PAID: frozenset(),
     JobState.DENIED: frozenset(),

@@ -110,6 +110,20 @@ CREATE TABLE IF NOT EXISTS attempts (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id, created_at);
+CREATE TABLE IF NOT EXISTS attempt_jobs (
+    tx_hash TEXT NOT NULL REFERENCES attempts (tx_hash) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    PRIMARY KEY (tx_hash, job_id)
+);
+CREATE INDEX IF NOT EXISTS attempt_jobs_job ON attempt_jobs (job_id);
+CREATE TABLE IF NOT EXISTS attempt_jobs (
+    tx_hash TEXT NOT NULL REFERENCES attempts (tx_hash) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    PRIMARY KEY (tx_hash, job_id)
+);
+CREATE INDEX IF NOT EXISTS attempt_jobs_job ON attempt_jobs (job_id);
 CREATE TABLE IF NOT EXISTS transitions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL,
@@ -156,7 +170,7 @@ CREATE TABLE IF NOT EXISTS key_fingerprints (
 
 #: The schema this code writes (SQLite: ``PRAGMA user_version``, 0 is a store from before
 #: versioning; PostgreSQL: the ``schema_version`` table).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The first version a PostgreSQL store can have (there were none before): a new store is
 #: created from :data:`SCHEMA` at :data:`SCHEMA_VERSION`, and only migrations after this one ever
 #: run on PostgreSQL.
@@ -190,6 +204,10 @@ ALTER TABLE jobs DROP COLUMN outputs;
     5: """
 ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
 """,
+    # 6: batched claims (:mod:`prover.relay.batching`): one attempt (signed transaction, its
+    # row keyed by the batch's first job) covers several jobs, each with its slot in the
+    # batch's ``Claim[]``; the ``attempt_jobs`` table comes from SCHEMA. No column changes.
+    6: "",
 }
 #: How long an instance may miss heartbeats before its ``proving`` jobs go back to ``queued``.
 INSTANCE_STALE_S = 30.0
@@ -640,14 +658,17 @@ class JobStore:
         return [Attempt(**dict(r)) for r in rows]
 
     def attempt_counts(self, job_ids: Iterable[str]) -> dict[str, int]:
-        """How many transactions each of ``job_ids`` has signed (one query; absent = 0)."""
+        """How many transactions each of ``job_ids`` has signed, its batches' included (one
+        query; absent = 0)."""
         ids = list(job_ids)
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._all(
-            f"SELECT job_id, COUNT(*) FROM attempts WHERE job_id IN ({marks}) GROUP BY job_id",
-            ids,
+            f"SELECT job_id, COUNT(*) FROM (SELECT job_id, tx_hash FROM attempts WHERE job_id IN"
+            f" ({marks}) UNION SELECT job_id, tx_hash FROM attempt_jobs WHERE job_id IN ({marks}))"
+            " AS signed GROUP BY job_id",
+            ids + ids,
         )
         return {job_id: int(n) for job_id, n in rows}
 

@@ -48,6 +48,7 @@ from web3.types import BlockData, TxReceipt
 from prover.attestation import MAX_ATTESTATION_TTL, Attestation, sign_attestation
 from prover.exceptions import ChainUnavailable, InvalidTransition
 from prover.relay import crash
+from prover.relay.batching import Batcher
 from prover.relay.chain import (
     Broadcast,
     RpcPool,
@@ -82,6 +83,10 @@ class SubmitterConfig:
     gas_limit_multiplier: float = 1.25
     attestation_ttl_s: int = 86_400
     poll_interval_s: float = 0.2
+    #: Claims per ``submitClaimsBatched`` (1: every claim alone, as ``submitClaim``).
+    batch_max_size: int = 1
+    #: How long the oldest proved job of a batchable model version waits for companions.
+    batch_max_wait_s: float = 5.0
 
 
 class Submitter:
@@ -119,10 +124,12 @@ class Submitter:
         self._mined_nonce: int | None = None
         self._funds: int | None = None
         self._gas_limits: dict[tuple[str, int], int] = {}
+        self.foreign_nonce_grace_s = FOREIGN_NONCE_GRACE_S
         self.wake = threading.Event()
         #: Held for each pass; whoever else signs with this key (research-bounty evaluations)
         #: holds it from reading its nonce until a node has the transaction.
         self.signing = threading.Lock()
+        self.batcher = Batcher(self)
         metrics.chain_up.set_function(lambda: float(self.chain_ok))
         metrics.submitter_paused.set_function(lambda: float(self.paused_reason is not None))
 
@@ -212,7 +219,7 @@ class Submitter:
     # ------------------------------------------------------------------ tracking
 
     def _track(self) -> None:
-        jobs = self.store.in_flight()
+        jobs = every = self.store.in_flight()
         if not jobs:
             self._rebroadcast_all = False
             return
@@ -235,8 +242,15 @@ class Submitter:
             if not jobs:
                 return
         head_number = int(head["number"])
+        batched = self.batcher.batched(jobs)  # jobs whose transaction is a batch's
+        tracked: set[int] = set()
         for job in jobs:
-            if job.state == JobState.SIGNED:
+            if job.id in batched:
+                assert job.nonce is not None
+                if job.nonce not in tracked:  # the batch's jobs share one nonce
+                    tracked.add(job.nonce)
+                    self.batcher.track([j for j in every if j.nonce == job.nonce], head_number)
+            elif job.state == JobState.SIGNED:
                 self._track_signed(job, self.store.attempts(job.id), head_number)
             elif job.state == JobState.SUBMITTED:
                 self._track_submitted(job, self.store.attempts(job.id), head_number)
@@ -279,7 +293,7 @@ class Submitter:
         if any(is_known(self.rpc, a.tx_hash) for a in attempts):
             return True  # ours; its receipt will show up
         first = self._suspect.setdefault(job.id, time.monotonic())
-        if time.monotonic() - first >= FOREIGN_NONCE_GRACE_S:
+        if time.monotonic() - first >= self.foreign_nonce_grace_s:
             self._suspect.pop(job.id, None)
             self._release_nonce(job)
         return True
@@ -581,9 +595,10 @@ class Submitter:
         self.paused_reason = reason
         self._pause_until = time.time() + max(1.0, self.config.poll_interval_s)
 
-    def _replace(self, job: Job, why: str) -> None:
-        attempts = self.store.attempts(job.id)
-        last = attempts[-1]
+    def bumped_fees(self, last: Attempt, attempts: int) -> tuple[int, int] | None:
+        """``(maxFeePerGas, maxPriorityFeePerGas)`` replacing ``last`` (the ``attempts``-th),
+        bumped by ``fee_bump_percent``; None past ``max_replacements`` or when the cap leaves no
+        legal (≥ 10 %) bump."""
         bump = 100 + self.config.fee_bump_percent
         max_now, prio_now = self._fees()
         prio = max(math.ceil(last.priority_fee * bump / 100), prio_now)
@@ -591,7 +606,15 @@ class Submitter:
         max_fee = min(max_fee, self.config.max_fee_wei)
         prio = min(prio, max_fee)
         legal = max_fee * 100 >= last.max_fee * 110 and prio * 100 >= last.priority_fee * 110
-        if len(attempts) > self.config.max_replacements or not legal:
+        if attempts > self.config.max_replacements or not legal:
+            return None
+        return max_fee, prio
+
+    def _replace(self, job: Job, why: str) -> None:
+        attempts = self.store.attempts(job.id)
+        last = attempts[-1]
+        fees = self.bumped_fees(last, len(attempts))
+        if fees is None:
             log.warning(
                 "job %s: %s, replacement cap reached (%d attempts, max fee %d wei); "
                 "re-broadcasting nonce %d",
@@ -604,6 +627,7 @@ class Submitter:
             self.metrics.retries.labels("rebroadcast").inc()
             self._broadcast_attempt(job, last, may_replace=False)
             return
+        max_fee, prio = fees
         # The very claim (attestation included) the last attempt carried, with new fees.
         data = bytes(TypedTransaction.from_bytes(HexBytes(last.raw_tx)).as_dict()["data"])
         tx = self._build_tx(data, last.nonce, last.gas_limit, max_fee, prio)
@@ -635,7 +659,9 @@ class Submitter:
             return  # an earlier nonce has not reached a node yet: never sign past it
         if time.time() < self._pause_until:
             return
-        jobs = self.store.list_jobs([JobState.PROVED], limit=NEW_JOBS_PER_STEP)
+        batching = self.config.batch_max_size > 1
+        limit = max(NEW_JOBS_PER_STEP, 4 * self.config.batch_max_size) if batching else None
+        jobs = self.store.list_jobs([JobState.PROVED], limit=limit or NEW_JOBS_PER_STEP)
         if not jobs:
             if self.paused_reason is not None:
                 self.paused_reason = None
@@ -643,20 +669,19 @@ class Submitter:
         if not self.nonces.synced:
             self.nonces.sync(self._nonce_at("pending"))
         now = int(self._latest()["timestamp"])
+        if batching:
+            singles = self.batcher.submit(jobs, now)  # batches sent; what goes alone
+            if singles is None:
+                return
+            jobs = singles
         for job in jobs:
             if not self._submit_one(job, now):
                 return
 
-    def _submit_one(self, job: Job, now: int) -> bool:
-        """Sign, persist and broadcast one proved job (``now``: the head's timestamp); False stops
-        this pass."""
-        assert job.input_commitment is not None and job.proof is not None
-        attempts = self.store.attempts(job.id)
-        if attempts:  # released earlier: make sure none of them was mined
-            found = self._find_receipt(attempts)
-            if found is not None:
-                self._confirm(job, found[0], found[1], int(found[1]["blockNumber"]))
-                return True
+    def attested(self, job: Job, now: int) -> tuple[Job, tuple[object, ...]]:
+        """The job with a fresh hospital attestation (``now``: the head's timestamp) and its
+        ``ClaimSettlement.Claim`` tuple."""
+        assert job.input_commitment is not None
         # Attested when the hospital handed the record in (so a claim queued while the policy was
         # live keeps the contract's grace after expiry), but never earlier than the contract's
         # MAX_ATTESTATION_TTL allows for this expiry, and never after the head.
@@ -675,7 +700,23 @@ class Submitter:
             self.hospital, attestation, self._chain_id(), self.settlement.address
         )
         job = dataclasses.replace(job, attestation_expiry=expiry, signature=signature)
-        data = self.settlement.encode_submit(self._claim(job, attested_at))
+        return job, self._claim(job, attested_at)
+
+    def _submit_one(self, job: Job, now: int) -> bool:
+        """Sign, persist and broadcast one proved job (``now``: the head's timestamp); False stops
+        this pass."""
+        assert job.input_commitment is not None and job.proof is not None
+        attempts = self.store.attempts(job.id)
+        if attempts:  # released earlier: make sure none of them was mined
+            found = self._find_receipt(attempts)
+            # A reverted one settled nothing (a batch that reverted on-chain sends its jobs back).
+            if found is not None and int(found[1]["status"]) == 1:
+                self._confirm(job, found[0], found[1], int(found[1]["blockNumber"]))
+                return True
+        job, claim = self.attested(job, now)
+        assert job.attestation_expiry is not None and job.signature is not None
+        expiry, signature = job.attestation_expiry, job.signature
+        data = self.settlement.encode_submit(claim)
         try:
             claim_id, amount, gas = self._simulate(job, data)
         except SimulationReverted as exc:
