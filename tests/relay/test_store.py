@@ -372,7 +372,7 @@ def test_a_version_4_store_gains_the_instance_columns(tmp_path):
     conn.close()
     store = JobStore(path)
     try:
-        assert store.schema_version() == 5 and store.get("j1").claimed_by is None
+        assert store.schema_version() == SCHEMA_VERSION and store.get("j1").claimed_by is None
         assert store.requeue_proving("restart") == 1  # claimed by no instance: re-queued
         store.heartbeat()
         assert [i[0] for i in store.instances()] == [store.instance_id]
