@@ -161,7 +161,7 @@ def test_a_silent_instances_proving_job_is_taken_over_and_paid_once(
     monkeypatch.setattr(store_module, "INSTANCE_STALE_S", 2.0)
     intake = multi_instances(process=False)
     client = client_for(intake)
-    record, policy = RECORDS[5], multi_policies[5]
+    record, (policy,) = RECORDS[5], dev_chain.issue_policies(1)  # its own policy: one claim
     job_id = client.post("/v1/jobs", json=job_body(record, policy, "ghost-0001")).json()["job_id"]
     ghost = make_pgstore(pgstore_dsn, instance_id="ghost")  # an instance that will go silent
     ghost.heartbeat()
