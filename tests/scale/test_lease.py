@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from pgcluster import PgCluster, free_port
 
-from prover.exceptions import LeaseLost, LeaseUnavailable
+from prover.exceptions import LeaseLost, LeaseUnavailable, RelayConfigError
 from prover.relay.lease import TABLE, LeaseKeeper, SubmitterLease
+from prover.relay.settings import load_settings
 
 
 def _lease(pg: PgCluster, name: str, ttl_s: float = 1.0, holder: str | None = None):
@@ -208,3 +209,27 @@ def test_an_unreachable_database_is_one_line_and_never_the_password():
     keeper = LeaseKeeper(lease, renew_s=0.2)
     assert keeper.step() is None and not keeper.holding
     assert keeper.last_error is not None and "hunter2secret" not in keeper.last_error
+
+
+def test_lease_timing_settings_are_checked_in_one_line():
+    common = {
+        "rpc_urls": ["http://127.0.0.1:8545"],
+        "settlement": "0x" + "11" * 20,
+        "hospital_key": {"keystore": "/nonexistent/h.json"},
+        "submitter_key": {"keystore": "/nonexistent/s.json"},
+        "nullifier_secret": "11" * 32,
+    }
+    settings = load_settings(**common)
+    assert (settings.submitter_lease_ttl_s, settings.submitter_lease_renew_s) == (3.0, 1.0)
+    with pytest.raises(RelayConfigError) as info:
+        load_settings(**common, submitter_lease_ttl_s=2, submitter_lease_renew_s=1.5)
+    assert info.value.problems == [
+        "settings: Value error, submitter_lease_renew_s (1.5) must be at most half of "
+        "submitter_lease_ttl_s (2)"
+    ]
+    with pytest.raises(RelayConfigError) as info:
+        load_settings(**common, submitter_lease_ttl_s=0.1)
+    assert info.value.problems == [
+        "submitter_lease_ttl_s (env ZKCARE_RELAY_SUBMITTER_LEASE_TTL_S): Input should be greater "
+        "than or equal to 0.5"
+    ]
