@@ -139,6 +139,7 @@ def serve(
             stream=sys.stderr,
         )
         relay = Relay(settings)
+        relay.lock_data_dir()  # refused here in one line, not in the server's lifespan
     except RelayConfigError as exc:
         _fail_config(exc)
         return
@@ -431,41 +432,44 @@ def new_data_key(path: Path) -> None:
 # ------------------------------------------------------------------------------- clients
 
 
-def _data_dir(config_file: Path | None) -> Path:
-    """The relay's data_dir from ``$ZKCARE_RELAY_DATA_DIR``, the config file, or the default
-    (only that setting is read: the clients commands need no keys or secrets)."""
+def _store_settings(config_file: Path | None) -> tuple[Path, str | None]:
+    """The relay's data_dir and store_dsn from ``$ZKCARE_RELAY_DATA_DIR`` /
+    ``$ZKCARE_RELAY_STORE_DSN``, the config file, or the defaults (only these settings are
+    read: the clients commands need no keys or secrets)."""
     import tomllib
 
     from prover.relay.settings import CONFIG_ENV, ENV_PREFIX
 
-    if os.environ.get(ENV_PREFIX + "DATA_DIR"):
-        return Path(os.environ[ENV_PREFIX + "DATA_DIR"])
     path = config_file or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
-    if path is None:
-        return Path("relay-data")
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise click.ClickException(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise click.ClickException(f"config file {path}: {exc}") from None
-    return Path(str(data.get("data_dir", "relay-data")))
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise click.ClickException(f"config file {path} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.ClickException(f"config file {path}: {exc}") from None
+    data_dir = os.environ.get(ENV_PREFIX + "DATA_DIR") or str(data.get("data_dir", "relay-data"))
+    dsn = os.environ.get(ENV_PREFIX + "STORE_DSN") or data.get("store_dsn")
+    return Path(data_dir), (str(dsn) if dsn else None)
 
 
 def _client_store(config_file: Path | None, create: bool = False) -> Any:
-    """The relay's store (``create``: made, ``0600`` in a ``0700`` data_dir, if missing)."""
-    from prover.relay.store import JobStore
+    """The relay's store: PostgreSQL with a store_dsn, else SQLite in data_dir (``create``:
+    made, ``0600`` in a ``0700`` data_dir, if missing)."""
+    from prover.relay.store import JobStore, open_store
 
-    data_dir = _data_dir(config_file)
+    data_dir, dsn = _store_settings(config_file)
     db = data_dir / "jobs.sqlite3"
-    if not db.exists() and not create:
+    if dsn is None and not db.exists() and not create:
         raise click.ClickException(
             f"no job store at {db}: start the relay once (or check data_dir in the settings)"
         )
     try:
-        return JobStore(db)
+        store: JobStore = open_store(db, dsn, pool_size=2)
     except ZkcareError as exc:
         raise click.ClickException(str(exc)) from exc
+    return store
 
 
 def _write_token(path: Path, token: str) -> None:

@@ -46,7 +46,7 @@ from prover.relay.schemas import ChainHealth, Health, JobRequest
 from prover.relay.sealing import Sealer
 from prover.relay.settings import ModelConfig, RelaySettings
 from prover.relay.states import JobState
-from prover.relay.store import Job, JobStore, NewJob
+from prover.relay.store import Job, JobStore, NewJob, open_store, stable_instance_id
 from prover.relay.submitter import Submitter, SubmitterConfig, gwei
 from prover.relay.worker import LocalProverPool, ModelRef, ProverWorker
 
@@ -205,7 +205,14 @@ class Relay:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         settings.data_dir.chmod(0o700)
         self.sealer = Sealer(load_data_key(settings))
-        self.store = JobStore(settings.db_path)
+        #: This instance's id in the store (stable across restarts: kept in ``data_dir``).
+        self.instance_id = stable_instance_id(settings.data_dir)
+        self.store: JobStore = open_store(
+            settings.db_path,
+            settings.store_dsn_value,
+            instance_id=self.instance_id,
+            pool_size=settings.store_pool_size,
+        )
         self.metrics = RelayMetrics(self.store)
         self.rpc = RpcPool(
             settings.rpc_url_strings,
@@ -309,7 +316,7 @@ class Relay:
 
         With ``process=False`` only the API side runs (jobs stay queued): used by tests.
         """
-        self._lock_data_dir()
+        self.lock_data_dir()
         self.probe()
         self._threads = [threading.Thread(target=self._probe_loop, name="chain-probe", daemon=True)]
         requeued = self.store.requeue_proving("relay restarted while proving")
@@ -360,7 +367,7 @@ class Relay:
 
     def _shared_store_dsn(self) -> str | None:
         """The DSN of a store that other relay instances share (PostgreSQL), else None."""
-        return None
+        return self.settings.store_dsn_value
 
     def _submitter_thread(self) -> threading.Thread:
         """The submitter loop: always on SQLite; with a shared store only while this instance
@@ -376,16 +383,25 @@ class Relay:
             daemon=True,
         )
 
-    def _lock_data_dir(self) -> None:
-        """One relay per data directory: two would hand out the same nonces."""
+    def lock_data_dir(self) -> None:
+        """One relay instance per data directory (its SQLite store, its work files, its
+        instance id); several instances share jobs through one ``store_dsn``, each with its own
+        ``data_dir``. Idempotent; :meth:`start` calls it."""
+        if self._lock_file is not None:
+            return
         path = self.settings.data_dir / "relay.lock"
         handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
+            hint = (
+                "give each instance on the shared store its own data_dir"
+                if self.settings.store_dsn is not None
+                else "a second instance needs its own data_dir and a shared store_dsn"
+            )
             raise RelayError(
-                f"another relay is running with data_dir {self.settings.data_dir}"
+                f"another relay is running with data_dir {self.settings.data_dir} ({hint})"
             ) from None
         self._lock_file = handle
 

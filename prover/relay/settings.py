@@ -34,7 +34,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from prover.exceptions import InsecureBind, RelayConfigError
+from prover.exceptions import InsecureBind, InvalidInput, RelayConfigError
 from prover.relay.engine import EngineSettings  # engine hook (issue 11)
 
 ENV_PREFIX = "ZKCARE_RELAY_"
@@ -179,6 +179,16 @@ class RelaySettings(BaseSettings):
     )
     # storage and service
     data_dir: Path = Path("relay-data")
+    store_dsn: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL job store shared by every relay instance given it: "
+        "postgresql://user@host:5432/db or libpq key=value pairs (a secret: never logged; "
+        "one holding a password is accepted from the environment only); unset: SQLite in "
+        "data_dir",
+    )
+    store_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL connections this instance opens at most"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, lt=65536)
     max_body_bytes: int = Field(default=16_384, ge=1024)
@@ -260,6 +270,18 @@ class RelaySettings(BaseSettings):
                 raise ValueError("must be exactly 32 bytes, hex-encoded")
         return value
 
+    @field_validator("store_dsn")
+    @classmethod
+    def _store_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from prover.relay.store_pg import check_dsn
+
+            try:
+                check_dsn(value.get_secret_value())
+            except InvalidInput as exc:
+                raise ValueError(str(exc).removeprefix("store_dsn ")) from None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
@@ -335,8 +357,13 @@ class RelaySettings(BaseSettings):
 
     @property
     def db_path(self) -> Path:
-        """The SQLite job store."""
+        """The SQLite job store (used unless :attr:`store_dsn` is set)."""
         return self.data_dir / "jobs.sqlite3"
+
+    @property
+    def store_dsn_value(self) -> str | None:
+        """The PostgreSQL DSN in clear (for the store only; never log it), or None."""
+        return None if self.store_dsn is None else self.store_dsn.get_secret_value()
 
     @property
     def tls(self) -> bool:
@@ -393,11 +420,23 @@ def dotted(loc: tuple[int | str, ...]) -> str:
 
 def _secrets_in_file(data: dict[str, Any]) -> list[str]:
     found = [name for name in _SECRET_FIELDS if name in data]
+    if isinstance(data.get("store_dsn"), str) and _dsn_has_password(data["store_dsn"]):
+        found.append("store_dsn")
     for role in ("hospital_key", "submitter_key"):
         section = data.get(role)
         if isinstance(section, dict) and "passphrase" in section:
             found.append(f"{role}.passphrase")
     return found
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    """Whether a DSN carries a password (then it belongs in the environment, or a PGPASSFILE)."""
+    from prover.relay.store_pg import check_dsn
+
+    try:
+        return bool(check_dsn(dsn).get("password"))
+    except InvalidInput:
+        return False  # reported by the field's own validator
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> RelaySettings:
@@ -416,6 +455,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> RelaySet
             problems.append(
                 f"{name}: secrets are read from the environment only "
                 f"({env_name(tuple(name.split('.')))}), remove it from {path}"
+                + (" (or drop the password and use a PGPASSFILE)" if name == "store_dsn" else "")
             )
 
         class FileSettings(RelaySettings):

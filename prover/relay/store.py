@@ -1,38 +1,48 @@
-"""The durable job store: SQLite in WAL mode, one SQL transaction per state transition.
+"""The durable job store: one SQL transaction per state transition, on SQLite or PostgreSQL.
 
 Every state change is ``UPDATE jobs SET state = :to … WHERE id = :id AND state = :from`` inside
-``BEGIN IMMEDIATE`` (a compare-and-set: a lost race changes nothing and raises
+one transaction (a compare-and-set: a lost race changes nothing and raises
 :class:`InvalidTransition`), and appends a row to ``transitions`` in the same transaction, so a
-crash at any instant leaves every job in exactly one well-defined state. ``synchronous=FULL``
-makes each commit durable before the relay acts on it (for example: the signed transaction is on
-disk before it is broadcast). ``secure_delete`` overwrites freed pages, and patient input is only
-ever stored sealed (:mod:`prover.relay.sealing`) and dropped in the transition to ``proved``.
+crash at any instant leaves every job in exactly one well-defined state.
 
-The schema's version is SQLite's ``user_version``; opening an older store migrates it in one
-transaction (:data:`MIGRATIONS`), and a store from a newer relay is refused.
+:class:`JobStore` is the embedded default: SQLite in WAL mode, ``BEGIN IMMEDIATE`` transactions,
+``synchronous=FULL`` (each commit is durable before the relay acts on it: for example, the signed
+transaction is on disk before it is broadcast), ``secure_delete`` (freed pages are overwritten);
+the database and its WAL files are created ``0600`` in a ``0700`` folder.
+:class:`prover.relay.store_pg.PgJobStore` runs the same methods and the same SQL on PostgreSQL,
+where several relay instances share one database (:func:`open_store` picks the backend). Patient
+input is only ever stored sealed (:mod:`prover.relay.sealing`) and dropped in the transition to
+``proved``.
+
+One schema (:data:`SCHEMA`, written with the portable types ``INTEGER``, ``REAL``, ``TEXT`` and
+``BLOB``; :func:`postgres_sql` translates it) and one list of versioned :data:`MIGRATIONS`. On
+SQLite the version is ``user_version``; on PostgreSQL it is the ``schema_version`` table. Opening
+an older store migrates it in one transaction, and a store from a newer relay is refused.
 
 Besides jobs the store holds the relay's clients (:mod:`prover.relay.auth`: names, scopes, token
-digests, never a token) and an append-only ``audit`` table of who did what (submissions, reads,
-refusals, client changes, pruning), kept when finished jobs are pruned. One ``(policy,
-record nullifier)`` has at most one job that has not failed (a unique index). The database and
-its WAL files are created ``0600`` in a ``0700`` folder. The SQL is kept portable (no SQLite
-functions outside migrations) for the PostgreSQL store to come.
+digests, never a token), an append-only ``audit`` table of who did what (submissions, reads,
+refusals, client changes, pruning), kept when finished jobs are pruned, and the relay instances
+proving from it (``relay_instances``: an id and a heartbeat, so a ``proving`` job whose instance
+went silent is re-queued by another). One ``(policy, record nullifier)`` has at most one job that
+has not failed, and one idempotency key one job (unique indexes, shared by every instance).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prover.exceptions import (
     AuthenticationFailed,
@@ -82,7 +92,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     proved_at REAL,
     submitted_at REAL,
     final_at REAL,
-    client_id TEXT
+    client_id TEXT,
+    claimed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created_at);
 CREATE INDEX IF NOT EXISTS jobs_client ON jobs (client_id, created_at);
@@ -130,11 +141,27 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL,
     remote TEXT
 );
+CREATE TABLE IF NOT EXISTS relay_instances (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seen_at REAL NOT NULL
+);
 """
 
-#: The schema this code writes (``PRAGMA user_version``; 0 is a store from before versioning).
-SCHEMA_VERSION = 4
-#: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``.
+#: The schema this code writes (SQLite: ``PRAGMA user_version``, 0 is a store from before
+#: versioning; PostgreSQL: the ``schema_version`` table).
+SCHEMA_VERSION = 5
+#: The first version a PostgreSQL store can have (there were none before): a new store is
+#: created from :data:`SCHEMA` at :data:`SCHEMA_VERSION`, and only migrations after this one ever
+#: run on PostgreSQL.
+FIRST_POSTGRES_VERSION = 5
+#: ``version -> SQL`` bringing a store from ``version - 1`` to ``version``. Migrations up to 4 are
+#: SQLite's history; from 5 on a migration runs on both backends, so it uses only portable SQL
+#: and the types of :data:`SCHEMA` (translated by :func:`postgres_sql`). New tables and indexes
+#: go into :data:`SCHEMA` (``IF NOT EXISTS``; applied after the migrations on both backends);
+#: a migration adds columns and moves data. To add version N: append to SCHEMA, add
+#: ``MIGRATIONS[N]``, set ``SCHEMA_VERSION = N``.
 MIGRATIONS = {
     # 2: every output of a model (JSON list of floats); ``logit`` stays the first output.
     2: """
@@ -152,7 +179,15 @@ ALTER TABLE jobs ADD COLUMN client_id TEXT;
 ALTER TABLE jobs DROP COLUMN logit;
 ALTER TABLE jobs DROP COLUMN outputs;
 """,
+    # 5: one schema for SQLite and PostgreSQL; several relay instances on one store: each job
+    # in ``proving`` names the instance proving it (the ``relay_instances`` heartbeat table
+    # comes from SCHEMA).
+    5: """
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+""",
 }
+#: How long an instance may miss heartbeats before its ``proving`` jobs go back to ``queued``.
+INSTANCE_STALE_S = 30.0
 
 #: Columns a transition may set besides ``state``/``reason``.
 _SETTABLE = frozenset(
@@ -218,9 +253,10 @@ class Job:
     submitted_at: float | None
     final_at: float | None
     client_id: str | None = None
+    claimed_by: str | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Job:
+    def from_row(cls, row: Any) -> Job:
         """Decode a ``jobs`` row."""
         data: dict[str, Any] = dict(row)
         data["state"] = JobState(data["state"])
@@ -278,20 +314,100 @@ def _statements(script: str) -> list[str]:
     return [part.strip() for part in script.split(";") if part.strip()]
 
 
-class JobStore:
-    """Thread-safe access to the SQLite job store (one connection per thread)."""
+_PG_TYPES = (
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"),
+     "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)  # fmt: skip
 
-    def __init__(self, path: Path) -> None:
+
+def postgres_sql(script: str) -> str:
+    """:data:`SCHEMA` or a migration in PostgreSQL's types (``INTEGER`` is 64-bit there too)."""
+    for pattern, replacement in _PG_TYPES:
+        script = pattern.sub(replacement, script)
+    return script
+
+
+def new_instance_id() -> str:
+    """A fresh relay instance id (``host-<12 hex>``)."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "relay"
+    return f"{host}-{secrets.token_hex(6)}"
+
+
+def stable_instance_id(folder: Path) -> str:
+    """This relay instance's id, kept in ``folder/instance-id`` (made ``0600`` at first use), so
+    a restarted instance recognizes the jobs it was proving."""
+    path = folder / "instance-id"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        value = path.read_text().strip()
+        if re.fullmatch(r"[A-Za-z0-9.-]{1,80}", value):
+            return value
+        raise RelayError(f"{path} does not hold a relay instance id; delete it") from None
+    value = new_instance_id()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+class Cursor(Protocol):
+    """What the store reads from a statement (sqlite3's cursor, psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """A connection taking ``?`` placeholders and yielding rows readable by index and name."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+
+class JobStore:
+    """The job store on SQLite (one connection per thread); the base of every backend.
+
+    Backends differ only in the hooks :meth:`_read`, :meth:`_tx`, :meth:`_exclusive`,
+    :meth:`_migrate` and :meth:`close` and two SQL fragments; every query is shared.
+    ``instance_id`` names this relay instance in the jobs it claims (a stable id, kept in the
+    relay's data directory, lets a restarted instance take back its own ``proving`` jobs).
+    """
+
+    #: Appended to the ``SELECT`` that picks the next queued job (row locks on PostgreSQL).
+    _claim_lock = ""
+    #: Tie-break of attempts created in the same instant (insertion order where there is one).
+    _attempt_order = "rowid"
+    #: Whether other relay instances may use the store at the same time.
+    shared = False
+
+    def __init__(self, path: Path, *, instance_id: str | None = None) -> None:
         self.path = path
+        self.instance_id = instance_id or new_instance_id()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _private(path)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
-        self._migrate(self._conn())
+        self._migrate()
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def describe(self) -> str:
+        """Where the store is, for messages (never a secret)."""
+        return str(self.path)
+
+    def schema_version(self) -> int:
+        """The schema version the store is at (``PRAGMA user_version``)."""
+        (version,) = self._one("PRAGMA user_version")
+        return int(version)
+
+    def _migrate(self) -> None:
         """Create the schema, or bring an older store up to :data:`SCHEMA_VERSION`."""
+        conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -355,7 +471,13 @@ class JobStore:
         self._local = threading.local()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Conn]:
+        """A connection for reads outside a transaction (fetch rows before leaving)."""
+        yield self._conn()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Conn]:
+        """One write transaction (SQLite: ``BEGIN IMMEDIATE``, one writer at a time)."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -364,6 +486,24 @@ class JobStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _exclusive(self, conn: Conn, what: str) -> None:
+        """Serialize transactions on ``what`` across every process sharing the store (SQLite's
+        ``BEGIN IMMEDIATE`` already does)."""
+
+    def _execute(self, sql: str, parameters: Sequence[Any] = ()) -> int:
+        """Run one statement in its own transaction (``?`` placeholders); rows changed.
+        For maintenance and tests: the relay itself goes through the methods below."""
+        with self._tx() as conn:
+            return int(conn.execute(sql, parameters).rowcount)
+
+    def _one(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        with self._read() as conn:
+            return conn.execute(sql, parameters).fetchone()
+
+    def _all(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        with self._read() as conn:
+            return conn.execute(sql, parameters).fetchall()
 
     # ------------------------------------------------------------------ creation
 
@@ -376,11 +516,13 @@ class JobStore:
         Returns ``(job, created)``. Raises :class:`IdempotencyConflict` if the key was used for
         a different request (or by another client), :class:`DuplicateRecord` if an unfailed job
         exists for the same record on the same policy, :class:`QueueFull` if ``max_queued`` jobs
-        are already queued or held.
+        are already queued or held. Creations are serialized (on every instance of a shared
+        store), so the checks and the queue bound are exact.
         """
         now = time.time()
         state = JobState.HELD if held else JobState.QUEUED
         with self._tx() as conn:
+            self._exclusive(conn, "intake")
             row = conn.execute(
                 "SELECT * FROM jobs WHERE idempotency_key = ?", (new.idempotency_key,)
             ).fetchone()
@@ -432,18 +574,14 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job with this id, or :class:`JobNotFound`."""
-        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise JobNotFound(job_id)
         return Job.from_row(row)
 
     def find_by_key(self, idempotency_key: str) -> Job | None:
         """The job created with this idempotency key, if any."""
-        row = (
-            self._conn()
-            .execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
-            .fetchone()
-        )
+        row = self._one("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
         return None if row is None else Job.from_row(row)
 
     def list_jobs(
@@ -465,7 +603,7 @@ class JobStore:
             where.append("client_id = ?")
             args.append(client_id)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = self._conn().execute(
+        rows = self._all(
             f"SELECT * FROM jobs{clause} ORDER BY created_at, id LIMIT ? OFFSET ?",
             (*args, limit, offset),
         )
@@ -474,7 +612,7 @@ class JobStore:
     def in_flight(self) -> list[Job]:
         """Jobs holding a nonce a node may know (signed, submitted, confirmed), by nonce."""
         names = [s.value for s in IN_FLIGHT_STATES]
-        rows = self._conn().execute(
+        rows = self._all(
             f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(names))}) ORDER BY nonce",
             names,
         )
@@ -483,14 +621,16 @@ class JobStore:
     def counts(self) -> dict[JobState, int]:
         """Number of jobs per state (every state present)."""
         out = dict.fromkeys(JobState, 0)
-        for state, n in self._conn().execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        for state, n in self._all("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
             out[JobState(state)] = int(n)
         return out
 
     def attempts(self, job_id: str) -> list[Attempt]:
         """A job's signed transactions, oldest first."""
-        rows = self._conn().execute(
-            "SELECT * FROM attempts WHERE job_id = ? ORDER BY created_at, rowid", (job_id,)
+        rows = self._all(
+            "SELECT tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee, gas_limit, created_at"
+            f" FROM attempts WHERE job_id = ? ORDER BY created_at, {self._attempt_order}",
+            (job_id,),
         )
         return [Attempt(**dict(r)) for r in rows]
 
@@ -500,7 +640,7 @@ class JobStore:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = self._conn().execute(
+        rows = self._all(
             f"SELECT job_id, COUNT(*) FROM attempts WHERE job_id IN ({marks}) GROUP BY job_id",
             ids,
         )
@@ -508,17 +648,17 @@ class JobStore:
 
     def max_nonce(self) -> int | None:
         """The highest nonce ever assigned to a transaction (None before the first)."""
-        (value,) = self._conn().execute("SELECT MAX(nonce) FROM attempts").fetchone()
+        (value,) = self._one("SELECT MAX(nonce) FROM attempts")
         return None if value is None else int(value)
 
     def history(self, job_id: str) -> list[tuple[str | None, str, float, str | None]]:
         """A job's transitions: ``(from, to, at, detail)``, oldest first."""
-        rows = self._conn().execute(
+        rows = self._all(
             "SELECT from_state, to_state, at, detail FROM transitions WHERE job_id = ?"
             " ORDER BY seq",
             (job_id,),
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [(r[0], r[1], float(r[2]), r[3]) for r in rows]
 
     # ------------------------------------------------------------------ transitions
 
@@ -551,6 +691,8 @@ class JobStore:
             values["reason"] = reason
         if to_state.final and "final_at" not in values:
             values["final_at"] = now
+        if from_state == JobState.PROVING and to_state != JobState.PROVING:
+            values["claimed_by"] = None  # no instance proves it any more
         assignments = ", ".join(f"{name} = ?" for name in values)
         with self._tx() as conn:
             cur = conn.execute(
@@ -581,41 +723,91 @@ class JobStore:
         return Job.from_row(row)
 
     def claim_next_queued(self) -> Job | None:
-        """Move the oldest queued job to ``proving`` and return it (None if none is queued)."""
+        """Move the oldest queued job to ``proving``, claimed by this instance, and return it
+        (None if none is queued). On a shared store each queued job goes to exactly one
+        instance: the row is locked, and other instances skip it for the next one."""
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT id FROM jobs WHERE state = ? ORDER BY created_at, id LIMIT 1",
+                "SELECT id FROM jobs WHERE state = ? ORDER BY created_at, id LIMIT 1"
+                + self._claim_lock,
                 (JobState.QUEUED.value,),
             ).fetchone()
             if row is None:
                 return None
             now = time.time()
-            conn.execute(
-                "UPDATE jobs SET state = ?, updated_at = ?, prove_attempts = prove_attempts + 1"
-                " WHERE id = ? AND state = ?",
-                (JobState.PROVING.value, now, row[0], JobState.QUEUED.value),
+            cur = conn.execute(
+                "UPDATE jobs SET state = ?, updated_at = ?, prove_attempts = prove_attempts + 1,"
+                " claimed_by = ? WHERE id = ? AND state = ?",
+                (JobState.PROVING.value, now, self.instance_id, row[0], JobState.QUEUED.value),
             )
-            self._log(conn, row[0], JobState.QUEUED, JobState.PROVING, now, None)
+            if cur.rowcount != 1:  # not reached: the row is ours (locked) in this transaction
+                return None
+            self._log(conn, row[0], JobState.QUEUED, JobState.PROVING, now, self.instance_id)
             job = conn.execute("SELECT * FROM jobs WHERE id = ?", (row[0],)).fetchone()
         return Job.from_row(job)
 
-    def requeue_proving(self, detail: str) -> int:
-        """Return every ``proving`` job to ``queued`` (start-up recovery); how many."""
+    def requeue_proving(
+        self, detail: str, *, own: bool = True, stale_after: float = INSTANCE_STALE_S
+    ) -> int:
+        """Return ``proving`` jobs nobody proves any more to ``queued``; how many.
+
+        Those are the jobs of instances whose last heartbeat is older than ``stale_after``
+        seconds (or that never sent one), and with ``own`` (at this instance's start) its own
+        jobs and those claimed by no instance. A store only one relay opens (SQLite: the relay
+        locks its data directory) has no other instance: there ``own`` re-queues every job.
+        """
+        cutoff = time.time() - stale_after
+        silent = "(j.claimed_by <> ? AND (i.id IS NULL OR i.seen_at < ?))"
+        args: list[Any] = [JobState.PROVING.value, self.instance_id, cutoff]
+        if own and not self.shared:
+            silent = "1 = 1"
+            args = [JobState.PROVING.value]
+        elif own:
+            silent += " OR j.claimed_by IS NULL OR j.claimed_by = ?"
+            args.append(self.instance_id)
         with self._tx() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM jobs WHERE state = ?", (JobState.PROVING.value,)
-                )
-            ]
+            rows = conn.execute(
+                "SELECT j.id FROM jobs j LEFT JOIN relay_instances i ON i.id = j.claimed_by"
+                f" WHERE j.state = ? AND ({silent}) ORDER BY j.id",
+                args,
+            ).fetchall()
             now = time.time()
-            for job_id in ids:
-                conn.execute(
-                    "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+            moved = 0
+            for (job_id,) in rows:
+                cur = conn.execute(
+                    "UPDATE jobs SET state = ?, updated_at = ?, claimed_by = NULL"
+                    " WHERE id = ? AND state = ?",
                     (JobState.QUEUED.value, now, job_id, JobState.PROVING.value),
                 )
-                self._log(conn, job_id, JobState.PROVING, JobState.QUEUED, now, detail)
-        return len(ids)
+                if cur.rowcount == 1:
+                    moved += 1
+                    self._log(conn, job_id, JobState.PROVING, JobState.QUEUED, now, detail)
+        return moved
+
+    # ------------------------------------------------------------------ instances
+
+    def heartbeat(self) -> None:
+        """Record that this instance is alive (the dispatcher calls it while it runs)."""
+        now = time.time()
+        host = socket.gethostname()[:255]
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE relay_instances SET seen_at = ?, host = ? WHERE id = ?",
+                (now, host, self.instance_id),
+            )
+            if cur.rowcount == 0:
+                conn.execute(
+                    "INSERT INTO relay_instances (id, host, started_at, seen_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (self.instance_id, host, now, now),
+                )
+
+    def instances(self) -> list[tuple[str, str, float, float]]:
+        """Every instance that has sent a heartbeat: ``(id, host, started_at, seen_at)``."""
+        rows = self._all(
+            "SELECT id, host, started_at, seen_at FROM relay_instances ORDER BY started_at, id"
+        )
+        return [(r[0], r[1], float(r[2]), float(r[3])) for r in rows]
 
     # ------------------------------------------------------------------ retention
 
@@ -624,20 +816,15 @@ class JobStore:
         ``before`` (unix time); their transitions and audit rows stay. How many."""
         names = [s.value for s in FINAL_STATES]
         marks = ",".join("?" * len(names))
+        finished = f"SELECT id FROM jobs WHERE state IN ({marks}) AND final_at < ?"
         with self._tx() as conn:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT id FROM jobs WHERE state IN ({marks}) AND final_at < ?",
-                    (*names, before),
-                )
-            ]
-            for job_id in ids:
-                conn.execute("DELETE FROM attempts WHERE job_id = ?", (job_id,))
-                conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            if ids:
-                self._audit(conn, None, "prune", None, f"{len(ids)} finished jobs deleted", None)
-        return len(ids)
+            self._exclusive(conn, "prune")
+            conn.execute(f"DELETE FROM attempts WHERE job_id IN ({finished})", (*names, before))
+            cur = conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (*names, before))
+            pruned = int(cur.rowcount)
+            if pruned:
+                self._audit(conn, None, "prune", None, f"{pruned} finished jobs deleted", None)
+        return pruned
 
     # ------------------------------------------------------------------ clients
 
@@ -651,6 +838,7 @@ class JobStore:
         token = auth.new_token()
         now = time.time()
         with self._tx() as conn:
+            self._exclusive(conn, "clients")
             if conn.execute("SELECT 1 FROM clients WHERE name = ?", (name,)).fetchone():
                 raise InvalidInput(f"client name {name!r} is taken (revoked clients keep theirs)")
             conn.execute(
@@ -666,18 +854,14 @@ class JobStore:
 
     def client(self, ref: str) -> Client:
         """The client with this id or name, or :class:`ClientNotFound`."""
-        row = (
-            self._conn()
-            .execute("SELECT * FROM clients WHERE id = ? OR name = ?", (ref, ref))
-            .fetchone()
-        )
+        row = self._one("SELECT * FROM clients WHERE id = ? OR name = ?", (ref, ref))
         if row is None:
             raise ClientNotFound(ref)
         return _client(row)
 
     def clients(self) -> list[tuple[Client, int]]:
         """Every client (revoked ones too), oldest first, with its number of live tokens."""
-        rows = self._conn().execute(
+        rows = self._all(
             "SELECT c.*, (SELECT COUNT(*) FROM tokens t WHERE t.client_id = c.id"
             " AND t.revoked_at IS NULL) AS live FROM clients c ORDER BY c.created_at, c.id"
         )
@@ -721,14 +905,10 @@ class JobStore:
     def authenticate(self, token: str) -> Client:
         """The live client holding ``token``, or :class:`AuthenticationFailed`."""
         token_id, secret = auth.split_token(token)
-        row = (
-            self._conn()
-            .execute(
-                "SELECT t.digest, t.revoked_at AS token_revoked, c.* FROM tokens t"
-                " JOIN clients c ON c.id = t.client_id WHERE t.id = ?",
-                (token_id,),
-            )
-            .fetchone()
+        row = self._one(
+            "SELECT t.digest, t.revoked_at AS token_revoked, c.* FROM tokens t"
+            " JOIN clients c ON c.id = t.client_id WHERE t.id = ?",
+            (token_id,),
         )
         if (
             row is None
@@ -755,14 +935,15 @@ class JobStore:
 
     def audit_rows(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The latest audit rows, oldest first."""
-        rows = self._conn().execute(
-            "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) ORDER BY seq", (limit,)
+        rows = self._all(
+            "SELECT * FROM (SELECT * FROM audit ORDER BY seq DESC LIMIT ?) AS latest ORDER BY seq",
+            (limit,),
         )
         return [dict(r) for r in rows]
 
     @staticmethod
     def _audit(
-        conn: sqlite3.Connection,
+        conn: Conn,
         client_id: str | None,
         action: str,
         target: str | None,
@@ -777,7 +958,7 @@ class JobStore:
 
     @staticmethod
     def _log(
-        conn: sqlite3.Connection,
+        conn: Conn,
         job_id: str,
         from_state: JobState | None,
         to_state: JobState,
@@ -791,7 +972,7 @@ class JobStore:
         )
 
 
-def _client(row: sqlite3.Row) -> Client:
+def _client(row: Any) -> Client:
     return Client(
         id=row["id"],
         name=row["name"],
@@ -810,3 +991,19 @@ def _private(path: Path) -> None:
         path.chmod(0o600)
     else:
         os.close(fd)
+
+
+def open_store(
+    path: Path,
+    dsn: str | None = None,
+    *,
+    instance_id: str | None = None,
+    pool_size: int = 10,
+) -> JobStore:
+    """The SQLite store at ``path``, or with ``dsn`` the PostgreSQL store it names (shared by
+    every relay instance given the same DSN)."""
+    if dsn is None:
+        return JobStore(path, instance_id=instance_id)
+    from prover.relay.store_pg import PgJobStore
+
+    return PgJobStore(dsn, instance_id=instance_id, pool_size=pool_size)

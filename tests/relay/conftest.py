@@ -37,6 +37,7 @@ from prover.relay.settings import KeyConfig, ModelConfig, RelaySettings
 from prover.relay.worker import LocalProverPool, ProverWorker
 from prover.zk.circuit import Bundle
 
+from .pgstore_support import make_pgstore, pgstore_dsn, pgstore_server  # noqa: F401 (fixtures)
 from .support import MODEL, ZOO_MODEL, ZOO_PAYS_AT_LEAST, PrivacyLedger, token_for
 
 BLOCK_TIME = 0.5

@@ -214,3 +214,36 @@ def test_cli_check_prints_the_addresses(config, env, keys, diagnostic_bundle):
     assert f"hospital    {keys['hospital'][0].address}" in result.output
     assert f"submitter   {keys['submitter'][0].address}" in result.output
     assert "pw-h" not in result.output and SECRET not in result.output
+
+
+def test_store_dsn_from_file_without_password_or_environment_with_one(config, env):
+    assert load_settings(config).store_dsn is None  # unset: SQLite in data_dir
+    plain = "postgresql://relay@db.example:5432/zkcare"
+    config.write_text(
+        config.read_text().replace("workers = 3", f'workers = 3\nstore_dsn = "{plain}"')
+    )
+    settings = load_settings(config)
+    assert settings.store_dsn_value == plain and plain not in repr(settings)
+    secret = "postgresql://relay:pg-pass-42@db.example:5432/zkcare"
+    env.setenv("ZKCARE_RELAY_STORE_DSN", secret)
+    settings = load_settings(config)
+    assert settings.store_dsn_value == secret and "pg-pass-42" not in repr(settings)
+    env.delenv("ZKCARE_RELAY_STORE_DSN")
+    config.write_text(config.read_text().replace(plain, secret))
+    with pytest.raises(RelayConfigError) as refused:
+        load_settings(config)
+    assert (
+        "store_dsn: secrets are read from the environment only (ZKCARE_RELAY_STORE_DSN), "
+        f"remove it from {config} (or drop the password and use a PGPASSFILE)"
+    ) in str(refused.value)
+    assert "pg-pass-42" not in str(refused.value)
+
+
+def test_a_malformed_store_dsn_is_one_line(config, env):
+    env.setenv("ZKCARE_RELAY_STORE_DSN", "relay-data/jobs.sqlite3")
+    with pytest.raises(RelayConfigError) as refused:
+        load_settings(config)
+    assert refused.value.problems == [
+        "store_dsn (env ZKCARE_RELAY_STORE_DSN): Value error, must be a postgresql:// URI or "
+        "libpq key=value pairs (for example postgresql://relay@db.example:5432/zkcare)"
+    ]

@@ -1,5 +1,11 @@
 """The job store's state machine: allowed transitions only, compare-and-set under races,
-idempotent creation under concurrency, the queue bound, sealed input dropped on ``proved``."""
+idempotent creation under concurrency, the queue bound, sealed input dropped on ``proved``.
+
+Every test taking ``store`` runs twice: on SQLite and on PostgreSQL (a fresh database on the
+session's throwaway cluster, ``pgstore_support.py``). SQLite's file-level checks and the
+migrations of old SQLite stores come after; the PostgreSQL-only checks are in
+``test_store_pg.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,24 +19,33 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from prover.exceptions import (
+    AuthenticationFailed,
+    ClientNotFound,
+    DuplicateRecord,
     IdempotencyConflict,
+    InvalidInput,
     InvalidTransition,
     JobNotFound,
     QueueFull,
     RelayError,
     SealedDataError,
 )
+from prover.relay import store as store_module
 from prover.relay.auth import Scope
 from prover.relay.sealing import Sealer
 from prover.relay.states import FINAL_STATES, TRANSITIONS, JobState, allowed
-from prover.relay.store import SCHEMA, SCHEMA_VERSION, Attempt, JobStore, NewJob
+from prover.relay.store import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Attempt, JobStore, NewJob
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = JobStore(tmp_path / "jobs.sqlite3")
-    yield s
-    s.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A new, empty store on each backend."""
+    if request.param == "sqlite":
+        s = JobStore(tmp_path / "jobs.sqlite3")
+        yield s
+        s.close()
+    else:
+        yield request.getfixturevalue("make_pgstore")()
 
 
 def new_job(key: str = "key-00000001", mac: str = "mac-a", **kw) -> NewJob:
@@ -47,11 +62,13 @@ def new_job(key: str = "key-00000001", mac: str = "mac-a", **kw) -> NewJob:
     return NewJob(**fields)
 
 
-def test_store_uses_wal_and_full_sync(store):
+def test_sqlite_store_uses_wal_and_full_sync(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    store.close()
 
 
 def test_transition_table_is_closed_and_final_states_are_terminal():
@@ -75,7 +92,7 @@ def test_transition_table_is_closed_and_final_states_are_terminal():
 def test_only_allowed_transitions_are_applied(store, src, dst):
     job, _ = store.create_job(new_job(), max_queued=10)
     if src != JobState.QUEUED:
-        store._conn().execute("UPDATE jobs SET state = ? WHERE id = ?", (src.value, job.id))
+        store._execute("UPDATE jobs SET state = ? WHERE id = ?", (src.value, job.id))
     if allowed(src, dst):
         assert store.transition(job.id, src, dst).state == dst
         assert store.history(job.id)[-1][:2] == (src.value, dst.value)
@@ -204,9 +221,17 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     assert "redacted" in repr(sealer)
 
 
+def _before_instances(schema: str) -> str:
+    """The schema as relays before several instances (version 4) wrote it."""
+    out = schema.replace("    client_id TEXT,\n    claimed_by TEXT\n", "    client_id TEXT\n")
+    out = out.split("CREATE TABLE IF NOT EXISTS relay_instances")[0]
+    assert "claimed_by" not in out and "relay_instances" not in out and "audit" in out
+    return out
+
+
 def _with_scores(schema: str) -> str:
-    """The jobs table with the score columns relays before version 4 kept."""
-    out = schema.replace(
+    """The jobs table (version 3) with the score columns relays before version 4 kept."""
+    out = _before_instances(schema).replace(
         "    instances TEXT,\n", "    instances TEXT,\n    logit REAL,\n    outputs TEXT,\n"
     )
     assert "logit REAL" in out
@@ -250,11 +275,12 @@ def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
         job = store.get("j1")
         assert job.state == JobState.PROVED and not hasattr(job, "logit")
         (version,) = store._conn().execute("PRAGMA user_version").fetchone()
-        assert version == SCHEMA_VERSION == 4
+        assert version == SCHEMA_VERSION == 5
     finally:
         store.close()
     # version 4 dropped the scores an older relay kept (decisions without scores)
     assert {"logit", "outputs"}.isdisjoint(_columns(path)) and "client_id" in _columns(path)
+    assert "claimed_by" in _columns(path)  # version 5: the instance proving a job
     JobStore(path).close()  # opening a current store again changes nothing
 
 
@@ -330,3 +356,178 @@ def test_a_store_from_a_newer_relay_is_refused(tmp_path):
     conn.close()
     with pytest.raises(RelayError, match=f"has schema version {SCHEMA_VERSION + 1}; this relay"):
         JobStore(path)
+
+
+def test_a_version_4_store_gains_the_instance_columns(tmp_path):
+    path = tmp_path / "v4.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_before_instances(SCHEMA))
+        conn.execute(
+            "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
+            " model_version, record_nullifier, created_at, updated_at)"
+            " VALUES ('j1', 'key-00000001', 'mac', 'proving', '7', 'breast_cancer_lr', 1, x'01',"
+            " 1.0, 1.0)"
+        )
+        conn.execute("PRAGMA user_version = 4")
+    conn.close()
+    store = JobStore(path)
+    try:
+        assert store.schema_version() == 5 and store.get("j1").claimed_by is None
+        assert store.requeue_proving("restart") == 1  # claimed by no instance: re-queued
+        store.heartbeat()
+        assert [i[0] for i in store.instances()] == [store.instance_id]
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- both backends, several instances
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_instances(request, tmp_path):
+    """``open(instance_id)``: another store object (another relay instance) on one database."""
+    if request.param == "sqlite":
+        path = tmp_path / "shared.sqlite3"
+        opened = []
+
+        def open_sqlite(instance_id=None):
+            opened.append(JobStore(path, instance_id=instance_id))
+            return opened[-1]
+
+        yield open_sqlite
+        for s in opened:
+            s.close()
+    else:
+        make = request.getfixturevalue("make_pgstore")
+        dsn = request.getfixturevalue("pgstore_dsn")
+        yield lambda instance_id=None: make(dsn, instance_id=instance_id)
+
+
+def test_clients_tokens_rotation_revocation_and_audit(store):
+    client, token = store.create_client("ehr", [Scope.SUBMIT, Scope.READ])
+    assert store.authenticate(token) == client == store.client("ehr") == store.client(client.id)
+    with pytest.raises(InvalidInput, match="client name 'ehr' is taken"):
+        store.create_client("ehr", [Scope.READ])
+    _same, new_token = store.rotate_client("ehr")
+    with pytest.raises(AuthenticationFailed, match="invalid or revoked token"):
+        store.authenticate(token)  # the old token stopped working at once
+    assert store.authenticate(new_token).id == client.id
+    assert store.clients() == [(client, 1)]
+    revoked = store.revoke_client(client.id)
+    assert revoked.revoked and store.clients() == [(revoked, 0)]
+    with pytest.raises(AuthenticationFailed):
+        store.authenticate(new_token)
+    with pytest.raises(InvalidInput, match="is revoked; create a new client"):
+        store.rotate_client("ehr")
+    with pytest.raises(ClientNotFound):
+        store.client("nobody")
+    store.audit(client.id, "GET /v1/jobs", None, "401 revoked", "10.0.0.9")
+    actions = [(r["action"], r["target"]) for r in store.audit_rows()]
+    assert actions == [
+        ("client.create", client.id),
+        ("client.rotate", client.id),
+        ("client.revoke", client.id),
+        ("GET /v1/jobs", None),
+    ]
+    assert store.audit_rows(limit=1)[0]["remote"] == "10.0.0.9"
+    assert new_token.split("_", 2)[2] not in repr(store.audit_rows())
+
+
+def test_duplicate_records_and_finished_jobs_are_pruned_with_their_attempts(store):
+    job, _ = store.create_job(new_job(key="key-00000001"), 10)
+    with pytest.raises(DuplicateRecord):  # same record, same policy, another key
+        store.create_job(new_job(key="key-00000002", record_nullifier=job.record_nullifier), 10)
+    for dst in (JobState.PROVING, JobState.PROVED):
+        job = store.transition(job.id, job.state, dst)
+    attempt = Attempt("0x" + "ab" * 32, job.id, 0, b"raw", 3, 1, 21000)
+    store.transition(job.id, JobState.PROVED, JobState.SIGNED, attempt=attempt, nonce=0)
+    store.transition(job.id, JobState.SIGNED, JobState.CONFIRMED)
+    store.transition(job.id, JobState.CONFIRMED, JobState.FAILED, reason="reverted")
+    live, _ = store.create_job(new_job(key="key-00000003"), 10)
+    assert store.prune_final(before=store.get(job.id).final_at - 1) == 0  # not old enough
+    assert store.prune_final(before=store.get(job.id).final_at + 1) == 1
+    assert store.find_by_key("key-00000001") is None and store.attempts(job.id) == []
+    assert store.get(live.id).state == JobState.QUEUED
+    assert store.history(job.id)[-1][1::2] == ("failed", "reverted")  # transitions stay
+    assert store.audit_rows()[-1]["outcome"] == "1 finished jobs deleted"
+    # a failed job frees its record for a new claim
+    store.create_job(new_job(key="key-00000004", record_nullifier=job.record_nullifier), 10)
+
+
+def test_several_instances_claim_each_queued_job_exactly_once(store_instances):
+    stores = [store_instances(f"relay-{i}") for i in range(3)]
+    ids = {stores[i % 3].create_job(new_job(key=f"key-{i:08d}"), 100)[0].id for i in range(30)}
+    barrier = threading.Barrier(6)
+
+    def drain(store):
+        barrier.wait()
+        got = []
+        while (job := store.claim_next_queued()) is not None:
+            assert job.state == JobState.PROVING and job.claimed_by == store.instance_id
+            got.append(job.id)
+        return got
+
+    with ThreadPoolExecutor(6) as pool:  # two dispatcher threads per instance
+        claimed = list(pool.map(drain, stores + stores))
+    flat = [job_id for got in claimed for job_id in got]
+    assert sorted(flat) == sorted(ids)  # every job once, none twice
+    assert all(stores[0].get(job_id).prove_attempts == 1 for job_id in ids)
+
+
+def test_idempotency_is_shared_by_every_instance(store_instances):
+    stores = [store_instances(f"relay-{i}") for i in range(3)]
+    barrier = threading.Barrier(12)
+
+    def create(i):
+        barrier.wait()
+        try:
+            job, created = stores[i % 3].create_job(new_job(mac="mac-a" if i % 4 else "mac-b"), 100)
+            return job.id, created
+        except IdempotencyConflict as exc:
+            return exc.job_id, None
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(create, range(12)))
+    assert len({job_id for job_id, _ in results}) == 1
+    assert [c for _, c in results].count(True) == 1
+    assert all(sum(s.counts().values()) == 1 for s in stores)
+    _client, token = stores[0].create_client("ehr", [Scope.SUBMIT])  # clients are shared too
+    assert stores[2].authenticate(token).name == "ehr"
+
+
+def test_the_queue_bound_holds_across_instances(store_instances):
+    stores = [store_instances(f"relay-{i}") for i in range(4)]
+    barrier = threading.Barrier(16)
+
+    def create(i):
+        barrier.wait()
+        try:
+            stores[i % 4].create_job(new_job(key=f"key-{i:08d}"), max_queued=5)
+            return True
+        except QueueFull:
+            return False
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(create, range(16)))
+    assert results.count(True) == 5 and stores[3].counts()[JobState.QUEUED] == 5
+
+
+def test_a_new_migration_runs_on_both_backends(store_instances, monkeypatch):
+    """How migration 6 (and later) is added: SCHEMA for new tables, MIGRATIONS[n] for columns."""
+    store_instances().close()  # a store at the current version
+    monkeypatch.setattr(
+        store_module,
+        "SCHEMA",
+        SCHEMA + "CREATE TABLE IF NOT EXISTS probe_batches (id INTEGER PRIMARY KEY, n BLOB);\n",
+    )
+    monkeypatch.setitem(MIGRATIONS, SCHEMA_VERSION + 1, "ALTER TABLE audit ADD COLUMN probe TEXT;")
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = store_instances()
+    assert upgraded.schema_version() == SCHEMA_VERSION + 1
+    upgraded._execute("INSERT INTO probe_batches (id, n) VALUES (?, ?)", (1, b"\x00\x01"))
+    upgraded._execute("UPDATE audit SET probe = ?", ("x",))
+    assert upgraded._one("SELECT n FROM probe_batches WHERE id = ?", (1,))[0] == b"\x00\x01"
+    upgraded.close()
+    monkeypatch.undo()  # this code again: the store is newer than it
+    with pytest.raises(RelayError, match=f"has schema version {SCHEMA_VERSION + 1}; this relay"):
+        store_instances()
