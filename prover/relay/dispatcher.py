@@ -6,11 +6,16 @@ backend right behind a running proof): it moves the oldest queued job to ``provi
 A proof is stored in the same transaction that drops the sealed input and moves the job to
 ``proved``. A permanent failure fails the job; a transient one re-queues it up to
 ``max_attempts``; a broken pool is restarted and its jobs re-queued.
+
+Several relay instances may dispatch from one shared store: each claims a job for itself
+(``claimed_by``), sends a heartbeat every :data:`HEARTBEAT_INTERVAL_S`, and its sweep re-queues
+only its own orphans and the jobs of instances whose heartbeat stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -27,6 +32,8 @@ from prover.relay.worker import ProveResult, ProverWorker, ProveTask
 log = logging.getLogger("zkcare.relay.dispatcher")
 #: How often (and after how long) ``proving`` jobs without a task are re-queued.
 SWEEP_INTERVAL_S = 10.0
+#: How often the dispatcher tells a shared store that its instance is alive.
+HEARTBEAT_INTERVAL_S = 2.0
 
 
 class Dispatcher:
@@ -53,12 +60,14 @@ class Dispatcher:
         self._inflight: dict[Future[ProveResult], tuple[str, float]] = {}
         self.busy_seconds = 0.0
         self._last_sweep = time.monotonic()
+        self._last_beat = -math.inf
         self.proved = 0
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set."""
         while not stop.is_set():
             try:
+                self._beat()
                 self._fill()
                 if self._inflight:
                     done, _ = wait(list(self._inflight), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -71,17 +80,34 @@ class Dispatcher:
                 log.error("dispatcher error: %s: %s", type(exc).__name__, exc)
                 time.sleep(0.5)
 
+    def _beat(self) -> None:
+        """The instance's heartbeat in a shared store (before the first claim, then every
+        :data:`HEARTBEAT_INTERVAL_S`); a store of one relay needs none."""
+        now = time.monotonic()
+        if self.store.shared and now - self._last_beat >= HEARTBEAT_INTERVAL_S:
+            self.store.heartbeat()
+            self._last_beat = now
+
     def _sweep(self) -> None:
-        """Re-queue ``proving`` jobs that no task is working on (after an internal error)."""
+        """Re-queue ``proving`` jobs that no task is working on: this instance's (after an
+        internal error), and on a shared store those of instances that went silent."""
         now = time.monotonic()
         if now - self._last_sweep < SWEEP_INTERVAL_S:
             return
         self._last_sweep = now
         mine = {job_id for job_id, _ in self._inflight.values()}
+        me = self.store.instance_id
         for job in self.store.list_jobs([JobState.PROVING], limit=1000):
+            if job.claimed_by not in (None, me):
+                continue  # another instance's: its own sweep, or the silent-instance rule
             if job.id not in mine and time.time() - job.updated_at > SWEEP_INTERVAL_S:
                 log.warning("job %s: proving without a task; re-queued", job.id)
                 self._requeue(job.id, "orphaned while proving")
+        if self.store.shared:
+            taken = self.store.requeue_proving("its relay instance went silent", own=False)
+            if taken:
+                log.warning("re-queued %d jobs of relay instances that went silent", taken)
+                self.wake.set()
 
     def _fill(self) -> None:
         self._sweep()

@@ -186,6 +186,11 @@ def request_mac(key: bytes, req: JobRequest) -> str:
     return hmac.new(key, REQUEST_TAG + body.encode(), hashlib.sha256).hexdigest()
 
 
+def key_fingerprint(key: bytes) -> str:
+    """A key's public fingerprint (HMAC of a fixed tag): equal keys, equal fingerprints."""
+    return hmac.new(key, b"zkcare/store-key-check/v1", hashlib.sha256).hexdigest()[:32]
+
+
 class Relay:
     """One relay instance: store, prover worker, submitter; used by the API and the CLI."""
 
@@ -204,7 +209,8 @@ class Relay:
         self.models = models or resolve_models(settings.models)
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         settings.data_dir.chmod(0o700)
-        self.sealer = Sealer(load_data_key(settings))
+        data_key = load_data_key(settings)
+        self.sealer = Sealer(data_key)
         #: This instance's id in the store (stable across restarts: kept in ``data_dir``).
         self.instance_id = stable_instance_id(settings.data_dir)
         self.store: JobStore = open_store(
@@ -213,6 +219,17 @@ class Relay:
             instance_id=self.instance_id,
             pool_size=settings.store_pool_size,
         )
+        if self.store.shared:
+            try:
+                self.store.check_keys(
+                    {
+                        "data_key": key_fingerprint(data_key),
+                        "nullifier_secret": key_fingerprint(settings.nullifier_key),
+                    }
+                )
+            except BaseException:
+                self.store.close()
+                raise
         self.metrics = RelayMetrics(self.store)
         self.rpc = RpcPool(
             settings.rpc_url_strings,
@@ -319,6 +336,8 @@ class Relay:
         self.lock_data_dir()
         self.probe()
         self._threads = [threading.Thread(target=self._probe_loop, name="chain-probe", daemon=True)]
+        if self.store.shared:
+            self.store.heartbeat()  # this instance is alive before it takes any job back
         requeued = self.store.requeue_proving("relay restarted while proving")
         counts = self.store.counts()
         unfinished = sum(n for state, n in counts.items() if not state.final)

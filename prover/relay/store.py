@@ -147,6 +147,11 @@ CREATE TABLE IF NOT EXISTS relay_instances (
     started_at REAL NOT NULL,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS key_fingerprints (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 #: The schema this code writes (SQLite: ``PRAGMA user_version``, 0 is a store from before
@@ -747,16 +752,17 @@ class JobStore:
         return Job.from_row(job)
 
     def requeue_proving(
-        self, detail: str, *, own: bool = True, stale_after: float = INSTANCE_STALE_S
+        self, detail: str, *, own: bool = True, stale_after: float | None = None
     ) -> int:
         """Return ``proving`` jobs nobody proves any more to ``queued``; how many.
 
         Those are the jobs of instances whose last heartbeat is older than ``stale_after``
-        seconds (or that never sent one), and with ``own`` (at this instance's start) its own
-        jobs and those claimed by no instance. A store only one relay opens (SQLite: the relay
-        locks its data directory) has no other instance: there ``own`` re-queues every job.
+        seconds (default :data:`INSTANCE_STALE_S`) or that never sent one, and with ``own`` (at
+        this instance's start) its own jobs and those claimed by no instance. A store only one
+        relay opens (SQLite: the relay locks its data directory) has no other instance: there
+        ``own`` re-queues every job.
         """
-        cutoff = time.time() - stale_after
+        cutoff = time.time() - (INSTANCE_STALE_S if stale_after is None else stale_after)
         silent = "(j.claimed_by <> ? AND (i.id IS NULL OR i.seen_at < ?))"
         args: list[Any] = [JobState.PROVING.value, self.instance_id, cutoff]
         if own and not self.shared:
@@ -801,6 +807,30 @@ class JobStore:
                     " VALUES (?, ?, ?, ?)",
                     (self.instance_id, host, now, now),
                 )
+
+    def check_keys(self, fingerprints: dict[str, str]) -> None:
+        """Record the fingerprints of the keys every instance must share (the first instance
+        sets them), or raise :class:`RelayError` naming the one that differs. Instances on one
+        store open each other's sealed inputs and compare each other's record nullifiers."""
+        now = time.time()
+        with self._tx() as conn:
+            self._exclusive(conn, "keys")
+            for name, fingerprint in sorted(fingerprints.items()):
+                row = conn.execute(
+                    "SELECT fingerprint FROM key_fingerprints WHERE name = ?", (name,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO key_fingerprints (name, fingerprint, created_at)"
+                        " VALUES (?, ?, ?)",
+                        (name, fingerprint, now),
+                    )
+                elif row[0] != fingerprint:
+                    raise RelayError(
+                        f"{name} differs from the one the other relay instances on job store "
+                        f"{self.describe()} use; every instance of one store needs the same "
+                        "data_key and nullifier_secret"
+                    )
 
     def instances(self) -> list[tuple[str, str, float, float]]:
         """Every instance that has sent a heartbeat: ``(id, host, started_at, seen_at)``."""

@@ -37,7 +37,7 @@ from prover.relay.store import Conn, Cursor, JobStore, _statements, new_instance
 
 #: ``pg_advisory_xact_lock(namespace, key)``: the namespace is zkcare's, one key per section.
 _LOCK_NAMESPACE = 0x7A6B6361  # "zkca"
-_LOCKS = {"migrate": 1, "intake": 2, "clients": 3, "prune": 4}
+_LOCKS = {"migrate": 1, "intake": 2, "clients": 3, "prune": 4, "keys": 5}
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER PRIMARY KEY,

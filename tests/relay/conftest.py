@@ -199,7 +199,8 @@ def make_relay(
     """Build and start an in-process relay with a fresh, funded submitter key.
 
     ``models=`` replaces the session's two models; the relay then runs its own prover pool
-    (``workers`` processes), unless ``worker=`` is given too.
+    (``workers`` processes), unless ``worker=`` is given too. ``store_dsn=`` puts the job store
+    on PostgreSQL (instances on one DSN share it: give them the same ``data_key=`` too).
     """
     relays: list[Relay] = []
 
@@ -214,7 +215,7 @@ def make_relay(
     ) -> Relay:
         submitter: LocalAccount = Account.create()
         ledger.add_secret("submitter key", submitter.key.hex())
-        data_key = secrets.token_hex(32)
+        data_key = kw.pop("data_key", None) or secrets.token_hex(32)  # shared by instances
         ledger.add_secret("data key", data_key)
         if fund:
             dev_chain.set_balance(submitter.address, fund)

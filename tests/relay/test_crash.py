@@ -4,8 +4,11 @@ no nonce gap."""
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from prover.anvil import free_port
 
 from .support import (
+    ROOT,
     RelayProcess,
     encrypt_key,
     job_body,
@@ -264,3 +268,28 @@ def test_kill_right_after_a_replacement_is_persisted(
         assert job["tx_hash"] in hashes
     assert sorted(j["nonce"] for j in jobs.values()) == [0, 1]
     assert w3.eth.get_transaction_count(submitter.address) == 2
+
+
+def test_a_second_serve_on_the_same_data_dir_is_refused_in_one_line(
+    tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger
+):
+    """Before: a 17-line traceback from the server's lifespan."""
+    relay, _db, _submitter = _relay_process(
+        tmp_path, node, dev_chain, diagnostic_bundle, hospital, ledger, "second serve"
+    )
+    relay.start()
+    try:
+        relay.wait_ready()
+        twin = subprocess.run(
+            [sys.executable, "-m", "prover.relay", "serve", "--config", str(relay.config),
+             "--port", str(free_port())],
+            cwd=ROOT, env={**os.environ, **relay.env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        relay.terminate()
+    lines = [line for line in twin.stderr.splitlines() if not line.startswith("INFO")]
+    assert twin.returncode == 1, twin.stderr
+    assert lines == [
+        f"Error: another relay is running with data_dir {tmp_path / 'relay-data'} (a second "
+        "instance needs its own data_dir and a shared store_dsn)"
+    ], twin.stderr

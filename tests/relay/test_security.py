@@ -74,6 +74,16 @@ def sec_relay(make_relay: Any) -> Relay:
     return relay
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sec_store_relay(request: pytest.FixtureRequest, make_relay: Any) -> Relay:
+    """An API-only relay on each job-store backend (the client and token tests run on both)."""
+    options: dict[str, Any] = {}
+    if request.param == "postgresql":
+        options["store_dsn"] = request.getfixturevalue("pgstore_dsn")
+    relay: Relay = make_relay(process=False, **options)
+    return relay
+
+
 def _one_line(response: requests.Response | Any) -> str:
     body = response.json()
     assert list(body) == ["detail"], body
@@ -96,9 +106,9 @@ ENDPOINTS = [
 
 
 def test_every_endpoint_refuses_missing_wrong_revoked_and_underscoped_tokens(
-    sec_relay: Relay, client_for: Any, sec_policies: list[int]
+    sec_store_relay: Relay, client_for: Any, sec_policies: list[int]
 ) -> None:
-    relay = sec_relay
+    relay = sec_store_relay
     anonymous = client_for(relay, token=None)
     owner = token_for(relay, Scope.SUBMIT, Scope.READ)
     job = anonymous.post(
@@ -174,16 +184,16 @@ def test_every_endpoint_refuses_missing_wrong_revoked_and_underscoped_tokens(
 
 
 def test_anonymous_callers_cannot_submit_or_read(
-    sec_relay: Relay, client_for: Any, sec_policies: list[int]
+    sec_store_relay: Relay, client_for: Any, sec_policies: list[int]
 ) -> None:
     """Before: 300 claims with a new record id each drained a policy's coverage."""
-    anonymous = client_for(sec_relay, token=None)
+    anonymous = client_for(sec_store_relay, token=None)
     for i in range(20):
         body = job_body(RECORDS[i % len(RECORDS)], sec_policies[2], f"drain-{i:06d}")
         assert anonymous.post("/v1/jobs", json=body).status_code == 401
     assert anonymous.get("/v1/jobs").status_code == 401
-    assert all(n == 0 for n in sec_relay.store.counts().values())
-    rows = [r for r in sec_relay.store.audit_rows() if r["action"] == "POST /v1/jobs"]
+    assert all(n == 0 for n in sec_store_relay.store.counts().values())
+    rows = [r for r in sec_store_relay.store.audit_rows() if r["action"] == "POST /v1/jobs"]
     assert len(rows) == 20 and {r["outcome"] for r in rows} == {
         "401 missing bearer token (Authorization: Bearer zkr_…)"
     }
@@ -191,16 +201,16 @@ def test_anonymous_callers_cannot_submit_or_read(
 
 
 def test_each_job_records_its_client_and_the_audit_table_who_did_what(
-    sec_relay: Relay, client_for: Any, sec_policies: list[int]
+    sec_store_relay: Relay, client_for: Any, sec_policies: list[int]
 ) -> None:
-    ehr = client_for(sec_relay, Scope.SUBMIT, Scope.READ)
-    me = sec_relay.store.authenticate(ehr.headers["Authorization"].split()[1])
+    ehr = client_for(sec_store_relay, Scope.SUBMIT, Scope.READ)
+    me = sec_store_relay.store.authenticate(ehr.headers["Authorization"].split()[1])
     job = ehr.post("/v1/jobs", json=job_body(RECORDS[2], sec_policies[0], "audit-0001")).json()
     ehr.get(f"/v1/jobs/{job['job_id']}")
-    assert sec_relay.store.get(job["job_id"]).client_id == me.id
+    assert sec_store_relay.store.get(job["job_id"]).client_id == me.id
     mine = [
         (r["action"], r["target"], r["outcome"])
-        for r in sec_relay.store.audit_rows()
+        for r in sec_store_relay.store.audit_rows()
         if r["client_id"] == me.id
     ]
     assert mine == [
@@ -208,7 +218,7 @@ def test_each_job_records_its_client_and_the_audit_table_who_did_what(
         ("GET /v1/jobs/{job_id}", job["job_id"], "200"),
     ]
     assert ehr.get("/healthz").status_code == 403
-    last = sec_relay.store.audit_rows()[-1]
+    last = sec_store_relay.store.audit_rows()[-1]
     assert (last["client_id"], last["action"], last["outcome"][:3]) == (
         me.id,
         "GET /healthz",
@@ -216,11 +226,11 @@ def test_each_job_records_its_client_and_the_audit_table_who_did_what(
     )
     bad = job_body(RECORDS[2], sec_policies[0], "audit-0002", model="nope")
     assert ehr.post("/v1/jobs", json=bad).status_code == 422
-    last = sec_relay.store.audit_rows()[-1]
+    last = sec_store_relay.store.audit_rows()[-1]
     assert (last["client_id"], last["action"]) == (me.id, "POST /v1/jobs")
     assert last["outcome"].startswith("422 unknown model name or version")
     assert ehr.post("/v1/jobs", json={**bad, "features": []}).status_code == 422
-    assert sec_relay.store.audit_rows()[-1]["outcome"] == "422 invalid request"
+    assert sec_store_relay.store.audit_rows()[-1]["outcome"] == "422 invalid request"
 
 
 # ------------------------------------------------------------------ 2. binding beyond loopback
@@ -281,12 +291,12 @@ def test_a_public_bind_without_tls_or_proxy_is_refused_unless_the_loud_flag_is_g
 
 
 def test_clients_see_only_their_own_jobs_and_health_is_for_admins(
-    sec_relay: Relay, client_for: Any, sec_policies: list[int]
+    sec_store_relay: Relay, client_for: Any, sec_policies: list[int]
 ) -> None:
     """Before: ``GET /v1/jobs`` listed every job's policy and logit to anyone."""
-    alice = client_for(sec_relay, Scope.SUBMIT, Scope.READ)
-    bob = client_for(sec_relay, Scope.SUBMIT, Scope.READ)
-    admin = client_for(sec_relay, Scope.ADMIN)
+    alice = client_for(sec_store_relay, Scope.SUBMIT, Scope.READ)
+    bob = client_for(sec_store_relay, Scope.SUBMIT, Scope.READ)
+    admin = client_for(sec_store_relay, Scope.ADMIN)
     a = alice.post("/v1/jobs", json=job_body(RECORDS[3], sec_policies[0], "alice-0001")).json()
     b = bob.post("/v1/jobs", json=job_body(RECORDS[4], sec_policies[0], "bob-00001")).json()
     assert [j["job_id"] for j in alice.get("/v1/jobs").json()["jobs"]] == [a["job_id"]]
@@ -820,6 +830,40 @@ def test_clients_cli_creates_lists_rotates_and_revokes_with_immediate_effect(
         cli, ["clients", "list", "--config", str(_missing_store_config(tmp_path))]
     )
     assert missing.exit_code == 1 and "no job store at" in missing.stderr
+
+
+def test_clients_cli_on_a_postgresql_store_reaches_every_instance(
+    make_relay: Any,
+    client_for: Any,
+    pgstore_dsn: str,
+    tmp_path: Path,
+    ledger: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay: Relay = make_relay(process=False, store_dsn=pgstore_dsn)
+    config = tmp_path / "relay.toml"
+    config.write_text(f'data_dir = "{tmp_path / "cli-data"}"\nstore_dsn = "{pgstore_dsn}"\n')
+    runner = CliRunner(mix_stderr=False)
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, ["clients", *args, "--config", str(config)])
+
+    made = run("create", "hospital-ehr", "--scope", "submit,read")
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip()
+    ledger.add_secret("client token", token)
+    api = client_for(relay, token=token)
+    assert api.get("/v1/jobs").status_code == 200  # no SQLite file: the shared store
+    assert not (tmp_path / "cli-data" / "jobs.sqlite3").exists()
+    monkeypatch.setenv("ZKCARE_RELAY_STORE_DSN", pgstore_dsn)  # the environment works too
+    assert runner.invoke(cli, ["clients", "revoke", "hospital-ehr"]).exit_code == 0
+    assert api.get("/v1/jobs").status_code == 401
+    monkeypatch.setenv("ZKCARE_RELAY_STORE_DSN", "postgresql://ops:pw-77@127.0.0.1:1/none")
+    down = runner.invoke(cli, ["clients", "list"])
+    assert down.exit_code == 1 and "pw-77" not in down.stderr
+    assert down.stderr.splitlines()[0].startswith(
+        "Error: job store postgresql://ops@127.0.0.1:1/none: cannot connect"
+    )
 
 
 def _missing_store_config(tmp_path: Path) -> Path:
