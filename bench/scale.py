@@ -3,11 +3,17 @@ against the local process pool with as many workers, in the same run, on a throw
 (``tests/pgcluster.py``), plus the per-job overhead the engine adds (``engine_overhead_ratio``:
 engine time per job ÷ proof time, measured one job at a time so no queueing is counted).
 
-No chain is involved: this measures the proving path only (the relay benchmark measures the
-rest). ``ZKCARE_BENCH_SCALE_JOBS`` (default 24) sets the jobs per configuration and
+The throughput part involves no chain: it measures the proving path only (the relay benchmark
+measures the rest). ``ZKCARE_BENCH_SCALE_JOBS`` (default 24) sets the jobs per configuration and
 ``ZKCARE_BENCH_SCALE_SEQUENTIAL`` (default 10) the one-at-a-time overhead runs; tiny values make a
 smoke run. Prover processes on one machine share its cores: above the core count the numbers
 show contention, not scale-out; see ``projection`` for N hosts.
+
+``takeover_s``: two relay processes (``python -m prover.relay serve``) share the PostgreSQL store
+and an anvil chain; the active submitter is ``kill -9``-ed while a claim waits, and the clock
+runs until the standby holds the lease (``takeover_lease_s``, from its ``/healthz``) and until the
+node has its next transaction (``takeover_s``), median of ``ZKCARE_BENCH_SCALE_TAKEOVERS``
+(default 3) takeovers.
 """
 
 from __future__ import annotations
@@ -150,8 +156,84 @@ def _engine(
         _stop(procs)
 
 
+def _takeover(bundle: Path, work: Path, rounds: int) -> dict[str, Any]:
+    """kill -9 the active submitter of two relays on one store; seconds until the standby holds
+    the lease and until its next transaction reaches the node."""
+    from eth_account import Account
+    from pgcluster import PgCluster
+    from relay.support import make_records, wait_until
+    from scale.support import RelayFleet, new_submitter, unfinished, wait_pending_nonce
+
+    from prover.anvil import Anvil
+    from prover.relay.devchain import deploy_dev_chain
+
+    hospital = Account.create()
+    lease_s: list[float] = []
+    tx_s: list[float] = []
+    with PgCluster() as pg, Anvil(block_time=0.5) as node:
+        chain = deploy_dev_chain(node.url, build_diagnostic_bundle(), hospital.address)
+        fleet = RelayFleet(
+            tmp=work,
+            dsn=pg.dsn,
+            node_url=node.url,
+            settlement=chain.settlement.address,
+            bundle=bundle,
+            hospital=hospital,
+            submitter=new_submitter(chain),
+            lease_ttl_s=3.0,  # the relay's defaults
+            lease_renew_s=1.0,
+        )
+        fleet.create_client()
+        relays = [fleet.add(), fleet.add()]
+        records = make_records(rounds + 1, seed=7)
+        policies = chain.issue_policies(rounds + 1)
+        try:
+            for relay in relays:
+                relay.start()
+            for relay in relays:
+                relay.wait_ready(timeout=120)
+            active = fleet.wait_one_active()
+            fleet.post(active, records[0], policies[0], "takeover-warm")
+            wait_until(lambda: unfinished(fleet.dsn) == 0, 120, "the warm-up claim")
+            w3 = chain.w3
+            for i in range(1, rounds + 1):
+                standby = relays[1] if active is relays[0] else relays[0]
+                sent = w3.eth.get_transaction_count(fleet.submitter.address, "pending")
+                killed = time.monotonic()
+                active.kill9()
+                assert fleet.post(standby, records[i], policies[i], f"takeover-{i}")
+                wait_until(
+                    lambda s=standby: (fleet.health(s) or {}).get("active_submitter"),
+                    60,
+                    "the standby to take over",
+                    poll=0.02,
+                )
+                lease_s.append(time.monotonic() - killed)
+                tx_s.append(wait_pending_nonce(w3, fleet.submitter.address, sent, 60) - killed)
+                wait_until(lambda: unfinished(fleet.dsn) == 0, 120, "the claim to settle")
+                active.start()
+                active.wait_ready(timeout=120)
+                active = standby
+        finally:
+            fleet.stop_all()
+    return {
+        "takeover_s": round(statistics.median(tx_s), 2),
+        "takeover_lease_s": round(statistics.median(lease_s), 2),
+        "takeover_runs_s": [round(t, 2) for t in tx_s],
+        "takeover_lease_ttl_s": fleet.lease_ttl_s,
+        "takeover_renew_s": fleet.lease_renew_s,
+    }
+
+
+def _hosts_projection(per_core: float, ratio: float | None, cores: int) -> dict[str, float]:
+    """Projected jobs/s for N hosts of ``cores`` cores each, proving-bound."""
+    keep = 1 - (ratio or 0.0)
+    return {str(n): round(n * cores * per_core * keep, 2) for n in (1, 2, 4, 8, 16)}
+
+
 def run() -> dict[str, Any]:
-    """Measure local pool vs engine at 1, 2 and 4 provers; returns ``{"scale": {...}}``."""
+    """Measure local pool vs engine at 1, 2 and 4 provers and a submitter takeover; returns
+    ``{"scale": {...}}``."""
     sys.path.insert(0, str(ROOT / "tests"))
     from pgcluster import PgCluster
 
@@ -184,6 +266,8 @@ def run() -> dict[str, Any]:
     )
     one = engine["1"]["jobs_per_s"]
     cores = os.cpu_count() or 1
+    rounds = int(os.environ.get("ZKCARE_BENCH_SCALE_TAKEOVERS", "3"))
+    takeover = _takeover(bundle.path, work, rounds) if rounds > 0 else {"takeover_s": None}
     return {
         "scale": {
             "cpus": cores,
@@ -192,6 +276,7 @@ def run() -> dict[str, Any]:
             "engine": engine,
             "engine_overhead_ratio": round(ratio, 4) if ratio is not None else None,
             "engine_overhead_target": OVERHEAD_TARGET,
+            **takeover,
             "engine_vs_local": {
                 str(n): round(engine[str(n)]["jobs_per_s"] / local[str(n)]["jobs_per_s"], 3)
                 for n in PROVERS
@@ -201,6 +286,13 @@ def run() -> dict[str, Any]:
                 "formula": "jobs/s ≈ hosts × cores per host × per_prover_core_jobs_per_s "
                 "× (1 − engine_overhead_ratio), until the broker (~3 SQL round trips and 2 "
                 "NOTIFYs per job on one PostgreSQL) or the single submitter binds",
+                "projected_jobs_per_s_by_hosts": _hosts_projection(one, ratio, cores),
+                "failover": (
+                    "one active submitter signs for every host: N relays add intake and "
+                    "availability, not submission rate; kill the active one and proved claims "
+                    "wait up to takeover_s (about the lease TTL + one renewal) while every host "
+                    "keeps proving, so a failover delays claims and loses none"
+                ),
                 "measured_on_one_machine": (
                     "prover processes beyond the core count share cores here, so 4 provers on "
                     f"{cores} cores measure contention, not 4 hosts"
@@ -233,7 +325,17 @@ def table(result: dict[str, Any]) -> str:
             f"| {seq['engine_s_per_job_median'] * 1000:.0f} ms ÷ {seq['prove_s_median']:.2f} s "
             f"| {ratio:.1%} | ≤ {r['engine_overhead_target']:.0%} {ok} |"
         )
+    if r.get("takeover_s") is not None:
+        rows.append(
+            f"| standby takeover after kill -9 of the active submitter (median of "
+            f"{len(r['takeover_runs_s'])}) | lease {r['takeover_lease_s']:.2f} s | next tx "
+            f"{r['takeover_s']:.2f} s | TTL {r['takeover_lease_ttl_s']:g} s |"
+        )
+    projected = ", ".join(
+        f"{n}: {v:g}" for n, v in r["projection"]["projected_jobs_per_s_by_hosts"].items()
+    )
     rows.append(f"\nN hosts: {r['projection']['formula']}.")
+    rows.append(f"Projected jobs/s by hosts of {r['cpus']} cores: {projected}.")
     return "\n".join(rows)
 
 

@@ -529,3 +529,28 @@ class SealedTaskError(EngineError):
 
 class BundleMismatch(EngineError, ValueError):
     """A prover's bundle (or key) is not what the relay serves: the prover is refused."""
+
+
+# --- the active submitter's lease (several relays on one PostgreSQL store; relay.lease) --------
+
+
+class LeaseError(RelayError):
+    """Base class of the submitter lease's errors."""
+
+
+class LeaseUnavailable(LeaseError, ConnectionError):
+    """The lease's PostgreSQL cannot be reached or refused a statement."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"submitter lease unavailable: {detail}")
+
+
+class LeaseLost(LeaseError):
+    """This relay is no longer the active submitter (another took over, or the lease ran out):
+    it must not sign."""
+
+    def __init__(self, holder: str, epoch: int, detail: str) -> None:
+        self.holder = holder
+        self.epoch = epoch
+        super().__init__(f"submitter lease of {holder} (epoch {epoch}) lost: {detail}")

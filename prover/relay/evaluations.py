@@ -260,6 +260,8 @@ class RelaySubmission(Submission):
         if self._stop.is_set():
             raise _Stopping
         with self._submitter.signing:
+            if self._submitter.fence is not None:
+                self._submitter.fence()  # only the active submitter signs with the key
             super()._send(key, call)
             tx = self.state[key]
             try:

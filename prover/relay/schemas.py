@@ -152,6 +152,14 @@ class Health(BaseModel):
     status: str = Field(description="ok, or degraded (chain unreachable / submitter paused)")
     chain: ChainHealth
     submitter: str
+    active_submitter: bool = Field(
+        default=True,
+        description="whether this instance holds the submitter lease (always, on SQLite): "
+        "only the active submitter signs and sends transactions",
+    )
+    submitter_epoch: int | None = Field(
+        default=None, description="the lease's fencing epoch while this instance holds it"
+    )
     hospital: str
     paused: str | None
     workers: int

@@ -40,6 +40,7 @@ from prover.models.preprocess import Preprocessor
 from prover.relay.chain import ZERO_ADDRESS, ProductInfo, RpcPool, SettlementClient
 from prover.relay.dispatcher import Dispatcher
 from prover.relay.keys import RelayKeys, load_keys
+from prover.relay.lease import LeaseKeeper, SubmitterLease
 from prover.relay.metrics import RelayMetrics
 from prover.relay.schemas import ChainHealth, Health, JobRequest
 from prover.relay.sealing import Sealer
@@ -247,6 +248,14 @@ class Relay:
         self.probe_ok = False
         self.probe_at: float | None = None
         self.probe_error: str | None = None
+        #: Several relays on one PostgreSQL store: only the lease holder submits.
+        self.lease: LeaseKeeper | None = None
+        lease_dsn = self._shared_store_dsn()
+        if lease_dsn is not None:
+            self.lease = LeaseKeeper(
+                SubmitterLease(lease_dsn, ttl_s=settings.submitter_lease_ttl_s),
+                renew_s=settings.submitter_lease_renew_s,
+            )
         self.submitter = Submitter(
             self.store,
             self.rpc,
@@ -267,7 +276,10 @@ class Relay:
                 batch_max_wait_s=settings.batch_max_wait_s,
             ),
             self.metrics,
+            fence=self.lease.fence if self.lease is not None else None,
         )
+        if self.lease is not None:
+            self.lease.on_term = lambda _epoch: self.submitter.request_reconcile()
         self.rpc.on_failover = self.submitter.mark_failover
         self.metrics.chain_up.set_function(
             lambda: float(self.chain_reachable() and self.submitter.chain_ok)
@@ -355,16 +367,42 @@ class Relay:
                 threading.Thread(
                     target=self.dispatcher.run, args=(self._stop,), name="dispatcher", daemon=True
                 ),
-                threading.Thread(
-                    target=self.submitter.run, args=(self._stop,), name="submitter", daemon=True
-                ),
+                self._submitter_thread(),
                 threading.Thread(target=self._housekeeping, name="held-and-prune", daemon=True),
             ]
+            if self.lease is not None:
+                self.lease.lease.ensure_schema()
+                self._threads.append(
+                    threading.Thread(
+                        target=self.lease.run,
+                        args=(self._stop,),
+                        name="submitter-lease",
+                        daemon=True,
+                    )
+                )
             if self.evaluations is not None:
                 self.evaluations.start(self._stop)
         for thread in self._threads:
             thread.start()
         self.started = True
+
+    def _shared_store_dsn(self) -> str | None:
+        """The DSN of a store that other relay instances share (PostgreSQL), else None."""
+        return self.settings.store_dsn_value
+
+    def _submitter_thread(self) -> threading.Thread:
+        """The submitter loop: always on SQLite; with a shared store only while this instance
+        holds the lease (each term starts with a reconcile), next to the thread renewing it."""
+        if self.lease is None:
+            return threading.Thread(
+                target=self.submitter.run, args=(self._stop,), name="submitter", daemon=True
+            )
+        return threading.Thread(
+            target=self.lease.run_submitter,
+            args=(self._stop, self.submitter.run),
+            name="submitter",
+            daemon=True,
+        )
 
     def lock_data_dir(self) -> None:
         """One relay instance per data directory (its SQLite store, its work files, its
@@ -619,18 +657,23 @@ class Relay:
         sub = self.submitter
         counts = self.store.counts()
         reachable = self.chain_reachable()
-        ok = reachable and sub.chain_ok and sub.paused_reason is None
+        active = self.lease.holding if self.lease is not None else True
+        # a standby's submitter does not run: the probe alone tells whether the chain is up
+        sub_ok = sub.chain_ok or not active
+        ok = reachable and sub_ok and (sub.paused_reason is None or not active)
         return Health(
             status="ok" if ok else "degraded",
             chain=ChainHealth(
-                reachable=reachable and sub.chain_ok,
+                reachable=reachable and sub_ok,
                 endpoint=self.rpc.current,
                 chain_id=sub.chain_id,
                 last_error=sub.last_error or self.probe_error,
             ),
             submitter=self.keys.submitter.address,
+            active_submitter=active,
+            submitter_epoch=self.lease.epoch if self.lease is not None else None,
             hospital=self.keys.hospital.address,
-            paused=sub.paused_reason,
+            paused=sub.paused_reason if active else None,
             workers=self.provers,
             queue_limit=self.settings.max_queue,
             jobs={state.value: n for state, n in counts.items()},

@@ -223,6 +223,19 @@ class RelaySettings(BaseSettings):
     evaluation: EvaluationConfig | None = None
     # remote provers through Procrastinate instead of the local pool (engine hook, issue 11)
     engine: EngineSettings | None = None
+    # several relays on one PostgreSQL store: the active submitter's lease (issue 11)
+    submitter_lease_ttl_s: float = Field(
+        default=3.0,
+        ge=0.5,
+        le=300.0,
+        description="PostgreSQL store: a silent active submitter is replaced after this",
+    )
+    submitter_lease_renew_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=150.0,
+        description="how often the lease is acquired or renewed (at most half the TTL)",
+    )
     # transactions
     priority_fee_gwei: float = Field(default=1.0, ge=0)
     max_fee_gwei: float = Field(default=500.0, gt=0, description="cap on maxFeePerGas")
@@ -311,6 +324,15 @@ class RelaySettings(BaseSettings):
             raise ValueError("tls: set both tls_cert_file and tls_key_file, or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> RelaySettings:
+        if self.submitter_lease_renew_s * 2 > self.submitter_lease_ttl_s:
+            raise ValueError(
+                f"submitter_lease_renew_s ({self.submitter_lease_renew_s:g}) must be at most half "
+                f"of submitter_lease_ttl_s ({self.submitter_lease_ttl_s:g})"
+            )
         return self
 
     @model_validator(mode="after")

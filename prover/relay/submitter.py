@@ -36,6 +36,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,10 @@ class Submitter:
         account: LocalAccount,
         config: SubmitterConfig,
         metrics: RelayMetrics,
+        fence: Callable[[], None] | None = None,
     ) -> None:
+        """``fence``: raises unless this instance may still sign (the lease's fencing check,
+        :mod:`prover.relay.lease`); called before every new signature."""
         self.store = store
         self.rpc = rpc
         self.settlement = settlement
@@ -109,6 +113,7 @@ class Submitter:
         self.account = account
         self.config = config
         self.metrics = metrics
+        self.fence = fence
         self.nonces = NonceManager(store, account.address)
         self.chain_id: int | None = None
         self.chain_ok = False
@@ -139,6 +144,11 @@ class Submitter:
         """Called by the RPC pool after switching endpoints."""
         self.metrics.retries.labels("failover").inc()
         self._needs_reconcile = True
+
+    def request_reconcile(self) -> None:
+        """Reconcile before the next pass (this instance just became the active submitter)."""
+        self._needs_reconcile = True
+        self.wake.set()
 
     def run(self, stop: threading.Event) -> None:
         """Step until ``stop`` is set, backing off while the chain is unreachable."""
@@ -630,6 +640,8 @@ class Submitter:
         max_fee, prio = fees
         # The very claim (attestation included) the last attempt carried, with new fees.
         data = bytes(TypedTransaction.from_bytes(HexBytes(last.raw_tx)).as_dict()["data"])
+        if self.fence is not None:
+            self.fence()
         tx = self._build_tx(data, last.nonce, last.gas_limit, max_fee, prio)
         attempt = self._sign(tx, job.id)
         job = self.store.transition(
@@ -733,6 +745,8 @@ class Submitter:
                 f"{gas * max_fee} wei needed for one claim"
             )
             return False
+        if self.fence is not None:
+            self.fence()  # a stale holder (another relay took over) must not sign
         nonce = self.nonces.peek()
         attempt = self._sign(self._build_tx(data, nonce, gas, max_fee, prio), job.id)
         try:
