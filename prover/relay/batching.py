@@ -364,6 +364,8 @@ class Batcher:
                 f"{gas * max_fee} wei needed for a batch of {len(jobs)} claims"
             )
             return False
+        if sub.fence is not None:
+            sub.fence()  # a stale holder (another relay took over) must not sign
         nonce = sub.nonces.peek()
         attempt = sub._sign(sub._build_tx(data, nonce, gas, max_fee, prio), jobs[0].id)
         n = len(jobs)
@@ -456,6 +458,8 @@ class Batcher:
             return
         max_fee, prio = fees
         data = bytes(TypedTransaction.from_bytes(HexBytes(last.raw_tx)).as_dict()["data"])
+        if sub.fence is not None:
+            sub.fence()
         attempt = sub._sign(
             sub._build_tx(data, last.nonce, last.gas_limit, max_fee, prio), last.job_id
         )

@@ -275,7 +275,9 @@ def test_a_store_from_before_outputs_is_migrated_in_place(tmp_path):
         job = store.get("j1")
         assert job.state == JobState.PROVED and not hasattr(job, "logit")
         (version,) = store._conn().execute("PRAGMA user_version").fetchone()
-        assert version == SCHEMA_VERSION == 6  # 5: one schema for SQLite and PostgreSQL; 6: attempt_jobs
+        assert (
+            version == SCHEMA_VERSION == 6
+        )  # 5: one schema for SQLite and PostgreSQL; 6: attempt_jobs
     finally:
         store.close()
     # version 4 dropped the scores an older relay kept (decisions without scores)
