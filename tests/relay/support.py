@@ -600,3 +600,20 @@ def encrypt_key(key: bytes, passphrase: str, path: Path) -> Path:
 
     path.write_text(json.dumps(Account.encrypt(key, passphrase, kdf="scrypt", iterations=2**10)))
     return path
+
+
+def schema_before_instances(schema: str) -> str:
+    """The schema as relays before several instances (version 4) wrote it."""
+    out = schema.replace("    client_id TEXT,\n    claimed_by TEXT\n", "    client_id TEXT\n")
+    out = out.split("CREATE TABLE IF NOT EXISTS relay_instances")[0]
+    out = (  # the batch links (version 6) come from SCHEMA too
+        out[: out.index("CREATE TABLE IF NOT EXISTS attempt_jobs")]
+        + out[out.index("CREATE TABLE IF NOT EXISTS transitions") :]
+    )
+    assert (
+        "claimed_by" not in out
+        and "attempt_jobs" not in out
+        and "relay_instances" not in out
+        and "audit" in out
+    )
+    return out

@@ -26,6 +26,7 @@ from .support import (
     job_body,
     make_model_records,
     make_records,
+    schema_before_instances,
     state_counts,
     store_rows,
     wait_until,
@@ -113,10 +114,7 @@ def test_decoder_names_the_batch_error_and_its_index():
 
 def test_a_version_4_store_gains_attempt_jobs_and_pruning_drops_the_links(tmp_path):
     path = tmp_path / "v4.sqlite3"
-    v4 = (
-        SCHEMA[: SCHEMA.index("CREATE TABLE IF NOT EXISTS attempt_jobs")]
-        + SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS transitions") :]
-    )
+    v4 = schema_before_instances(SCHEMA)
     with sqlite3.connect(path) as conn:
         conn.executescript(v4)
         for job_id in ("j1", "j2"):

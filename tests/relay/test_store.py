@@ -36,6 +36,8 @@ from prover.relay.sealing import Sealer
 from prover.relay.states import FINAL_STATES, TRANSITIONS, JobState, allowed
 from prover.relay.store import MIGRATIONS, SCHEMA, SCHEMA_VERSION, Attempt, JobStore, NewJob
 
+from .support import schema_before_instances
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
@@ -221,17 +223,9 @@ def test_sealer_round_trip_binds_the_job_id(tmp_path):
     assert "redacted" in repr(sealer)
 
 
-def _before_instances(schema: str) -> str:
-    """The schema as relays before several instances (version 4) wrote it."""
-    out = schema.replace("    client_id TEXT,\n    claimed_by TEXT\n", "    client_id TEXT\n")
-    out = out.split("CREATE TABLE IF NOT EXISTS relay_instances")[0]
-    assert "claimed_by" not in out and "relay_instances" not in out and "audit" in out
-    return out
-
-
 def _with_scores(schema: str) -> str:
     """The jobs table (version 3) with the score columns relays before version 4 kept."""
-    out = _before_instances(schema).replace(
+    out = schema_before_instances(schema).replace(
         "    instances TEXT,\n", "    instances TEXT,\n    logit REAL,\n    outputs TEXT,\n"
     )
     assert "logit REAL" in out
@@ -363,7 +357,7 @@ def test_a_store_from_a_newer_relay_is_refused(tmp_path):
 def test_a_version_4_store_gains_the_instance_columns(tmp_path):
     path = tmp_path / "v4.sqlite3"
     with sqlite3.connect(path) as conn:
-        conn.executescript(_before_instances(SCHEMA))
+        conn.executescript(schema_before_instances(SCHEMA))
         conn.execute(
             "INSERT INTO jobs (id, idempotency_key, request_mac, state, policy_id, model,"
             " model_version, record_nullifier, created_at, updated_at)"
