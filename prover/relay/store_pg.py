@@ -223,6 +223,10 @@ class PgJobStore(JobStore):
                     f"job store {self.where} has schema version {version}, older than any "
                     f"PostgreSQL store ({schema.FIRST_POSTGRES_VERSION}): not written by a relay"
                 )
+            if version == schema.SCHEMA_VERSION:
+                # Up to date: no DDL at all. Re-running ``CREATE … IF NOT EXISTS`` would still
+                # take table locks that deadlock with other instances' writes.
+                return
             conn.execute(postgres_sql(_VERSION_TABLE))
             applied: list[int] = []
             if version is None:
