@@ -1,4 +1,4 @@
-"""``python -m bench [circuit] [contracts] [batch] [relay] [models] [scale]``: run, record.
+"""``python -m bench [circuit] [contracts] [batch] [relay] [models] [scale] [sweep]``: run, record.
 
 Each benchmark measures its baseline in the same run and prints a comparison table. With no
 argument every benchmark runs. Results of benchmarks not run are kept from earlier runs.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results.json"
-BENCHMARKS = ("circuit", "contracts", "batch", "relay", "models", "scale")
+BENCHMARKS = ("circuit", "contracts", "batch", "relay", "models", "scale", "sweep")
 
 
 def main(argv: list[str]) -> int:

@@ -522,8 +522,6 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         uint256 n = claims.length;
         if (n == 0) revert ClaimSettlementEmptyBatch();
         Product[] memory products = new Product[](n);
-        bytes[] memory proofs = new bytes[](n);
-        uint256[][] memory instances = new uint256[][](n);
         claimIds = new uint256[](n);
         uint256 lastId = _counters.claims;
         for (uint256 i; i < n; ++i) {
@@ -537,12 +535,12 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
             uint256 claimId = ++lastId;
             _recordClaims[claim.policyId][claim.recordNullifier] = claimId;
             _commitmentClaims[claim.policyId][claim.inputCommitment] = claimId;
-            (claimIds[i], products[i], proofs[i], instances[i]) = (claimId, product, claim.proof, claim.instances);
+            (claimIds[i], products[i]) = (claimId, product);
         }
         _counters.claims = uint64(lastId); // lastId <= claims so far + n, far below 2^64
 
-        (uint256[] memory commitments, int256[][] memory outputs) = IModelRegistryBatch(address(_registry))
-            .verifyBatch(products[0].modelId, products[0].version, proofs, instances);
+        (uint256[] memory commitments, int256[][] memory outputs) =
+            _verifyBatch(claims, products[0].modelId, products[0].version);
 
         PendingPayout[] memory payouts = new PendingPayout[](n);
         for (uint256 i; i < n; ++i) {
@@ -660,6 +658,106 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         }
     }
 
+    /// @dev `ModelRegistry.verifyBatch` of the claims' proofs and instances. The call's ABI encoding is written once,
+    /// straight from calldata (the claims' proofs are never copied into memory arrays first: with ~2.3 KB per proof
+    /// the second copy and its quadratic memory cost were a sizeable part of the per-claim overhead). The registry's
+    /// revert data (its named errors) is passed on unchanged.
+    function _verifyBatch(Claim[] calldata claims, bytes32 modelId, uint32 version)
+        private
+        view
+        returns (uint256[] memory commitments, int256[][] memory outputs)
+    {
+        bytes memory data = _verifyBatchCalldata(claims, modelId, version);
+        // The registry is immutable and trusted (set at deployment); a static call cannot change state. In assembly:
+        // Solidity's `staticcall(data)` would first copy the ~2.5 KB-per-claim payload once more.
+        address registry_ = address(_registry);
+        bool ok;
+        uint256 size;
+        assembly ("memory-safe") {
+            ok := staticcall(gas(), registry_, add(data, 0x20), mload(data), 0, 0)
+            size := returndatasize()
+            if iszero(ok) {
+                let m := mload(0x40)
+                returndatacopy(m, 0, size)
+                revert(m, size)
+            }
+        }
+        bytes memory ret = new bytes(size);
+        assembly ("memory-safe") {
+            returndatacopy(add(ret, 0x20), 0, size)
+        }
+        (commitments, outputs) = abi.decode(ret, (uint256[], int256[][]));
+    }
+
+    /// @dev `abi.encodeCall(IModelRegistryBatch.verifyBatch, (modelId, version, proofs, instances))` where `proofs[i]`
+    /// and `instances[i]` are claim `i`'s, encoded directly from calldata: head (selector, modelId, version, two
+    /// offsets), then `bytes[]` (length, offsets, each length + data padded to 32 bytes), then `uint256[][]`.
+    function _verifyBatchCalldata(Claim[] calldata claims, bytes32 modelId, uint32 version)
+        private
+        pure
+        returns (bytes memory data)
+    {
+        bytes4 selector = IModelRegistryBatch.verifyBatch.selector;
+        uint256 args;
+        assembly ("memory-safe") {
+            // Written in place at the free memory pointer, which moves past it at the end (not zeroed first: every
+            // byte is written, each proof's padding explicitly).
+            data := mload(0x40)
+            mstore(add(data, 0x20), selector)
+            args := add(data, 0x24)
+            mstore(args, modelId)
+            mstore(add(args, 0x20), version)
+            mstore(add(args, 0x40), 0x80)
+        }
+        uint256 instancesAt = _writeProofs(claims, args + 0x80) - args;
+        uint256 end = _writeInstances(claims, args + instancesAt);
+        assembly ("memory-safe") {
+            mstore(add(args, 0x60), instancesAt)
+            mstore(data, sub(end, add(data, 0x20)))
+            mstore(0x40, and(add(end, 31), not(31)))
+        }
+    }
+
+    /// @dev Writes the claims' proofs as an ABI `bytes[]` at memory `at`; returns where it ends.
+    function _writeProofs(Claim[] calldata claims, uint256 at) private pure returns (uint256 tail) {
+        uint256 n = claims.length;
+        uint256 offsets = at + 0x20; // each element's offset is relative to here
+        tail = offsets + n * 0x20;
+        assembly ("memory-safe") {
+            mstore(at, n)
+        }
+        for (uint256 i; i < n; ++i) {
+            bytes calldata proof = claims[i].proof;
+            assembly ("memory-safe") {
+                let padded := and(add(proof.length, 31), not(31))
+                mstore(add(offsets, mul(i, 0x20)), sub(tail, offsets))
+                mstore(add(tail, padded), 0) // the last data word's padding (the length word itself if empty)
+                mstore(tail, proof.length)
+                calldatacopy(add(tail, 0x20), proof.offset, proof.length)
+                tail := add(tail, add(0x20, padded))
+            }
+        }
+    }
+
+    /// @dev Writes the claims' instance vectors as an ABI `uint256[][]` at memory `at`; returns where it ends.
+    function _writeInstances(Claim[] calldata claims, uint256 at) private pure returns (uint256 tail) {
+        uint256 n = claims.length;
+        uint256 offsets = at + 0x20;
+        tail = offsets + n * 0x20;
+        assembly ("memory-safe") {
+            mstore(at, n)
+        }
+        for (uint256 i; i < n; ++i) {
+            uint256[] calldata vector = claims[i].instances;
+            assembly ("memory-safe") {
+                mstore(add(offsets, mul(i, 0x20)), sub(tail, offsets))
+                mstore(tail, vector.length)
+                calldatacopy(add(tail, 0x20), vector.offset, mul(vector.length, 0x20))
+                tail := add(tail, add(0x20, mul(vector.length, 0x20)))
+            }
+        }
+    }
+
     /// @dev The effects of a paid claim: consumes the policy's and the pool's reservation (one write per packed slot)
     /// and emits `ClaimPaid`; the caller then pushes `pay` of `asset` to the holder (or credits it if the push fails).
     function _recordPayment(Policy memory policy, Product memory product, uint256 claimId, uint256 policyId)
@@ -689,15 +787,7 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
             revert ClaimSettlementUntrustedHospital(poolId, hospital);
         }
         bytes32 digest = _attestationDigest(
-            Attestation({
-                policyId: claim.policyId,
-                poolId: poolId,
-                hospital: hospital,
-                inputCommitment: claim.inputCommitment,
-                recordNullifier: claim.recordNullifier,
-                attestedAt: attestedAt,
-                expiry: expiry
-            })
+            claim.policyId, poolId, hospital, claim.inputCommitment, claim.recordNullifier, attestedAt, expiry
         );
         if (!_isValidSignature(hospital, digest, claim.signature)) revert ClaimSettlementInvalidAttestation(hospital);
     }
@@ -705,10 +795,22 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
     /// @dev Like OpenZeppelin's `SignatureChecker.isValidSignatureNow` (ECDSA, then ERC-1271), but the ERC-1271 call
     /// gets at most `ERC1271_GAS_LIMIT` gas and at most 32 bytes of its return data are copied.
     function _isValidSignature(address signer, bytes32 digest, bytes calldata signature) private view returns (bool) {
-        // Safe to drop the third value: it only details a failure that `err` already reports.
-        // slither-disable-next-line unused-return
-        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        if (signature.length == 65) {
+            // r, s, v read from calldata (OZ's `tryRecover(bytes)` would copy the signature to memory first; it also
+            // accepts only 65 bytes, so other lengths go to ERC-1271 exactly as before).
+            bytes32 r;
+            bytes32 s;
+            uint8 v;
+            assembly ("memory-safe") {
+                r := calldataload(signature.offset)
+                s := calldataload(add(signature.offset, 0x20))
+                v := byte(0, calldataload(add(signature.offset, 0x40)))
+            }
+            // Safe to drop the third value: it only details a failure that `err` already reports.
+            // slither-disable-next-line unused-return
+            (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, v, r, s);
+            if (err == ECDSA.RecoverError.NoError && recovered == signer) return true;
+        }
         if (signer.code.length == 0) return false;
         bytes memory data = abi.encodeCall(IERC1271.isValidSignature, (digest, signature));
         bool ok;
@@ -723,8 +825,32 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
         return ok && size >= 32 && answer == bytes32(IERC1271.isValidSignature.selector);
     }
 
-    function _attestationDigest(Attestation memory attestation) private view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(ATTESTATION_TYPEHASH, attestation)));
+    /// @dev The EIP-712 digest of an `Attestation` with these fields: `keccak256(abi.encode(ATTESTATION_TYPEHASH,
+    /// fields...))`, hashed in scratch memory past the free memory pointer (nothing allocated per claim).
+    function _attestationDigest(
+        uint256 policyId,
+        uint256 poolId,
+        address hospital,
+        uint256 inputCommitment,
+        bytes32 recordNullifier,
+        uint64 attestedAt,
+        uint64 expiry
+    ) private view returns (bytes32) {
+        bytes32 typeHash = ATTESTATION_TYPEHASH;
+        bytes32 structHash;
+        assembly ("memory-safe") {
+            let m := mload(0x40)
+            mstore(m, typeHash)
+            mstore(add(m, 0x20), policyId)
+            mstore(add(m, 0x40), poolId)
+            mstore(add(m, 0x60), hospital)
+            mstore(add(m, 0x80), inputCommitment)
+            mstore(add(m, 0xa0), recordNullifier)
+            mstore(add(m, 0xc0), attestedAt)
+            mstore(add(m, 0xe0), expiry)
+            structHash := keccak256(m, 0x100)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     function _checkInsurer(uint256 poolId) private view {
@@ -783,7 +909,15 @@ contract ClaimSettlement is AccessControl, Pausable, EIP712, Payouts, IModelRegi
 
     /// @notice The EIP-712 digest a hospital signs for `attestation`.
     function attestationDigest(Attestation calldata attestation) external view returns (bytes32) {
-        return _attestationDigest(attestation);
+        return _attestationDigest(
+            attestation.policyId,
+            attestation.poolId,
+            attestation.hospital,
+            attestation.inputCommitment,
+            attestation.recordNullifier,
+            attestation.attestedAt,
+            attestation.expiry
+        );
     }
 
     /// @notice The EIP-712 domain separator (name "zkcare ClaimSettlement", version "1", this chain, this contract).

@@ -41,6 +41,8 @@ from prover.zk.verifier import (
 Visibility = Literal["public", "private", "hashed", "polycommit", "fixed"]
 _INPUT_OK = ("hashed", "polycommit")
 _PARAM_OK = ("fixed", "hashed", "polycommit")
+#: Visibility names EZKL writes into settings.json for the spec's names (``polycommit``).
+_WRITTEN_AS = {"kzgcommit": "polycommit"}
 #: 2: bundles carry the batch verifier (``BatchVerifier.sol``/``.json``) next to the single one.
 BUNDLE_FORMAT = 2
 
@@ -478,7 +480,7 @@ def _check_settings_visibility(settings: dict[str, Any], spec: CircuitSpec) -> N
     """Defense in depth: what EZKL actually wrote must match what the spec asked for."""
     written = settings["run_args"]["input_visibility"]
     kind = written if isinstance(written, str) else next(iter(written))
-    if kind.lower() != spec.input_visibility:
+    if _WRITTEN_AS.get(kind.lower(), kind.lower()) != spec.input_visibility:
         raise CircuitError(
             f"EZKL wrote input visibility {written!r}, expected {spec.input_visibility!r}"
         )
