@@ -849,10 +849,10 @@ def resolve_bundle(
             from prover.models.breast_cancer import build_decision_bundle
 
             bundle = build_decision_bundle()
-            if not skip_checks:
-                check_bundle(bundle)
-        else:
+        else:  # a model package too: its card is checked like any bundle's
             bundle = build_eval_bundle()
+        if not skip_checks:
+            check_bundle(bundle)
         return (
             bundle,
             name or BUILTIN_BUNDLES[source],

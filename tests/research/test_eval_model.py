@@ -10,6 +10,7 @@ from zkcare_cli import zkcare
 
 from prover.exceptions import InvalidInput, ProofError
 from prover.models import bounty_eval as ev
+from prover.models.build import check_bundle
 from prover.models.card import ModelCard
 from prover.zk.circuit import Bundle
 from prover.zk.fields import felt_to_hex
@@ -41,6 +42,7 @@ def test_its_card_holds_the_registry_layout_and_an_exact_count(eval_bundle: Bund
     assert card.salt["entropy_bits"] >= 128
     assert card.input.ranges[: ev.PARAMETERS] == [(-ev.WEIGHT_BOUND, ev.WEIGHT_BOUND)] * 31
     assert ev.benchmark_size(eval_bundle) == ev.BENCHMARK_SIZE
+    assert check_bundle(eval_bundle) == card  # what `model register eval` insists on
 
 
 def test_an_evaluation_proof_verifies_with_model_verify(
