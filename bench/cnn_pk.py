@@ -207,7 +207,7 @@ def main() -> None:
         "--prove-record", action="store_true", help="time model build's own bundle instead"
     )
     args = parser.parse_args()
-    names = args.only.split(",") if args.only else list(CANDIDATES)
+    names = args.only.split(",") if args.only else [] if args.prove_record else list(CANDIDATES)
     results = []
     with tempfile.TemporaryDirectory(prefix="cnn-pk-") as tmp:
         work = Path(tmp)
@@ -217,7 +217,6 @@ def main() -> None:
             r["load_avg_1min"] = round(os.getloadavg()[0], 2)
             print(json.dumps(r), flush=True)
             results.append(r)
-            names = []
         for name in names:
             r = measure(args.proves, name, dict(CANDIDATES[name]), salted, held, reference, work)
             r["load_avg_1min"] = round(os.getloadavg()[0], 2)
