@@ -130,6 +130,7 @@ def model() -> None:
 @click.option("--tolerance", type=float, help="Regression: largest absolute error allowed.")
 @click.option("--ranges", "ranges_file", type=_FILE, help="JSON [[low, high], ...] per feature.")
 @click.option("--output-meaning", help="What the output means (recorded in the card).")
+@click.option("--output-names", help="Comma-separated names of the outputs (recorded in the card).")
 @click.option("--logrows", type=click.IntRange(8, 26), help="Override the chosen logrows.")
 @click.option("--input-scale", type=click.IntRange(0, 20), help="Override the input scale.")
 @click.option("--param-scale", type=click.IntRange(0, 20), help="Override the parameter scale.")
@@ -163,6 +164,7 @@ def model_build(
     tolerance: float | None,
     ranges_file: Path | None,
     output_meaning: str | None,
+    output_names: str | None,
     logrows: int | None,
     input_scale: int | None,
     param_scale: int | None,
@@ -214,6 +216,7 @@ def model_build(
         tolerance=tolerance,
         ranges=ranges,
         output_meaning=output_meaning,
+        output_names=[n.strip() for n in output_names.split(",")] if output_names else None,
         choice=Choice(input_scale, param_scale, rebase, decomp_legs, cols, logrows),
         max_logrows=max_logrows,
         decision=rule,

@@ -709,11 +709,11 @@ def _bounty_params(
     circuit holds the benchmark), the context scale, the minimum metric, the deadline.
     """
     from prover.deploy import EVAL_MODEL_NAME
-    from prover.models.bounty_eval import context_scale
+    from prover.models.bounty_eval import benchmark_size, context_scale
     from prover.operations import ETH, min_metric
 
     view = run.d.active_model(EVAL_MODEL_NAME)
-    size = int(run.evaluation.manifest["benchmark_size"])
+    size = benchmark_size(run.evaluation)
     values: dict[str, Any] = {
         "asset": ETH,
         "amount": amount_wei,

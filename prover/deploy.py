@@ -41,14 +41,9 @@ def model_id(name: str) -> bytes:
 def instance_layout(bundle: Bundle) -> tuple[int, int, int, int, int]:
     """The registry's ``(count, input-commitment index, output index, output count, scale)``.
 
-    A bundle built by :func:`prover.models.build.build_model` carries it in its model card,
-    read from a real proof at build time; the evaluation circuit's is
-    :func:`prover.models.bounty_eval.eval_layout`.
+    A bundle built by :func:`prover.models.build.build_model` (the evaluation circuit's too)
+    carries it in its model card, read from a real proof at build time.
     """
-    if "benchmark_sha256" in bundle.manifest:
-        from prover.models.bounty_eval import eval_layout
-
-        return eval_layout(bundle)
     card = bundle.card
     if card is not None:
         from prover.models.card import ModelCard
@@ -298,7 +293,7 @@ def deploy_all(
     """
     from ape import project
 
-    from prover.models.bounty_eval import build_eval_bundle, context_scale
+    from prover.models.bounty_eval import benchmark_info, build_eval_bundle, context_scale
     from prover.models.breast_cancer import build_decision_bundle
 
     diag = diagnostic or build_decision_bundle(srs_file=srs_file)
@@ -325,9 +320,10 @@ def deploy_all(
     # .submitClaimsBatched); the bounty verifies one reveal at a time, so the evaluation
     # circuit's batch verifier is not deployed.
     d.register_batch_verifier(registry, DIAGNOSTIC_MODEL_NAME, 1, diag)
+    size, sha256 = benchmark_info(evaluation)
     d.data["evaluation"] = {
-        "benchmarkSize": evaluation.manifest["benchmark_size"],
-        "benchmarkSha256": evaluation.manifest["benchmark_sha256"],
+        "benchmarkSize": size,
+        "benchmarkSha256": sha256,
         "contextScale": context_scale(evaluation),
     }
     d.save()

@@ -849,10 +849,10 @@ def resolve_bundle(
             from prover.models.breast_cancer import build_decision_bundle
 
             bundle = build_decision_bundle()
-            if not skip_checks:
-                check_bundle(bundle)
-        else:
+        else:  # a model package too: its card is checked like any bundle's
             bundle = build_eval_bundle()
+        if not skip_checks:
+            check_bundle(bundle)
         return (
             bundle,
             name or BUILTIN_BUNDLES[source],
@@ -1187,7 +1187,7 @@ def create_bounty(
     ``min_accuracy`` becomes ``minMetric``, the number of benchmark patients to classify
     right (rounded up, never lower).
     """
-    from prover.models.bounty_eval import build_eval_bundle, context_scale
+    from prover.models.bounty_eval import benchmark_size, build_eval_bundle, context_scale
 
     if not (math.isfinite(deadline_hours) and deadline_hours > 0):
         raise InvalidArgument(
@@ -1202,7 +1202,7 @@ def create_bounty(
             f"{EVAL_MODEL_NAME} v{view.version} on chain is not this machine's evaluation circuit "
             "(verifying keys differ): register it with `ape run manage model register eval`"
         )
-    metric = min_metric(min_accuracy, int(bundle.manifest["benchmark_size"]))
+    metric = min_metric(min_accuracy, benchmark_size(bundle))
     deadline = _now() + math.ceil(deadline_hours * 3600)
     if deadline > UINT40_MAX:
         raise InvalidArgument(f"deadline {deadline_hours} h is too far away", "deadline_hours")

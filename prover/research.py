@@ -307,7 +307,7 @@ class Submission:
         context = ev.submission_context(
             self.chain_id, self.bounty.address, self.target.bounty_id, self.researcher
         )
-        size = bundle.manifest["benchmark_size"]
+        size = ev.benchmark_size(bundle)
         self.echo(f"proving the model's accuracy on the {size}-patient benchmark …")
         work = self.path.parent / "work"
         result = self.prove(bundle, weights, context, work)

@@ -386,11 +386,12 @@ def _card(
                 f"model {name}: proof instances ({count}) do not hold "
                 f"1 commitment + {n_out} outputs"
             )
+        scales = bundle.output_scales
         quantized = []
         for i, row in enumerate(held_model):
             path = proofs.write_inputs(workdir / f"h{i}.json", _example(row))
             w = proofs.gen_witness(bundle, path, workdir / "h.json")
-            quantized.append([fixed_to_float(v, bundle.output_scale) for v in w.outputs])
+            quantized.append([fixed_to_float(v, s) for v, s in zip(w.outputs, scales, strict=True)])
             path.unlink()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -466,6 +467,7 @@ def _card(
             output_indexes=output_indexes,
             output_scale=bundle.output_scale,
             checked_against="sample_proof.json",
+            output_scales=scales if len(set(scales)) > 1 else None,
         ),
         fidelity=Fidelity(
             task=target.task,
@@ -548,7 +550,8 @@ def prove_record(
     if len(proof.instances) != layout.count or proof.instances[layout.commitment_index] != expected:
         raise ProofError(f"model {card.name}: the proof's instances do not match its card's layout")
     outputs = tuple(
-        fixed_to_float(proof.instances[i], layout.output_scale) for i in layout.output_indexes
+        fixed_to_float(proof.instances[i], scale)
+        for i, scale in zip(layout.output_indexes, layout.scales(), strict=True)
     )
     return ModelProof(proof, expected, outputs, s)
 
@@ -581,6 +584,8 @@ def card_json(card: ModelCard) -> dict[str, Any]:
     data = card.model_dump(mode="json")
     if data.get("decision") is None:
         data.pop("decision", None)
+    if data["instance_layout"].get("output_scales") is None:
+        data["instance_layout"].pop("output_scales", None)
     return data
 
 

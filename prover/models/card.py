@@ -62,6 +62,13 @@ class InstanceLayout(_Strict):
     output_indexes: list[int]
     output_scale: int
     checked_against: str = Field(description="the real proof this layout was read from")
+    #: Each output's own scale where the outputs' scales differ (``output_scale`` is the first's,
+    #: the one the registry records); absent when every output has ``output_scale``.
+    output_scales: list[int] | None = None
+
+    def scales(self) -> list[int]:
+        """The fixed-point scale of each output, in ``output_indexes`` order."""
+        return self.output_scales or [self.output_scale] * len(self.output_indexes)
 
     def registry_tuple(self) -> tuple[int, int, int, int, int]:
         """``(instanceCount, inputIndex, outputIndex, outputCount, outputScale)``."""

@@ -455,7 +455,9 @@ class Evaluations:
         for name, value in named:
             if not -MAX_PARAMETER <= value <= MAX_PARAMETER:
                 raise InvalidInput(f"{name} is outside [-{MAX_PARAMETER:g}, {MAX_PARAMETER:g}]")
-        weights = ev.weights_of([*req.weights, req.bias])
+        weights = ev.check_parameters(
+            self.benchmark.bundle, ev.weights_of([*req.weights, req.bias])
+        )
         if not is_address(req.researcher):
             raise InvalidInput("researcher: not an Ethereum address (0x and 40 hex digits)")
         digits = req.researcher[2:]

@@ -195,6 +195,15 @@ class Bundle:
         return int(self.manifest["scales"]["output"][0])
 
     @property
+    def output_scales(self) -> list[int]:
+        """The fixed-point scale of each public output value, in instance order (a graph's
+        output tensors may differ: a count at scale 0 next to values passed through)."""
+        scales = self.manifest["scales"]["output"]
+        shapes = self.manifest["instance_shapes"]
+        pairs = zip(scales, shapes, strict=True)
+        return [int(scale) for scale, shape in pairs for _ in range(_size(shape))]
+
+    @property
     def logrows(self) -> int:
         return int(self.manifest["logrows"])
 
@@ -211,6 +220,13 @@ class Bundle:
 
 ProgressFn = Callable[[str], None]
 FinishFn = Callable[["Bundle"], tuple[dict[str, Any], list[str]]]
+
+
+def _size(shape: Sequence[int]) -> int:
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
 
 
 def _sha256_json(obj: Any) -> str:

@@ -182,8 +182,9 @@ class _Evaluator:
         ezkl_api.compile_circuit(self.model, compiled, settings)
         return compiled
 
-    def outputs(self, compiled: Path, example: Example, output_scale: int) -> np.ndarray:
-        """The quantized model's outputs (decoded to floats) on one example."""
+    def outputs(self, compiled: Path, example: Example, scales: Sequence[int]) -> np.ndarray:
+        """The quantized model's outputs (decoded to floats) on one example; ``scales``: the
+        fixed-point scale of each output tensor (EZKL's ``model_output_scales``)."""
         self._n += 1
         data = self.dir / f"input-{self._n}.json"
         data.write_text(json.dumps({"input_data": [[float(v) for v in x] for x in example]}))
@@ -191,8 +192,15 @@ class _Evaluator:
             witness = ezkl_api.gen_witness(data, compiled, None)
         finally:
             data.unlink(missing_ok=True)
+        groups = witness["outputs"]
+        if len(groups) != len(scales):
+            raise EzklError("gen_witness", f"{len(groups)} outputs for {len(scales)} scales")
         return np.array(
-            [fixed_to_float(felt_from_hex(h), output_scale) for g in witness["outputs"] for h in g]
+            [
+                fixed_to_float(felt_from_hex(h), int(scale))
+                for g, scale in zip(groups, scales, strict=True)
+                for h in g
+            ]
         )
 
 
@@ -229,7 +237,7 @@ def _judge(
     target: Target,
 ) -> None:
     settings = json.loads((ev.dir / "settings.json").read_text())
-    out_scale = int(settings["model_output_scales"][0])
+    out_scale = [int(s) for s in settings["model_output_scales"]]
     try:
         for example in screen:
             ev.outputs(compiled, example, out_scale)

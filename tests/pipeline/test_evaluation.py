@@ -9,11 +9,11 @@ import pytest
 from prover.exceptions import InvalidInput
 from prover.models.bounty_eval import (
     BENCHMARK_SIZE,
-    CONTEXT_HASH_INDEX,
     INSTANCE_COUNT,
     METRIC_INDEX,
     WEIGHTS_INDEX,
     Benchmark,
+    benchmark_info,
     build_eval_bundle,
     context_limbs,
     context_scale,
@@ -40,8 +40,7 @@ def reference_proof(eval_bundle, reference_weights, tmp_path_factory):
 
 def test_the_benchmark_is_all_held_out_patients_inside_the_circuit(eval_bundle, benchmark):
     assert benchmark.size == BENCHMARK_SIZE == 114
-    assert eval_bundle.manifest["benchmark_size"] == 114
-    assert eval_bundle.manifest["benchmark_sha256"] == benchmark.sha256()
+    assert benchmark_info(eval_bundle) == (114, benchmark.sha256())
     vis = eval_bundle.manifest["visibility"]
     assert "Hashed" in vis["input"] and "Fixed" in vis["param"]
 
@@ -58,8 +57,13 @@ def test_reference_model_scores_on_the_benchmark(
 
 
 def test_weights_commitment_matches_off_circuit(eval_bundle, reference_weights, reference_proof):
+    """The one salted commitment covers the parameters, the context and the salt."""
     assert reference_proof.proof.instances[WEIGHTS_INDEX] == weights_commitment(
-        eval_bundle, reference_weights
+        eval_bundle, reference_weights, CONTEXT, reference_proof.salt
+    )
+    other_salt = tuple((limb + 1) % (1 << 24) for limb in reference_proof.salt)
+    assert reference_proof.weights_commitment != weights_commitment(
+        eval_bundle, reference_weights, CONTEXT, other_salt
     )
 
 
@@ -75,10 +79,18 @@ def test_another_context_gives_another_proof_and_the_same_score(
     other = submission_context(31337, "0x" + "11" * 20, 2, "0x" + "22" * 20)
     result = prove_evaluation(eval_bundle, reference_weights, other, tmp_path)
     assert result.correct == reference_proof.correct
-    assert result.weights_commitment == reference_proof.weights_commitment
     a, b = result.proof.instances, reference_proof.proof.instances
-    assert a[CONTEXT_HASH_INDEX] != b[CONTEXT_HASH_INDEX]
+    assert a[WEIGHTS_INDEX] != b[WEIGHTS_INDEX]  # the context (and a fresh salt) is committed
     assert a[METRIC_INDEX + 1 :] != b[METRIC_INDEX + 1 :]
+
+
+def test_the_same_salt_and_context_give_the_same_commitment(
+    eval_bundle, reference_weights, reference_proof, tmp_path
+):
+    again = prove_evaluation(
+        eval_bundle, reference_weights, CONTEXT, tmp_path, salt=reference_proof.salt
+    )
+    assert again.weights_commitment == reference_proof.weights_commitment
 
 
 def test_a_proof_does_not_verify_with_another_context(eval_bundle, reference_proof, tmp_path):
@@ -105,7 +117,9 @@ def test_researcher_model_proves_under_the_same_verifying_key(
     assert [p.name for p in tmp_path.iterdir()] == [result.proof.path.name]
 
 
-def test_a_private_benchmark_file_makes_its_own_circuit(tmp_path, reference_weights, benchmark):
+def test_a_private_benchmark_file_makes_its_own_circuit(
+    tmp_path, reference_weights, benchmark, eval_bundle
+):
     rows = benchmark.features[:20]
     labels = ((benchmark.signs[:20] + 1) / 2).astype(int)
     path = tmp_path / "private.json"
@@ -115,7 +129,7 @@ def test_a_private_benchmark_file_makes_its_own_circuit(tmp_path, reference_weig
     bundle = build_eval_bundle(private, out_root=tmp_path / "bundles")
     result = prove_evaluation(bundle, reference_weights, CONTEXT, tmp_path / "p")
     assert result.size == 20 and result.correct == float_correct(private, reference_weights)
-    assert bundle.manifest["benchmark_sha256"] != benchmark.sha256()
+    assert benchmark_info(bundle)[1] != benchmark.sha256() == benchmark_info(eval_bundle)[1]
 
 
 @pytest.mark.parametrize(

@@ -431,20 +431,20 @@ def test_eval_api_below_the_minimum_fails_without_the_count(
     assert api.follow(retry.json()["evaluation_id"])[0]["reason"] == BELOW_MINIMUM
 
 
-def test_eval_api_weights_outside_the_circuit_fail_at_once(
+def test_eval_api_weights_outside_the_circuit_are_refused_at_once(
     eval_api_served, eval_api_chain, eval_api_weights
 ):
+    """The evaluation card's ranges (what the circuit is sized for) are checked before anything
+    is queued: a 422 naming the weight, never its value; nothing proved, nothing sent."""
     chain, api = eval_api_chain, eval_api_served
     bounty_id = chain.create(min_correct=30)
-    big = Weights(eval_api_weights.w * 3, eval_api_weights.b * 3)  # X·w overflows its lookups
-    accepted = api.post(body_of(bounty_id, Account.create().address, big))
-    assert accepted.status_code == 202, accepted.text
-    evaluation_id = accepted.json()["evaluation_id"]
-    final, _ = api.follow(evaluation_id, timeout=60)
-    assert final["state"] == "failed", final
-    assert final["reason"].startswith("proving failed: ezkl gen_witness failed: "), final
-    assert "decomposition error: integer … is too large" in final["reason"]  # number redacted
-    assert api.relay.evaluations.get(evaluation_id).failures == 0  # final, not retried
+    big = Weights(eval_api_weights.w * 20, eval_api_weights.b)  # beyond the card's ±8
+    response = api.post(body_of(bounty_id, Account.create().address, big))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "is outside the evaluation circuit's range [-8, 8]" in detail, detail
+    assert str(float(big.w[0])) not in detail
+    assert chain.record(bounty_id)[2] == 1  # still open
 
 
 def _raw_body(bounty_id: int, researcher: str, weights: Weights, token: str) -> str:
@@ -483,6 +483,11 @@ def test_eval_api_bad_requests_are_422_with_one_specific_line(
             body_of(open_id, good, Weights(np.where(np.arange(30) == 7, -2e6, w.w), w.b)),
             "weights[7] is outside [-1e+06, 1e+06]",
         ),
+        (
+            body_of(open_id, good, Weights(np.where(np.arange(30) == 5, 9.0, w.w), w.b)),
+            "weights[5] is outside the evaluation circuit's range [-8, 8]",
+        ),
+        (body_of(open_id, good, w, bias=-8.5), "bias is outside the evaluation circuit's range"),
         (body_of(open_id, "0x1234", w), "researcher: not an Ethereum address"),
         (body_of(open_id, mixed, w), "researcher: mixed-case address with a wrong EIP-55"),
         (body_of(open_id, "0x" + "00" * 20, w), "researcher: the zero address cannot be paid"),
