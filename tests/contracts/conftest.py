@@ -132,7 +132,7 @@ def registry(project, chain, deployer, guardian, verifier, eval_verifier):
         (2, 0, 1, 1, OUTPUT_SCALE),
         sender=deployer,
     )
-    # Evaluation circuit (benchmark baked in): instances = [weightsCommitment, contextHash, metric,
+    # Evaluation circuit (benchmark baked in): instances = [weightsCommitment, metric,
     # context_0 .. context_5]; outputs = metric + the 6 context limbs (helpers.eval_instances)
     reg.registerModel(
         EVAL_MODEL,
@@ -141,7 +141,7 @@ def registry(project, chain, deployer, guardian, verifier, eval_verifier):
         code_hash(chain, eval_verifier),
         ONNX_SHA,
         VK_SHA,
-        (9, 0, 2, 7, OUTPUT_SCALE),
+        (8, 0, 1, 7, OUTPUT_SCALE),
         sender=deployer,
     )
     assert reg.getModelVersion(DIAG_MODEL, 1).status == ACTIVE

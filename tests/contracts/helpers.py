@@ -45,9 +45,8 @@ B_OPEN, B_AWARDED, B_RECLAIMED = 1, 2, 3
 #: Fixed-point scale of the mock evaluation circuit's context outputs (the real circuit's is its
 #: input scale, 10).
 CONTEXT_SCALE = 10
-#: Evaluation instances: [weights, contextHash, metric, context_0..5]; the context hash is never read
-#: by ResearchBounty, so the mocks carry any value there.
-CONTEXT_HASH = 0xC0_47E8_7A54
+#: Evaluation instances, as the real evaluation circuit lays them out (its card's
+#: ``instance_layout``): [weightsCommitment, metric, context_0..5].
 
 
 def mock_proof(instances: list[int]) -> bytes:
@@ -60,7 +59,7 @@ def context_instances(
 ) -> list[int]:
     """Evaluation instances carrying ``context`` as the circuit outputs it (limbs << scale)."""
     limbs = [limb << context_scale for limb in context_limbs(context)]
-    return [weights, CONTEXT_HASH, encode_signed(metric), *limbs]
+    return [weights, encode_signed(metric), *limbs]
 
 
 def eval_instances(

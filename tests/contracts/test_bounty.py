@@ -33,8 +33,8 @@ from .helpers import (
 E18 = 10**18
 WEIGHTS = 0x3E16475
 MIN_METRIC = ONE * 9 // 10  # e.g. accuracy >= 0.9
-#: Index of context limb 0 in the evaluation instances [weights, contextHash, metric, limbs...].
-LIMB0 = 3
+#: Index of context limb 0 in the evaluation instances [weights, metric, limbs...].
+LIMB0 = 2
 
 
 @pytest.fixture(scope="session")
@@ -224,7 +224,7 @@ def test_negative_metric_threshold(bounty, make_bounty, researcher):
     bounty_id = make_bounty(min_metric=-2 * ONE)
     salt = commit(bounty, bounty_id, researcher)
     args = reveal_args(bounty, bounty_id, researcher, salt, metric=-2 * ONE - 1)
-    assert args[-1][2] == FIELD_MODULUS - 2 * ONE - 1
+    assert args[-1][1] == FIELD_MODULUS - 2 * ONE - 1
     with reverts(bounty.ResearchBountyMetricBelowMinimum, metric=-2 * ONE - 1, minMetric=-2 * ONE):
         bounty.reveal(*args, sender=researcher)
     bounty.reveal(
@@ -246,12 +246,7 @@ def test_metric_is_the_first_output(bounty, make_bounty, researcher):
         minMetric=MIN_METRIC,
     ):
         bounty.reveal(*low, sender=researcher)
-    # The context hash instance is not read: any value is accepted.
-    ok = reveal_args(bounty, bounty_id, researcher, salt)[-1]
-    ok[1] = FIELD_MODULUS - 1
-    receipt = bounty.reveal(
-        *reveal_args(bounty, bounty_id, researcher, salt, instances=ok), sender=researcher
-    )
+    receipt = bounty.reveal(*reveal_args(bounty, bounty_id, researcher, salt), sender=researcher)
     assert events(receipt, bounty, "BountyAwarded")[0].metric == MIN_METRIC
 
 
@@ -273,8 +268,8 @@ def test_submission_must_match_commitment_and_registry(bounty, make_bounty, rese
     with reverts(bounty.ModelRegistryProofRejected, modelId=EVAL_MODEL, version=1):
         bounty.reveal(*args, sender=researcher)
     inst = reveal_args(bounty, bounty_id, researcher, salt)[-1]
-    inst[2] = FIELD_MODULUS
-    with reverts(bounty.ModelRegistryInstanceNotInField, index=2, value=FIELD_MODULUS):
+    inst[1] = FIELD_MODULUS
+    with reverts(bounty.ModelRegistryInstanceNotInField, index=1, value=FIELD_MODULUS):
         bounty.reveal(
             bounty_id, researcher, WEIGHTS, salt, mock_proof(inst), inst, sender=researcher
         )

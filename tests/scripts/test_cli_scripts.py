@@ -309,9 +309,10 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
         assert version[0] == m["verifier"] and version[1] == 1  # verifier, Active
         assert list(version[2:7]) == m["layout"]
     # (instanceCount, inputIndex, outputIndex, outputCount, outputScale): the diagnosis has one
-    # output; the evaluation's are the correct count (scale 0) and the six context limbs.
+    # output; the evaluation's instances are [weightsCommitment, correct, context_0..5], so its
+    # outputs are the correct count (scale 0) and the six context limbs.
     assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
-    assert deployed["models"][EVAL]["layout"] == [9, 0, 2, 7, 0]
+    assert deployed["models"][EVAL]["layout"] == [8, 0, 1, 7, 0]
     # The diagnostic model's batch verifier is registered next to it, code hash pinned.
     batch = deployed["contracts"]["BreastCancerLrDecisionBatchVerifier"]
     assert deployed["models"][DIAG]["batchVerifier"] == {
