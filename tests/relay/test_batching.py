@@ -6,6 +6,7 @@ verifier (as ``ape run deploy all`` does); the zoo model has none, so its claims
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 
 import pytest
@@ -29,6 +30,7 @@ from .support import (
     schema_before_instances,
     state_counts,
     store_rows,
+    token_for,
     wait_until,
 )
 
@@ -193,6 +195,43 @@ def test_five_claims_settle_in_one_batch_transaction_cheaper_than_singles(
     per_claim = receipt["gasUsed"] / 5
     assert per_claim < one.gas_used, (per_claim, one.gas_used)
     assert per_claim < 0.8 * one.gas_used  # one pairing for five proofs
+
+
+@pytest.mark.slow
+def test_two_relays_on_postgresql_send_one_batch_from_the_lease_holder(
+    make_relay, client_for, dev_chain, batching_verifier, ledger, pgstore_dsn
+):
+    """Batching on the shared store: jobs taken in by either instance go out as one batch,
+    signed by the instance holding the submitter lease, each settled once."""
+    records = make_records(3, seed=137)
+    ledger.add_records(records)
+    policies = dev_chain.issue_policies(3)
+    data_key = secrets.token_hex(32)
+    ledger.add_secret("batching shared data key", data_key)
+    relays = [
+        make_relay(store_dsn=pgstore_dsn, data_key=data_key, batch_max_size=3, batch_max_wait_s=600)
+        for _ in range(2)
+    ]
+    leases = [relay.lease for relay in relays]
+    assert None not in leases
+    wait_until(lambda: any(lease.holding for lease in leases), 20, "a lease holder")
+    active = next(relay for relay in relays if relay.lease.holding)
+    token = token_for(relays[0])
+    ids = []
+    for i, (record, policy) in enumerate(zip(records, policies, strict=True)):
+        client = client_for(relays[i % 2], token=token)
+        ids += _post(client, [job_body(record, policy, f"batching-pg-{i}")])
+    assert active.wait_idle(timeout=180), active.store.counts()
+
+    jobs = [active.store.get(j) for j in ids]
+    for job, record in zip(jobs, records, strict=True):
+        assert job.state == (JobState.PAID if record.pays else JobState.DENIED), job.reason
+    assert {j.tx_hash for j in jobs} == {jobs[0].tx_hash} and {j.nonce for j in jobs} == {0}
+    submitter = active.keys.submitter.address
+    assert dev_chain.w3.eth.get_transaction_count(submitter) == 1
+    events = _claim_events(dev_chain, policies)
+    assert sorted(events) == sorted(policies)
+    assert {tx for _name, tx in events.values()} == {jobs[0].tx_hash}
 
 
 @pytest.mark.slow
