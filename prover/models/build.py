@@ -44,7 +44,7 @@ from prover.models.card import (
     ranges_from,
 )
 from prover.models.preprocess import Preprocessor
-from prover.paths import ARTIFACTS
+from prover.paths import ARTIFACTS, partial_path
 from prover.zk import proof as proofs
 from prover.zk import tuning
 from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
@@ -295,7 +295,7 @@ def build_model(
             )
             spec, record = result.spec, result.record()
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".partial")
+            tmp = partial_path(cached)
             tmp.write_text(json.dumps({"spec": dataclasses.asdict(spec), "record": record}))
             tmp.replace(cached)
 

@@ -78,30 +78,47 @@ def held_bundles(root: Path) -> dict[str, tuple[str, Path]]:
 
 async def check_against_relays(
     dsn: str, held: dict[str, tuple[str, Path]], public_key: str
-) -> None:
-    """Refuse a bundle whose model the relays serve with another hash, or a foreign key."""
+) -> dict[str, tuple[str, Path]]:
+    """The held bundles to prove with: those the relays published (all held ones while no relay
+    has published any). Other bundles in the folder (other models, older builds) are skipped
+    with a log line. Refuses (one line) a model the relays serve only with another hash, and a
+    key that is not the one the relays seal for."""
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         cur = await conn.execute(f"SELECT bundle_hash, model, public_key FROM {BUNDLES_TABLE}")
         published = await cur.fetchall()
+    if not published:
+        return held
     served = {h for h, _, _ in published}
     by_model: dict[str, set[str]] = {}
     for bundle_hash, model, _ in published:
         by_model.setdefault(model, set()).add(bundle_hash)
+    usable = {h: entry for h, entry in held.items() if h in served}
+    usable_models = {model for model, _ in usable.values()}
     for bundle_hash, (model, path) in held.items():
-        if bundle_hash not in served and model in by_model:
+        if bundle_hash in served:
+            continue
+        if model in by_model and model not in usable_models:
             expected = ", ".join(sorted(h[:16] for h in by_model[model]))
             raise BundleMismatch(
                 f"bundle {path.name} ({model}) has content hash {bundle_hash[:16]}…, "
                 f"the relay serves {expected}…; refusing to prove with it"
             )
-    keys = {k for h, _, k in published if h in held}
+        log.info("skipping bundle %s (%s): no relay serves it", path.name, model)
+    if not usable:
+        models = ", ".join(sorted(by_model))
+        raise EngineConfigError(
+            f"none of the bundles held here is one the relays serve ({models}); give --bundles "
+            "the bundle directories the relays were started with"
+        )
+    keys = {k for h, _, k in published if h in usable}
     if keys and keys != {public_key}:
         raise BundleMismatch(
             f"this prover's key (public {public_key[:16]}…) is not the key the relay seals "
             "tasks for; refusing to start"
         )
+    return usable
 
 
 class Prover:
@@ -245,7 +262,7 @@ async def _serve(
     except Exception as exc:
         raise EngineUnavailable(f"{type(exc).__name__}: {str(exc).strip()[:200]}") from None
     public_key = bytes(read_key_file(key_file).public_key).hex()
-    await check_against_relays(dsn, held, public_key)
+    held = await check_against_relays(dsn, held, public_key)
     work_root = Path(tempfile.mkdtemp(prefix="zkcare-prover-")) / "work"
     prover = Prover(dsn, held, key_file, concurrency, work_root)
     try:
@@ -271,7 +288,13 @@ def keygen(key_file: Path) -> None:
 
 
 @cli.command()
-@click.option("--dsn", envvar="ZKCARE_ENGINE_DSN", required=True, help="broker DSN (or env)")
+@click.option(
+    "--dsn",
+    envvar="ZKCARE_ENGINE_DSN",
+    show_envvar=True,
+    required=True,
+    help="the broker's PostgreSQL DSN (a secret: prefer the environment variable)",
+)
 @click.option(
     "--bundles",
     type=click.Path(file_okay=False, path_type=Path),

@@ -26,7 +26,7 @@ from prover.exceptions import (
     UnsafeVisibility,
     VerifierGenerationError,
 )
-from prover.paths import ARTIFACTS, VERIFIERS_DIR
+from prover.paths import ARTIFACTS, VERIFIERS_DIR, partial_path
 from prover.toolchain import solc_version
 from prover.zk import ezkl_api
 from prover.zk.hashing import sha256_file
@@ -348,7 +348,7 @@ def _export(bundle: Bundle, directory: Path | None) -> None:
         target = directory / f"{name}.sol"
         source = path.read_bytes()
         if not target.is_file() or target.read_bytes() != source:
-            tmp = target.with_suffix(".sol.partial")
+            tmp = partial_path(target)
             tmp.write_bytes(source)
             os.replace(tmp, target)
 

@@ -6,6 +6,7 @@ Prover hosts are separate process groups on this machine (loopback only). The pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -20,10 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from relay.support import PrivacyLedger, bearer, job_body, make_records, token_for, wait_until
 
+from prover.exceptions import EngineConfigError
 from prover.relay.api import create_app
 from prover.relay.auth import Scope
 from prover.relay.engine import EngineProverWorker, EngineSettings
 from prover.relay.engine_common import RESULTS_TABLE, write_key_file
+from prover.relay.engine_prover import check_against_relays, held_bundles
 from prover.relay.states import JobState
 from prover.relay.worker import ModelRef
 
@@ -244,6 +247,31 @@ def test_a_prover_with_another_bundle_hash_or_key_is_refused(
         assert missing.stderr.strip().splitlines() == [
             f"Error: --bundles {tmp_path / 'nowhere'} is not a directory"
         ]
+    finally:
+        worker.close()
+
+
+def test_a_prover_proves_only_with_the_bundles_the_relays_serve(
+    engine_pg, engine_key, diagnostic_bundle, tmp_path
+):
+    """A bundles folder also holding other models' bundles: those are skipped, not loaded; a
+    folder with none the relays serve is refused in one line."""
+    worker = EngineProverWorker(
+        EngineSettings(dsn=engine_pg.dsn, public_key=engine_key[1]),
+        {"m": ModelRef("m", str(diagnostic_bundle.path))},
+    )
+    try:
+        other = tmp_path / "someone_elses_model"
+        shutil.copytree(diagnostic_bundle.path, other)
+        manifest = json.loads((other / "manifest.json").read_text())
+        manifest["name"] = "someone_elses_model"
+        (other / "manifest.json").write_text(json.dumps(manifest))
+        held = {**held_bundles(diagnostic_bundle.path), **held_bundles(other)}
+        assert len(held) == 2
+        usable = asyncio.run(check_against_relays(engine_pg.dsn, held, engine_key[1]))
+        assert list(usable) == [worker.bundle_hashes["m"]]
+        with pytest.raises(EngineConfigError, match="none of the bundles held here"):
+            asyncio.run(check_against_relays(engine_pg.dsn, held_bundles(other), engine_key[1]))
     finally:
         worker.close()
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from prover.models.preprocess import Preprocessor
-from prover.paths import ARTIFACTS, VERIFIERS_DIR
+from prover.paths import ARTIFACTS, VERIFIERS_DIR, partial_path
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, ProgressFn
 from prover.zk.decision import DecisionRule
@@ -179,7 +179,7 @@ def write_data_files(directory: Path) -> dict[str, Path]:
     out = {}
     for key, (rows, header) in files.items():
         path = directory / f"{key}.csv"
-        tmp = path.with_suffix(".partial")
+        tmp = partial_path(path)
         with tmp.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
