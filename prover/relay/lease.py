@@ -226,6 +226,7 @@ class LeaseKeeper:
         self._last_epoch: int | None = None  # renewable after a blip, if nobody took over
         self.terms = 0
         self.last_error: str | None = None
+        self._announced_standby = False  # "standby" is logged once per stretch as one
         self._deadline = 0.0  # monotonic: the current term's lease ends by then at the latest
         self._term_stop = threading.Event()
         self._term_stop.set()
@@ -249,8 +250,12 @@ class LeaseKeeper:
             return None
         self.last_error = None
         if term is None:
+            if not self._announced_standby:
+                log.info("standby: another relay holds the submitter lease")
+                self._announced_standby = True
             self._end_term("another relay holds the lease")
             return None
+        self._announced_standby = False
         if term.epoch != self.epoch:
             self._end_term(f"a new term (epoch {term.epoch}) begins")
             self._begin_term(term, started)

@@ -344,7 +344,9 @@ class Relay:
         counts = self.store.counts()
         unfinished = sum(n for state, n in counts.items() if not state.final)
         log.info(
-            "relay starting: hospital %s, submitter %s, %d unfinished jobs (%d re-queued)",
+            "relay starting: store %s, hospital %s, submitter %s, %d unfinished jobs "
+            "(%d re-queued)",
+            self.store.describe(),
             self.keys.hospital.address,
             self.keys.submitter.address,
             unfinished,
