@@ -369,7 +369,7 @@ def test_claim_that_eats_its_whole_stipend_fails_alone(
     light = make_claim(
         make_policy(make_product(pool_id, model=EVAL_MODEL, threshold=0)),
         commitment=c,
-        instances=[c, 5, encode_signed(ONE), 0, 0, 0, 0, 0, 0],
+        instances=[c, encode_signed(ONE), 0, 0, 0, 0, 0, 0],  # the evaluation layout
     )
     verifier.setMode(BURN_GAS, sender=deployer)
     receipt = settlement.submitClaims(
