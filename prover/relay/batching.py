@@ -54,7 +54,7 @@ from prover.relay.chain import (
     send_raw,
 )
 from prover.relay.states import JobState, allowed
-from prover.relay.store import Attempt, Job
+from prover.relay.store import Attempt, Job, JobStore, insert_attempt
 
 if TYPE_CHECKING:
     from prover.relay.submitter import Submitter
@@ -150,20 +150,7 @@ class Batcher:
         now = time.time()
         with self.store._tx() as conn:
             if attempt is not None:
-                conn.execute(
-                    "INSERT INTO attempts (tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee,"
-                    " gas_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt.tx_hash,
-                        attempt.job_id,
-                        attempt.nonce,
-                        attempt.raw_tx,
-                        attempt.max_fee,
-                        attempt.priority_fee,
-                        attempt.gas_limit,
-                        attempt.created_at,
-                    ),
-                )
+                insert_attempt(conn, attempt)
                 for slot, job_id in enumerate(members):
                     conn.execute(
                         "INSERT INTO attempt_jobs (tx_hash, job_id, slot) VALUES (?, ?, ?)",
@@ -192,11 +179,7 @@ class Batcher:
                     raise InvalidTransition(job.id, job.state, to, None)
                 detail = change.detail or change.reason
                 if job.state != to or detail is not None:
-                    conn.execute(
-                        "INSERT INTO transitions (job_id, from_state, to_state, at, detail)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (job.id, job.state.value, to.value, now, detail),
-                    )
+                    JobStore._log(conn, job.id, job.state, to, now, detail)
         return [self.store.get(change.job.id) for change in changes]
 
     # ------------------------------------------------------------------ submitting
@@ -354,20 +337,10 @@ class Batcher:
         ``signed``, broadcast; False stops this pass."""
         sub = self.sub
         gas = math.ceil(sub._gas_used(data) * sub.config.gas_limit_multiplier)
-        max_fee, prio = sub._fees()
-        address = sub.account.address
-        if sub._funds is None:
-            sub._funds = int(sub.rpc.call(lambda w3: w3.eth.get_balance(address)))
-        if sub._funds < gas * max_fee:
-            sub._pause(
-                f"submitter {address} out of funds: balance {sub._funds} wei, "
-                f"{gas * max_fee} wei needed for a batch of {len(jobs)} claims"
-            )
+        attempt = sub.sign_next(data, gas, jobs[0].id, f"a batch of {len(jobs)} claims")
+        if attempt is None:
             return False
-        if sub.fence is not None:
-            sub.fence()  # a stale holder (another relay took over) must not sign
-        nonce = sub.nonces.peek()
-        attempt = sub._sign(sub._build_tx(data, nonce, gas, max_fee, prio), jobs[0].id)
+        nonce = attempt.nonce
         n = len(jobs)
         changes = [
             Change(
@@ -387,8 +360,7 @@ class Batcher:
             signed = self.apply(changes, attempt, [job.id for job in jobs])
         except InvalidTransition:
             return True  # another pass took one of them; the nonce was not consumed
-        sub.nonces.consume(nonce)
-        sub._funds -= gas * max_fee
+        sub.consumed(attempt)
         log.info(
             "batch of %d: signed nonce %d %s (simulated claims %s, gas limit %d)",
             n,

@@ -729,20 +729,7 @@ class JobStore:
                 row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
                 raise InvalidTransition(job_id, from_state, to_state, row[0] if row else None)
             if attempt is not None:
-                conn.execute(
-                    "INSERT INTO attempts (tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee,"
-                    " gas_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        attempt.tx_hash,
-                        attempt.job_id,
-                        attempt.nonce,
-                        attempt.raw_tx,
-                        attempt.max_fee,
-                        attempt.priority_fee,
-                        attempt.gas_limit,
-                        attempt.created_at,
-                    ),
-                )
+                insert_attempt(conn, attempt)
             if from_state != to_state or detail is not None:
                 self._log(conn, job_id, from_state, to_state, now, detail or reason)
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -1021,6 +1008,24 @@ class JobStore:
             " VALUES (?, ?, ?, ?, ?)",
             (job_id, from_state.value if from_state else None, to_state.value, at, detail),
         )
+
+
+def insert_attempt(conn: Conn, attempt: Attempt) -> None:
+    """Persist the signed transaction ``attempt`` (inside the caller's SQL transaction)."""
+    conn.execute(
+        "INSERT INTO attempts (tx_hash, job_id, nonce, raw_tx, max_fee, priority_fee,"
+        " gas_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            attempt.tx_hash,
+            attempt.job_id,
+            attempt.nonce,
+            attempt.raw_tx,
+            attempt.max_fee,
+            attempt.priority_fee,
+            attempt.gas_limit,
+            attempt.created_at,
+        ),
+    )
 
 
 def _client(row: Any) -> Client:

@@ -666,6 +666,31 @@ class Submitter:
         crash.point("after_replace")
         self._broadcast_attempt(job, attempt, may_replace=False)
 
+    def sign_next(self, data: bytes, gas: int, job_id: str, what: str) -> Attempt | None:
+        """A transaction with calldata ``data`` signed at the next nonce (not yet persisted or
+        consumed), after the funds check (short: pause, None, no nonce taken; ``what`` the
+        transaction pays for) and the lease's fence (a stale holder must not sign)."""
+        max_fee, prio = self._fees()
+        address = self.account.address
+        if self._funds is None:  # once per pass, less what this pass has committed since
+            self._funds = int(self.rpc.call(lambda w3: w3.eth.get_balance(address)))
+        if self._funds < gas * max_fee:
+            self._pause(
+                f"submitter {address} out of funds: balance {self._funds} wei, "
+                f"{gas * max_fee} wei needed for {what}"
+            )
+            return None
+        if self.fence is not None:
+            self.fence()
+        return self._sign(self._build_tx(data, self.nonces.peek(), gas, max_fee, prio), job_id)
+
+    def consumed(self, attempt: Attempt) -> None:
+        """``attempt`` (from :meth:`sign_next`) is persisted: its nonce is used and its gas is
+        committed against this pass's funds."""
+        self.nonces.consume(attempt.nonce)
+        if self._funds is not None:
+            self._funds -= attempt.gas_limit * attempt.max_fee
+
     def _submit_new(self) -> None:
         if self.store.list_jobs([JobState.SIGNED], limit=1):
             return  # an earlier nonce has not reached a node yet: never sign past it
@@ -735,20 +760,10 @@ class Submitter:
             log.warning("job %s: %s; failing it (final)", job.id, exc)
             self.store.transition(job.id, JobState.PROVED, JobState.FAILED, reason=str(exc))
             return True
-        max_fee, prio = self._fees()
-        address = self.account.address
-        if self._funds is None:  # once per pass, less what this pass has committed since
-            self._funds = int(self.rpc.call(lambda w3: w3.eth.get_balance(address)))
-        if self._funds < gas * max_fee:
-            self._pause(
-                f"submitter {address} out of funds: balance {self._funds} wei, "
-                f"{gas * max_fee} wei needed for one claim"
-            )
+        attempt = self.sign_next(data, gas, job.id, "one claim")
+        if attempt is None:
             return False
-        if self.fence is not None:
-            self.fence()  # a stale holder (another relay took over) must not sign
-        nonce = self.nonces.peek()
-        attempt = self._sign(self._build_tx(data, nonce, gas, max_fee, prio), job.id)
+        nonce = attempt.nonce
         try:
             job = self.store.transition(
                 job.id,
@@ -763,8 +778,7 @@ class Submitter:
             )
         except InvalidTransition:
             return True  # another pass took it; the nonce was not consumed
-        self.nonces.consume(nonce)
-        self._funds -= gas * max_fee
+        self.consumed(attempt)
         log.info(
             "job %s: signed nonce %d %s (simulated claim %d, %d wei)",
             job.id,
