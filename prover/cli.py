@@ -139,6 +139,15 @@ def model() -> None:
 @click.option("--cols", type=click.IntRange(1, 16), help="Override num_inner_cols.")
 @click.option("--max-logrows", type=click.IntRange(8, 26), default=20, show_default=True)
 @click.option(
+    "--commit",
+    "input_visibility",
+    type=click.Choice(["polycommit", "hashed"]),
+    default="polycommit",
+    show_default=True,
+    help="How the proof commits the salted input: polycommit (a KZG commitment in the proof: "
+    "smaller keys, faster proofs, less gas) or hashed (a Poseidon hash as a public instance).",
+)
+@click.option(
     "--decide",
     metavar="'output[K] >= T'",
     help="Compile this payout rule into the circuit ('output[K] >= T' or 'output[K] <= T', "
@@ -172,6 +181,7 @@ def model_build(
     decomp_legs: int | None,
     cols: int | None,
     max_logrows: int,
+    input_visibility: str,
     decide: str | None,
     decide_class: int | None,
 ) -> None:
@@ -219,6 +229,7 @@ def model_build(
         output_names=[n.strip() for n in output_names.split(",")] if output_names else None,
         choice=Choice(input_scale, param_scale, rebase, decomp_legs, cols, logrows),
         max_logrows=max_logrows,
+        input_visibility=input_visibility,
         decision=rule,
     )
     bundle = build_model(

@@ -67,6 +67,7 @@ class InvalidSalt(InvalidInput):
     """A commitment salt does not have the required shape or entropy."""
 
     def __init__(self, reason: str) -> None:
+        self.reason = reason
         super().__init__(f"invalid salt: {reason}")
 
 

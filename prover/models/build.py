@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,11 +50,13 @@ from prover.zk import tuning
 from prover.zk.circuit import Bundle, CircuitSpec, ProgressFn, build_bundle
 from prover.zk.commitment import (
     MAX_SALT_LIMB,
+    PROOF_COMMITMENT_INDEX,
     SALT_LIMB_BITS,
-    SALT_LIMBS,
     check_salt,
-    commit,
+    commit_input,
     new_salt,
+    proof_commitment,
+    salt_limbs_for,
 )
 from prover.zk.decision import DecisionRule, decide_graph
 from prover.zk.ezkl_api import EZKL_VERSION, first_line
@@ -79,6 +81,9 @@ class BuildOptions:
     output_names: list[str] | None = None
     choice: tuning.Choice = tuning.Choice()
     max_logrows: int = tuning.MAX_LOGROWS
+    #: ``polycommit`` (KZG commitment in the proof: the smallest keys, fastest proofs and least
+    #: gas, ``./zk bench sweep``) or ``hashed`` (a Poseidon hash as a public instance).
+    input_visibility: str = "polycommit"
     param_visibility: str = "fixed"
     #: Compile this rule into the circuit: its only public output is the 0/1 decision.
     #: Out of ``repr`` (which keys the caches) so plain builds keep their keys.
@@ -118,9 +123,12 @@ def _float_outputs(onnx: Path, info: TensorInfo, rows: np.ndarray) -> np.ndarray
     return np.asarray(out)
 
 
-def _example(row: Sequence[float], salt: Sequence[int] | None = None) -> list[list[float]]:
-    limbs = salt if salt is not None else [MAX_SALT_LIMB] * SALT_LIMBS
-    return [[float(v) for v in row] + [float(s) for s in limbs]]
+def _example(
+    row: Sequence[float], limbs: int, salt: Sequence[int] | None = None
+) -> list[list[float]]:
+    """One EZKL input: the row, then the salt (the largest limbs when none is given)."""
+    values = salt if salt is not None else [MAX_SALT_LIMB] * limbs
+    return [[float(v) for v in row] + [float(s) for s in values]]
 
 
 def _infer_task(labels: np.ndarray | None, outputs: int) -> tuning.Task:
@@ -172,6 +180,12 @@ def build_model(
             "so export the model with its inputs merged into one tensor",
         )
     info = inputs[0]
+    if options.input_visibility not in ("polycommit", "hashed"):
+        raise InvalidInput(
+            f"input visibility {options.input_visibility!r}: use polycommit or hashed "
+            "(patient inputs are always committed)"
+        )
+    limbs = salt_limbs_for(options.input_visibility)
     pre = (
         Preprocessor.load(preprocess)
         if preprocess
@@ -234,13 +248,17 @@ def build_model(
         graph = onnx
         if rule is not None:  # decide first, then salt: the commitment still covers the input
             graph = decide_graph(onnx, work / f"{name}.decided.onnx", rule)
-        salted = salt_graph(graph, work / f"{name}.salted.onnx")
+        salted = salt_graph(graph, work / f"{name}.salted.onnx", limbs)
         lows = np.array([r[0] for r in ranges])
         highs = np.array([r[1] for r in ranges])
         screen_raw = np.vstack([calibration[:SCREEN_ROWS], lows, highs])
-        screen = [_example(r) for r in pre.apply(screen_raw)]
-        held_examples = [_example(r) for r in held_model]
-        base = CircuitSpec(name=name, param_visibility=options.param_visibility)  # type: ignore[arg-type]
+        screen = [_example(r, limbs) for r in pre.apply(screen_raw)]
+        held_examples = [_example(r, limbs) for r in held_model]
+        base = CircuitSpec(
+            name=name,
+            input_visibility=options.input_visibility,  # type: ignore[arg-type]
+            param_visibility=options.param_visibility,  # type: ignore[arg-type]
+        )
 
         def srs_for(logrows: int) -> Path:
             return (ceremony_srs(srs_file, logrows) if srs_file else dev_srs(logrows)).path
@@ -278,7 +296,7 @@ def build_model(
         else:
             say(
                 f"{name}: searching circuit settings "
-                f"(salted input of {info.size} + {SALT_LIMBS} limbs)"
+                f"({options.input_visibility} input of {info.size} + {limbs} salt limbs)"
             )
             result = tuning.search(
                 salted.path,
@@ -366,30 +384,46 @@ def _card(
     info, out = salted.inputs[0], salted.outputs
     n_out = reference.shape[1]
     say(f"{name}: sample proof and fidelity on {len(held_model)} held-out records")
-    salt = new_salt()
+    limbs = salted.salt_limbs
+    salt = new_salt(limbs)
+    where: Literal["instance", "proof"]
     workdir = bundle.path / ".scratch"
     workdir.mkdir()
     try:
-        input_json = proofs.write_inputs(workdir / "input.json", _example(held_model[0], salt))
+        input_json = proofs.write_inputs(
+            workdir / "input.json", _example(held_model[0], limbs, salt)
+        )
         witness = proofs.gen_witness(bundle, input_json, workdir / "witness.json")
         proof = proofs.prove(bundle, witness, bundle.path / "sample_proof.json")
         if not proofs.verify(bundle, proof):
             raise ProofError(f"model {name}: the sample proof does not verify")
-        expected = commit(held_model[0], salt, bundle.input_scale)
-        if expected not in proof.instances:
-            raise ProofError(f"model {name}: the proof does not expose the salted commitment")
+        expected = commit_input(bundle, held_model[0], salt)
         count = len(proof.instances)
-        commitment_index = proof.instances.index(expected)
         output_indexes = list(range(count - n_out, count))
-        if commitment_index in output_indexes or len(witness.outputs) != n_out:
-            raise ProofError(
-                f"model {name}: proof instances ({count}) do not hold "
-                f"1 commitment + {n_out} outputs"
-            )
+        if bundle.input_visibility == "polycommit":
+            # The registry hashes the proof's first G1 point: it must be the salted input's.
+            if proof_commitment(proof.proof) != expected:
+                raise ProofError(
+                    f"model {name}: the proof does not start with the salted input's KZG commitment"
+                )
+            where, commitment_index = "proof", PROOF_COMMITMENT_INDEX
+            if count != n_out or len(witness.outputs) != n_out:
+                raise ProofError(
+                    f"model {name}: proof instances ({count}) are not its {n_out} outputs"
+                )
+        else:
+            if expected not in proof.instances:
+                raise ProofError(f"model {name}: the proof does not expose the salted commitment")
+            where, commitment_index = "instance", proof.instances.index(expected)
+            if commitment_index in output_indexes or len(witness.outputs) != n_out:
+                raise ProofError(
+                    f"model {name}: proof instances ({count}) do not hold "
+                    f"1 commitment + {n_out} outputs"
+                )
         scales = bundle.output_scales
         quantized = []
         for i, row in enumerate(held_model):
-            path = proofs.write_inputs(workdir / f"h{i}.json", _example(row))
+            path = proofs.write_inputs(workdir / f"h{i}.json", _example(row, limbs))
             w = proofs.gen_witness(bundle, path, workdir / "h.json")
             quantized.append([fixed_to_float(v, s) for v, s in zip(w.outputs, scales, strict=True)])
             path.unlink()
@@ -457,12 +491,13 @@ def _card(
         ),
         output=OutputSpec(name=out[0].name, shape=out_shape, names=names, meaning=meaning),
         salt={
-            "limbs": SALT_LIMBS,
+            "limbs": limbs,
             "bits_per_limb": SALT_LIMB_BITS,
-            "entropy_bits": SALT_LIMBS * SALT_LIMB_BITS,
+            "entropy_bits": limbs * SALT_LIMB_BITS,
         },
         instance_layout=InstanceLayout(
             count=count,
+            commitment=where,
             commitment_index=commitment_index,
             output_indexes=output_indexes,
             output_scale=bundle.output_scale,
@@ -529,26 +564,32 @@ def prove_record(
     bundle, card = loaded.bundle, loaded.card
     values = card.check_record(record)
     z = loaded.preprocessor.transform(values)
-    s = check_salt(salt) if salt is not None else new_salt()
+    limbs = card.salt_limbs
+    s = check_salt(salt, limbs) if salt is not None else new_salt(limbs)
     workdir.mkdir(parents=True, exist_ok=True)
     tag = secrets.token_hex(6)
-    input_json = proofs.write_inputs(workdir / f"input-{tag}.json", _example(z, s))
+    input_json = proofs.write_inputs(workdir / f"input-{tag}.json", _example(z, limbs, s))
     try:
         witness = proofs.gen_witness(bundle, input_json, workdir / f"witness-{tag}.json")
     finally:
         input_json.unlink(missing_ok=True)  # raw features do not outlive witness generation
+    layout = card.instance_layout
     try:
-        expected = commit(z, s, bundle.input_scale)
-        if witness.input_commitment != expected:
+        expected = commit_input(bundle, z, s)
+        if layout.commitment == "instance" and witness.input_commitment != expected:
             raise ProofError(
                 f"witness commitment {witness.input_commitment} != off-circuit {expected}"
             )
         proof = proofs.prove(bundle, witness, workdir / f"proof-{tag}.json")
     finally:
         witness.path.unlink(missing_ok=True)
-    layout = card.instance_layout
-    if len(proof.instances) != layout.count or proof.instances[layout.commitment_index] != expected:
-        raise ProofError(f"model {card.name}: the proof's instances do not match its card's layout")
+    if (
+        len(proof.instances) != layout.count
+        or layout.commitment_of(proof.proof, proof.instances) != expected
+    ):
+        raise ProofError(
+            f"model {card.name}: the proof's commitment or instances do not match its card"
+        )
     outputs = tuple(
         fixed_to_float(proof.instances[i], scale)
         for i, scale in zip(layout.output_indexes, layout.scales(), strict=True)
@@ -610,6 +651,14 @@ def check_bundle(bundle: Bundle) -> ModelCard:
     if not sample.is_file():
         raise FidelityCheckFailed(bundle.path, f"has no sample proof ({sample.name})", override)
     proof = proofs.Proof.load(sample)
+    kind = "proof" if bundle.input_visibility == "polycommit" else "instance"
+    if card.instance_layout.commitment != kind:
+        raise FidelityCheckFailed(
+            bundle.path,
+            f"its layout reads the commitment from the {card.instance_layout.commitment} but a "
+            f"{bundle.input_visibility} circuit puts it in the {kind}",
+            override,
+        )
     if len(proof.instances) != card.instance_layout.count:
         raise FidelityCheckFailed(
             bundle.path,

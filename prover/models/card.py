@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from prover.exceptions import FidelityCheckFailed, InvalidInput, InvalidPatientRecord
 from prover.zk.circuit import Bundle
+from prover.zk.commitment import proof_commitment
 
 #: How far beyond the calibration data a raw value may go, as a share of its span.
 RANGE_MARGIN = 0.5
@@ -55,9 +56,15 @@ class OutputSpec(_Strict):
 
 
 class InstanceLayout(_Strict):
-    """Where the commitment and the outputs sit among a proof's public instances."""
+    """Where the commitment and the outputs sit among a proof's public instances.
+
+    ``commitment`` says where the input commitment is: ``proof`` (a ``polycommit`` circuit: the
+    hash of the proof's first G1 point; ``commitment_index`` is then the registry's
+    ``PROOF_COMMITMENT``) or ``instance`` (a ``hashed`` circuit: instance ``commitment_index``).
+    """
 
     count: int
+    commitment: Literal["instance", "proof"] = "instance"
     commitment_index: int
     output_indexes: list[int]
     output_scale: int
@@ -69,6 +76,12 @@ class InstanceLayout(_Strict):
     def scales(self) -> list[int]:
         """The fixed-point scale of each output, in ``output_indexes`` order."""
         return self.output_scales or [self.output_scale] * len(self.output_indexes)
+
+    def commitment_of(self, proof: bytes, instances: Sequence[int]) -> int:
+        """The input commitment of a proof with this layout."""
+        if self.commitment == "proof":
+            return proof_commitment(proof)
+        return int(instances[self.commitment_index])
 
     def registry_tuple(self) -> tuple[int, int, int, int, int]:
         """``(instanceCount, inputIndex, outputIndex, outputCount, outputScale)``."""
@@ -145,6 +158,11 @@ class ModelCard(_Strict):
             raise FidelityCheckFailed(
                 bundle.path, f"model card field {where}: {first['msg']}", "a rebuild"
             ) from exc
+
+    @property
+    def salt_limbs(self) -> int:
+        """How many salt limbs a record of this model takes."""
+        return int(self.salt["limbs"])
 
     @property
     def width(self) -> int:

@@ -356,7 +356,7 @@ class EngineProverWorker:
         layout = self._models[pending.task.model_key].loaded.card.instance_layout
         if (
             len(instances) != layout.count
-            or instances[layout.commitment_index] != pending.commitment
+            or layout.commitment_of(proof, instances) != pending.commitment
         ):
             raise ValueError("result's commitment is not this task's record")
         outputs = tuple(
@@ -424,12 +424,12 @@ class EngineProverWorker:
 
 
 def _expected_commitment(model: LoadedModel, task: ProveTask) -> int:
-    """The commitment a proof of ``task`` must expose (its record and salt, Poseidon)."""
-    from prover.zk.commitment import check_salt, commit
+    """The commitment a proof of ``task`` must expose (its record and salt: KZG or Poseidon)."""
+    from prover.zk.commitment import check_salt, commit_input
 
     values = model.card.check_record(task.features)
     z = model.preprocessor.transform(values)
-    return commit(z, check_salt(task.salt), model.bundle.input_scale)
+    return commit_input(model.bundle, z, check_salt(task.salt, model.card.salt_limbs))
 
 
 def _pg_reason(exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from prover.relay.states import JobState
 from prover.relay.store import Job
-from prover.zk.commitment import SALT_LIMB_BITS, SALT_LIMBS
+from prover.zk.commitment import KZG_SALT_LIMBS, MAX_SALT_LIMBS, SALT_LIMB_BITS, SALT_LIMBS
 
 IdempotencyKey = Annotated[
     str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
@@ -51,9 +51,11 @@ class JobRequest(BaseModel):
     )
     salt: list[SaltLimb] | None = Field(
         default=None,
-        min_length=SALT_LIMBS,
-        max_length=SALT_LIMBS,
-        description=f"{SALT_LIMBS} limbs of {SALT_LIMB_BITS} bits; generated when absent",
+        min_length=1,
+        max_length=MAX_SALT_LIMBS,
+        description=f"limbs of {SALT_LIMB_BITS} bits, as many as the model's card says "
+        f"(`salt.limbs`: {KZG_SALT_LIMBS} for a polycommit model, {SALT_LIMBS} for a hashed "
+        "one); generated when absent",
     )
 
 

@@ -27,6 +27,7 @@ from prover.attestation import record_nullifier
 from prover.exceptions import (
     ChainUnavailable,
     InvalidPatientRecord,
+    InvalidSalt,
     InvalidTransition,
     PolicyRejected,
     RelayConfigError,
@@ -530,7 +531,7 @@ class Relay:
         Raises UnknownModel, InvalidPatientRecord, PolicyRejected (all 4xx),
         IdempotencyConflict or DuplicateRecord (409) or QueueFull (429).
         """
-        from prover.zk.commitment import new_salt
+        from prover.zk.commitment import check_salt, new_salt
 
         mac = request_mac(self.settings.nullifier_key, req)
         existing = self.store.find_by_key(req.idempotency_key)
@@ -540,7 +541,11 @@ class Relay:
         model.check_record(req.features)
         checked = self.check_policy(req.policy_id, model)
         job_id = uuid.uuid4().hex
-        salt = tuple(req.salt) if req.salt is not None else new_salt()
+        limbs = model.card.salt_limbs
+        try:
+            salt = check_salt(req.salt, limbs) if req.salt is not None else new_salt(limbs)
+        except InvalidSalt as exc:
+            raise InvalidSalt(f"model {req.model} v{req.model_version}: {exc.reason}") from None
         sealed = self.sealer.seal(job_id, req.features, salt)
         del salt
         new = NewJob(

@@ -187,6 +187,11 @@ class Bundle:
         return data
 
     @property
+    def input_visibility(self) -> str:
+        """How the circuit commits its input: ``polycommit`` (KZG, in the proof) or ``hashed``."""
+        return str(self.manifest["spec"]["input_visibility"])
+
+    @property
     def input_scale(self) -> int:
         return int(self.manifest["scales"]["input"][0])
 

@@ -30,6 +30,17 @@ RUST_LOGGERS = ("ezkl", "halo2_proofs", "halo2_solidity_verifier", "tract_onnx",
 for _name in RUST_LOGGERS:
     logging.getLogger(_name).setLevel(logging.WARNING)
 
+
+class _ExpectedNotice(logging.Filter):
+    """Drops EZKL's warning that witness generation got no SRS for a ``polycommit`` input:
+    zkcare computes that commitment itself (:func:`kzg_commit`) and reads the proof's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SRS for poly commit does not exist")
+
+
+logging.getLogger("ezkl.execute").addFilter(_ExpectedNotice())
+
 #: The EZKL release this project is pinned to (and records in every manifest).
 EZKL_VERSION: str = str(getattr(ezkl, "__version__", "unknown"))
 
@@ -197,6 +208,19 @@ def poseidon_hash(felts: Sequence[str]) -> str:
     if not isinstance(out, list) or len(out) != 1:
         raise EzklError("poseidon_hash", f"unexpected result {out!r}")
     return str(out[0])
+
+
+def kzg_commit(felts: Sequence[str], vk: Path, settings: Path, srs: Path) -> list[tuple[int, int]]:
+    """EZKL's unblinded KZG commitment of one ``polycommit`` column: its affine points."""
+    out = _call("kzg_commit", ezkl.kzg_commit, list(felts), str(vk), str(settings), str(srs))
+    if not isinstance(out, list) or not out:
+        raise EzklError("kzg_commit", f"unexpected result {out!r}")
+    # EZKL prints each coordinate as little-endian hex.
+    return [(_le_int(getattr(p, "x")), _le_int(getattr(p, "y"))) for p in out]  # noqa: B009
+
+
+def _le_int(hex_le: str) -> int:
+    return int.from_bytes(bytes.fromhex(hex_le.removeprefix("0x")), "little")
 
 
 def float_to_felt(value: float, scale: int) -> str:

@@ -20,6 +20,7 @@ from prover.models.card import ModelCard
 from prover.models.preprocess import Preprocessor
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec, build_bundle, load_bundle
+from prover.zk.commitment import KZG_SALT_LIMBS
 from prover.zk.tuning import Choice
 
 DIAGNOSTIC_SPEC = CircuitSpec(name="breast_cancer_lr")
@@ -66,10 +67,12 @@ def test_manifest_records_hashes_and_parameters(diagnostic_bundle) -> None:
     assert m["ezkl_version"] == "23.0.5"
     assert m["solc_version"] == "0.8.28"
     chosen = m["tuning"]["chosen"]
-    assert m["logrows"] == chosen["logrows"] == 11
+    assert m["logrows"] == chosen["logrows"] <= 11
     assert m["scales"]["input"] == [chosen["input_scale"]]
     assert m["scales"]["param"] == chosen["param_scale"]
-    assert "Hashed" in m["visibility"]["input"] and m["visibility"]["param"] == "Fixed"
+    # the salted input is KZG-committed in the proof (polycommit), the weights fixed in the key
+    assert m["visibility"]["input"] == "KZGCommit" and m["visibility"]["param"] == "Fixed"
+    assert m["spec"]["input_visibility"] == "polycommit"
     assert m["visibility"]["output"] == "Public"
     assert m["srs"]["dev"] is True and "NOT FOR PRODUCTION" in m["srs"]["label"]
     card = ModelCard.of(diagnostic_bundle)
@@ -123,7 +126,9 @@ def test_no_held_out_diagnosis_flips_under_quantization(diagnostic_bundle, datas
     card = ModelCard.of(diagnostic_bundle)
     flips, worst = 0, 0.0
     for i, z in enumerate(rows):
-        path = proofs.write_input(tmp_path / "in.json", [z + [float((1 << 24) - 1)] * 6])
+        path = proofs.write_input(
+            tmp_path / "in.json", [z + [float((1 << 24) - 1)] * KZG_SALT_LIMBS]
+        )
         witness = proofs.gen_witness(diagnostic_bundle, path, tmp_path / "w.json")
         from prover.zk.fields import fixed_to_float
 
@@ -137,7 +142,7 @@ def test_no_held_out_diagnosis_flips_under_quantization(diagnostic_bundle, datas
 def test_calibration_rows_are_recorded(diagnostic_bundle) -> None:
     data = json.loads((diagnostic_bundle.path / "calibration.json").read_text())
     # the screened rows: SCREEN_ROWS training records + the all-low and all-high extremes
-    assert len(data["input_data"][0]) == 36 * (SCREEN_ROWS + 2)
+    assert len(data["input_data"][0]) == (30 + KZG_SALT_LIMBS) * (SCREEN_ROWS + 2)
 
 
 def test_spec_defaults_are_explicit() -> None:

@@ -41,10 +41,10 @@ def test_flipped_proof_is_rejected_in_a_transaction(chain_client, verifier_addre
         chain_client.send_verify(verifier_address, _with(diagnosis.proof, proof_bytes=bytes(raw)))
 
 
-@pytest.mark.parametrize("index", [0, 1])
-def test_changed_instance_is_rejected(chain_client, verifier_address, diagnosis, index):
-    instances = list(diagnosis.proof.instances)
-    instances[index] = (instances[index] + 1) % BN254_R
+def test_changed_instance_is_rejected(chain_client, verifier_address, diagnosis):
+    instances = list(diagnosis.proof.instances)  # polycommit: the one output only
+    assert len(instances) == 1
+    instances[0] = (instances[0] + 1) % BN254_R
     with pytest.raises(ProofRejected):
         chain_client.call_verify(verifier_address, _with(diagnosis.proof, instances=instances))
 
@@ -56,7 +56,7 @@ def test_instance_at_or_above_the_field_modulus_is_rejected(
     # x + r is the same residue mod r: a verifier that reduced instead of range-checking
     # would accept it, enabling replay of one proof under many encodings.
     instances = list(diagnosis.proof.instances)
-    instances[1] = instances[1] + BN254_R if shift else BN254_R
+    instances[0] = instances[0] + BN254_R if shift else BN254_R
     with pytest.raises(ProofRejected):
         chain_client.call_verify(verifier_address, _with(diagnosis.proof, instances=instances))
 
@@ -64,8 +64,19 @@ def test_instance_at_or_above_the_field_modulus_is_rejected(
 def test_wrong_instance_count_is_rejected(chain_client, verifier_address, diagnosis):
     with pytest.raises(ProofRejected):
         chain_client.call_verify(
-            verifier_address, _with(diagnosis.proof, instances=diagnosis.proof.instances[:1])
+            verifier_address, _with(diagnosis.proof, instances=diagnosis.proof.instances * 2)
         )
+
+
+def test_another_records_commitment_in_the_proof_is_rejected(
+    chain_client, verifier_address, diagnosis, diagnostic_bundle, dataset, tmp_path
+):
+    """The first G1 point is the input commitment: a valid point of another record's proof
+    spliced in (to claim with another record's attestation) fails verification."""
+    other = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[5]), tmp_path)
+    spliced = other.proof.proof[:64] + diagnosis.proof.proof[64:]
+    with pytest.raises(ProofRejected):
+        chain_client.call_verify(verifier_address, _with(diagnosis.proof, proof_bytes=spliced))
 
 
 def test_proof_from_a_different_model_is_rejected(

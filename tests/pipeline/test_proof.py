@@ -37,7 +37,7 @@ def test_proof_verifies_locally(diagnostic_bundle, diagnosis) -> None:
     assert diagnosis.malignant and diagnosis.logit == pytest.approx(
         -16.65, abs=0.2
     )  # card: max error 0.199
-    assert len(diagnosis.proof.instances) == 2
+    assert len(diagnosis.proof.instances) == 1  # the output; the commitment is in the proof
 
 
 def test_tampered_proof_fails_local_verification(diagnostic_bundle, diagnosis, tmp_path) -> None:
@@ -46,7 +46,7 @@ def test_tampered_proof_fails_local_verification(diagnostic_bundle, diagnosis, t
 
 
 def test_changed_output_fails_local_verification(diagnostic_bundle, diagnosis, tmp_path) -> None:
-    bad = _tampered(diagnosis.proof, tmp_path, instance=(1, 5))
+    bad = _tampered(diagnosis.proof, tmp_path, instance=(0, 5))
     assert proofs.verify(diagnostic_bundle, bad) is False
 
 

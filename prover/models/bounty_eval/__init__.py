@@ -338,6 +338,8 @@ def build_eval_bundle(
         records,
         options=BuildOptions(
             name=NAME,
+            # Hashed: a researcher commits to the Poseidon weights commitment before proving.
+            input_visibility="hashed",
             task="regression",
             tolerance=COUNT_TOLERANCE,
             ranges=check_ranges(
