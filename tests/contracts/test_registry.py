@@ -399,7 +399,9 @@ def test_verify_returns_the_hash_of_the_proofs_first_point(registry, chain, depl
         proof = committed_proof(*POINT, instances)
         assert proof == new_verifier.committedProofFor(*POINT, instances)
         commitment, outputs = registry.verify.call(DIAG_MODEL, 2, proof, instances)
-        expected = int.from_bytes(keccak(POINT[0].to_bytes(32, "big") + POINT[1].to_bytes(32, "big")))
+        expected = int.from_bytes(
+            keccak(POINT[0].to_bytes(32, "big") + POINT[1].to_bytes(32, "big"))
+        )
         assert (commitment, list(outputs)) == (expected, [out])
     # The mock binds the proof to its instances: another output is still a rejected proof.
     with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=2):
@@ -420,7 +422,9 @@ def test_verify_commitment_is_the_first_point_only(registry, chain, deployer, ne
     assert [(c, list(o)) for c, o in results] == [(point_commitment(head), values)] * 3
 
 
-@pytest.mark.parametrize("mode", [ACCEPT_ALL, REJECT_ALL], ids=["verifier-accepts", "verifier-rejects"])
+@pytest.mark.parametrize(
+    "mode", [ACCEPT_ALL, REJECT_ALL], ids=["verifier-accepts", "verifier-rejects"]
+)
 @pytest.mark.parametrize(
     "proof",
     [
