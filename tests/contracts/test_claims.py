@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from eth_utils import keccak
 
 from .conftest import code_hash, pool_of
