@@ -2,7 +2,8 @@
 pragma solidity ^0.8.28;
 
 /// @title Bn254Field
-/// @notice Encoding of signed fixed-point numbers as BN254 scalar field elements, as EZKL does for public outputs.
+/// @notice Encoding of signed fixed-point numbers as BN254 scalar field elements, as EZKL does for public outputs;
+/// also the base field modulus that bounds G1 point coordinates.
 /// @dev A signed value v is encoded as v when v >= 0 and as r - |v| when v < 0. Decoding treats the upper half of the
 /// field, x > (r - 1) / 2, as negative: value = -(r - x). Since r < 2^254, every decoded value fits in an int256.
 library Bn254Field {
@@ -11,6 +12,9 @@ library Bn254Field {
         21888242871839275222246405745257275088548364400416034343698204186575808495617;
     /// @dev (r - 1) / 2: the largest field element that decodes to a non-negative value.
     uint256 internal constant HALF_MODULUS = (MODULUS - 1) / 2;
+    /// @dev The BN254 base field modulus q (q > r): G1 point coordinates are canonical iff `< q`.
+    uint256 internal constant BASE_MODULUS =
+        21888242871839275222246405745257275088696311157297823662689037894645226208583;
 
     /// @dev `x` is not a canonical field element.
     error Bn254FieldNotInField(uint256 x);

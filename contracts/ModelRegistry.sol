@@ -12,7 +12,8 @@ import {
     IModelRegistryBatch,
     InstanceLayout,
     ModelStatus,
-    ModelVersion
+    ModelVersion,
+    PROOF_COMMITMENT
 } from "./interfaces/IModelRegistry.sol";
 
 /// @title ModelRegistry
@@ -64,8 +65,8 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
     error ModelRegistryVerifierHasNoCode(address verifier);
     /// @dev At registration, the verifier's code hash differs from the one the registrar audited.
     error ModelRegistryVerifierCodeHashMismatch(address verifier, bytes32 expected, bytes32 actual);
-    /// @dev The layout is empty, has no output, the input index or the output range does not fit the instances, the
-    /// input index lies inside the output range, or the scale is too large.
+    /// @dev The layout is empty, has no output, the input index (unless `PROOF_COMMITMENT`) or the output range does
+    /// not fit the instances, the input index lies inside the output range, or the scale is too large.
     error ModelRegistryInvalidLayout(
         uint16 instanceCount, uint16 inputIndex, uint16 outputIndex, uint16 outputCount, uint8 outputScale
     );
@@ -84,9 +85,10 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
     /// @param onnxSha256 sha256 of the ONNX model file.
     /// @param vkSha256 sha256 of the circuit's verifying key.
     /// @param layout Instance count, input-commitment index, output range (first index and count), output scale
-    /// (fractional bits). Requires `instanceCount > 0`, `inputIndex < instanceCount`, `outputCount >= 1`,
-    /// `outputIndex + outputCount <= instanceCount`, `inputIndex` outside the output range and
-    /// `outputScale <= MAX_OUTPUT_SCALE`.
+    /// (fractional bits). Requires `instanceCount > 0`, `outputCount >= 1`, `outputIndex + outputCount <=
+    /// instanceCount`, `outputScale <= MAX_OUTPUT_SCALE`, and either `inputIndex == PROOF_COMMITMENT` (the input
+    /// commitment is the proof's first G1 point; no instance holds it, so outputs may start at 0 and fill every
+    /// instance) or `inputIndex < instanceCount` outside the output range.
     function registerModel(
         bytes32 modelId,
         uint32 version,
@@ -127,8 +129,10 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
         uint256 input = layout.inputIndex;
         uint256 first = layout.outputIndex;
         uint256 end = first + layout.outputCount; // uint256: no uint16 overflow
+        // PROOF_COMMITMENT (65535) is >= every count, so it is the only out-of-range input index let through.
+        bool inputFits = input == PROOF_COMMITMENT || (input < count && (input < first || input >= end));
         if (
-            count == 0 || input >= count || layout.outputCount == 0 || end > count || (input >= first && input < end)
+            count == 0 || !inputFits || layout.outputCount == 0 || end > count
                 || layout.outputScale > MAX_OUTPUT_SCALE
         ) {
             revert ModelRegistryInvalidLayout(
@@ -186,7 +190,9 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
 
     /// @inheritdoc IModelRegistry
     /// @dev Checks, in order: registry not stopped; version registered and not revoked; instance count; every instance
-    /// `< r`; verifier code hash unchanged; then calls the verifier (revert or `false` -> `ModelRegistryProofRejected`).
+    /// `< r`; for a `PROOF_COMMITMENT` version, the proof's first G1 point canonical
+    /// (`ModelRegistryInputCommitmentNotCanonical(0)`); verifier code hash unchanged; then calls the verifier (revert
+    /// or `false` -> `ModelRegistryProofRejected`).
     function verify(bytes32 modelId, uint32 version, bytes calldata proof, uint256[] calldata instances)
         external
         returns (uint256 inputCommitment, int256[] memory outputs)
@@ -208,6 +214,11 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
             uint256 value = instances[i];
             if (value >= Bn254Field.MODULUS) revert ModelRegistryInstanceNotInField(i, value);
         }
+        {
+            // Same slot as above (warm). One branch on the instance path; `input < instanceCount` since registration.
+            uint256 input = entry.inputIndex;
+            inputCommitment = input == PROOF_COMMITMENT ? _proofCommitment(proof, 0) : instances[input];
+        }
         bytes32 registeredCodeHash = entry.verifierCodeHash;
         bytes32 currentCodeHash = verifier.codehash;
         if (currentCodeHash != registeredCodeHash) {
@@ -221,7 +232,6 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
             revert ModelRegistryProofRejected(modelId, version);
         }
 
-        inputCommitment = instances[entry.inputIndex];
         uint256 first = entry.outputIndex;
         uint256 outputCount = entry.outputCount;
         outputs = new int256[](outputCount);
@@ -233,8 +243,10 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
     /// @inheritdoc IModelRegistryBatch
     /// @dev Anyone may call it. Checks, in order: registry not stopped; version registered and not revoked; a batch
     /// verifier registered; a non-empty batch with as many instance vectors as proofs; every instance count and every
-    /// instance `< r`; the batch verifier's code hash unchanged; then one call to the batch verifier (any failure ->
-    /// `ModelRegistryBatchRejected` with the failing proof's index when the batch verifier names it).
+    /// instance `< r` and, for a `PROOF_COMMITMENT` version, every proof's first G1 point canonical
+    /// (`ModelRegistryInputCommitmentNotCanonical(i)`), proof by proof; the batch verifier's code hash unchanged; then
+    /// one call to the batch verifier (any failure -> `ModelRegistryBatchRejected` with the failing proof's index when
+    /// the batch verifier names it).
     function verifyBatch(bytes32 modelId, uint32 version, bytes[] calldata proofs, uint256[][] calldata instances)
         external
         view
@@ -246,14 +258,7 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
         uint256 n = proofs.length;
         if (n == 0 || instances.length != n) revert ModelRegistryInvalidBatch(n, instances.length);
         ModelVersion storage entry = _versions[modelId][version];
-        uint256 instanceCount = entry.instanceCount;
-        for (uint256 i; i < n; ++i) {
-            uint256[] calldata vector = instances[i];
-            if (vector.length != instanceCount) revert ModelRegistryInstanceCountMismatch(instanceCount, vector.length);
-            for (uint256 k; k < instanceCount; ++k) {
-                if (vector[k] >= Bn254Field.MODULUS) revert ModelRegistryInstanceNotInField(k, vector[k]);
-            }
-        }
+        inputCommitments = _checkBatch(entry, proofs, instances);
         bytes32 currentCodeHash = batch.verifier.codehash;
         if (currentCodeHash != batch.codeHash) {
             revert ModelRegistryVerifierCodeChanged(batch.verifier, batch.codeHash, currentCodeHash);
@@ -265,29 +270,71 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
             revert ModelRegistryBatchRejected(modelId, version, _failedIndex(ok, ret));
         }
 
-        return _decodeBatch(entry, instances);
+        outputs = _decodeBatch(entry, instances);
     }
 
-    /// @dev Every proof's input commitment and decoded outputs, per the version's layout.
+    /// @dev Checks every instance vector of a batch (count, every instance `< r`) and returns every proof's input
+    /// commitment: its instance at `inputIndex`, or for a `PROOF_COMMITMENT` version the hash of its first G1 point
+    /// (checked canonical here, before the batch verifier sees the proof).
+    function _checkBatch(ModelVersion storage entry, bytes[] calldata proofs, uint256[][] calldata instances)
+        private
+        view
+        returns (uint256[] memory inputCommitments)
+    {
+        uint256 n = instances.length;
+        uint256 instanceCount = entry.instanceCount;
+        uint256 input = entry.inputIndex;
+        inputCommitments = new uint256[](n);
+        for (uint256 i; i < n; ++i) {
+            uint256[] calldata vector = instances[i];
+            if (vector.length != instanceCount) revert ModelRegistryInstanceCountMismatch(instanceCount, vector.length);
+            for (uint256 k; k < instanceCount; ++k) {
+                if (vector[k] >= Bn254Field.MODULUS) revert ModelRegistryInstanceNotInField(k, vector[k]);
+            }
+            inputCommitments[i] = input == PROOF_COMMITMENT ? _proofCommitment(proofs[i], i) : vector[input];
+        }
+    }
+
+    /// @dev Every proof's decoded outputs, per the version's layout.
     function _decodeBatch(ModelVersion storage entry, uint256[][] calldata instances)
         private
         view
-        returns (uint256[] memory inputCommitments, int256[][] memory outputs)
+        returns (int256[][] memory outputs)
     {
         uint256 n = instances.length;
-        uint256 input = entry.inputIndex;
         uint256 first = entry.outputIndex;
         uint256 outputCount = entry.outputCount;
-        inputCommitments = new uint256[](n);
         outputs = new int256[][](n);
         for (uint256 i; i < n; ++i) {
             uint256[] calldata vector = instances[i];
-            inputCommitments[i] = vector[input];
             int256[] memory decoded = new int256[](outputCount);
             for (uint256 k; k < outputCount; ++k) {
                 decoded[k] = Bn254Field.toSigned(vector[first + k]);
             }
             outputs[i] = decoded;
+        }
+    }
+
+    /// @dev The input commitment of a `PROOF_COMMITMENT` version: `uint256(keccak256(proof[0:64]))`, the hash of the
+    /// proof's first G1 point (EZKL's unblinded KZG commitment to the input column; x then y, 32 bytes big-endian).
+    /// Reverts with `ModelRegistryInputCommitmentNotCanonical(proofIndex)` when the proof is shorter than 64 bytes or a
+    /// coordinate is `>= q`: `x + q` would otherwise encode the same point under another hash.
+    function _proofCommitment(bytes calldata proof, uint256 proofIndex) private pure returns (uint256 commitment) {
+        if (proof.length < 64) revert ModelRegistryInputCommitmentNotCanonical(proofIndex);
+        uint256 x;
+        uint256 y;
+        assembly ("memory-safe") {
+            x := calldataload(proof.offset)
+            y := calldataload(add(proof.offset, 0x20))
+        }
+        if (x >= Bn254Field.BASE_MODULUS || y >= Bn254Field.BASE_MODULUS) {
+            revert ModelRegistryInputCommitmentNotCanonical(proofIndex);
+        }
+        assembly ("memory-safe") {
+            // scratch space (0x00-0x3f): no allocation
+            mstore(0x00, x)
+            mstore(0x20, y)
+            commitment := keccak256(0x00, 0x40)
         }
     }
 
@@ -326,6 +373,17 @@ contract ModelRegistry is AccessControl, IModelRegistry, IModelRegistryBatch {
     /// @notice The BN254 scalar field modulus r; every public instance must be `< r`.
     function fieldModulus() external pure returns (uint256) {
         return Bn254Field.MODULUS;
+    }
+
+    /// @notice The `InstanceLayout.inputIndex` that marks a version whose input commitment is the proof's first G1
+    /// point (`PROOF_COMMITMENT` = `type(uint16).max`): `verify` then returns `uint256(keccak256(proof[0:64]))`.
+    function proofCommitmentIndex() external pure returns (uint16) {
+        return PROOF_COMMITMENT;
+    }
+
+    /// @notice The BN254 base field modulus q; a `PROOF_COMMITMENT` proof's first point needs both coordinates `< q`.
+    function baseFieldModulus() external pure returns (uint256) {
+        return Bn254Field.BASE_MODULUS;
     }
 
     /// @notice Decodes a field element to the signed fixed-point integer it encodes (x > (r-1)/2 is negative).

@@ -8,13 +8,23 @@ enum ModelStatus {
     Revoked
 }
 
+/// @dev `InstanceLayout.inputIndex` value meaning "the input commitment is in the proof, not an instance".
+/// For a model built with EZKL `input_visibility = "polycommit"` the (salted) input column is committed with an
+/// unblinded KZG commitment that is the proof's first G1 point: `proof[0:64]` = x then y, each 32 bytes big-endian.
+/// The registry then returns `uint256(keccak256(proof[0:64]))` as the input commitment, and refuses a proof shorter
+/// than 64 bytes or with a coordinate `>= q` (the BN254 base field modulus) with
+/// `ModelRegistryInputCommitmentNotCanonical`, so that one point has one encoding and so one commitment.
+uint16 constant PROOF_COMMITMENT = type(uint16).max;
+
 /// @notice Where a model version's values sit in its public instance vector, and the outputs' fixed-point scale.
 /// @dev The model's outputs are `instances[outputIndex .. outputIndex + outputCount)`, all at the same scale; the
-/// input commitment is one instance outside that range.
+/// input commitment is one instance outside that range, or, when `inputIndex == PROOF_COMMITMENT`, the hash of the
+/// proof's first G1 point (then every instance may be an output).
 /// Diagnostic model: `instances = [inputCommitment, logit]` -> {instanceCount: 2, inputIndex: 0, outputIndex: 1,
 /// outputCount: 1}. A 10-class CNN: `[inputCommitment, logit0, ..., logit9]` -> {11, 0, 1, 10}. Evaluation circuit:
 /// `[benchmarkCommitment, labelsCommitment, weightsCommitment, metric]` -> {4, 0, 3, 1}; the bounty stores the
-/// weights- and labels-commitment indices itself. `outputScale` is the number of fractional bits:
+/// weights- and labels-commitment indices itself. A `polycommit` diagnostic model: `instances = [logit]` ->
+/// {1, PROOF_COMMITMENT, 0, 1}. `outputScale` is the number of fractional bits:
 /// value = signed(x) / 2^outputScale.
 struct InstanceLayout {
     uint16 instanceCount;
@@ -59,13 +69,17 @@ interface IModelRegistryErrors {
     error ModelRegistryVerifierCodeChanged(address verifier, bytes32 registered, bytes32 current);
     /// @dev The verifier rejected the proof (it reverted or returned false).
     error ModelRegistryProofRejected(bytes32 modelId, uint32 version);
+    /// @dev For a `PROOF_COMMITMENT` version: proof `proofIndex` (0 for `verify`, its batch index for `verifyBatch`)
+    /// is shorter than 64 bytes or its first G1 point has a coordinate `>= q` (not canonically encoded).
+    error ModelRegistryInputCommitmentNotCanonical(uint256 proofIndex);
 }
 
 /// @title IModelRegistry
 /// @notice Registry of model versions and their generated Halo2 verifiers; single entry point for proof verification.
 interface IModelRegistry is IModelRegistryErrors {
     /// @notice Verifies `proof` for a model version; reverts with a named error on any failure, never returns false.
-    /// @return inputCommitment The instance at the version's `inputIndex` (e.g. the Poseidon commitment to the input).
+    /// @return inputCommitment The instance at the version's `inputIndex` (e.g. the Poseidon commitment to the input),
+    /// or `uint256(keccak256(proof[0:64]))` when `inputIndex == PROOF_COMMITMENT` (the input's KZG commitment).
     /// @return outputs The `outputCount` instances from `outputIndex` on, in order, each decoded from the field to a
     /// signed fixed-point integer (`outputs[k]` is output `k` of the model).
     function verify(bytes32 modelId, uint32 version, bytes calldata proof, uint256[] calldata instances)
@@ -105,7 +119,7 @@ interface IModelRegistryBatchErrors {
 /// verifier. Kept apart from `IModelRegistryErrors` so that contracts which only call `verify` keep their ABI.
 interface IModelRegistryBatch is IModelRegistryBatchErrors {
     /// @notice Verifies `proofs[i]` with `instances[i]` for every i through the version's batch verifier; all or none.
-    /// @return inputCommitments The instance at the version's `inputIndex` of every proof.
+    /// @return inputCommitments Per proof, its input commitment (as `IModelRegistry.verify` returns it).
     /// @return outputs Per proof, its decoded outputs (as `IModelRegistry.verify` returns them).
     function verifyBatch(bytes32 modelId, uint32 version, bytes[] calldata proofs, uint256[][] calldata instances)
         external

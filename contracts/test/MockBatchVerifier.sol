@@ -6,7 +6,8 @@ import {IHalo2BatchVerifier} from "../interfaces/IHalo2BatchVerifier.sol";
 /// @title MockBatchVerifier
 /// @notice Test stand-in for a generated batch verifier: answers as its mode says (setting the mode changes storage,
 /// not code, so the registered code hash stays valid). In `Pattern` mode proof i is valid iff it is MockVerifier's
-/// `proofFor(instances[i])`; the first invalid one is named with `Halo2BatchVerifierProofRejected(i)`.
+/// `proofFor(instances[i])`, in `Committed` mode iff it is MockVerifier's `committedProofFor(x, y, instances[i])`;
+/// the first invalid one is named with `Halo2BatchVerifierProofRejected(i)`.
 contract MockBatchVerifier is IHalo2BatchVerifier {
     /// @notice How the mock answers.
     enum Mode {
@@ -15,7 +16,8 @@ contract MockBatchVerifier is IHalo2BatchVerifier {
         FailPairing, // Halo2BatchVerifierPairingFailed()
         ReturnFalse,
         RevertEmpty,
-        Pattern
+        Pattern,
+        Committed
     }
 
     /// @notice Tag prefixed to every valid mock proof (as in MockVerifier).
@@ -47,6 +49,17 @@ contract MockBatchVerifier is IHalo2BatchVerifier {
                 bytes calldata proof = proofs[i];
                 bool ok = proof.length == 64 && bytes32(proof[0:32]) == PROOF_TAG
                     && bytes32(proof[32:64]) == keccak256(abi.encode(instances[i]));
+                if (!ok) revert Halo2BatchVerifierProofRejected(i);
+            }
+        }
+        if (mode == Mode.Committed) {
+            for (uint256 i; i < proofs.length; ++i) {
+                bytes calldata proof = proofs[i];
+                bool ok = proof.length == 96
+                    && bytes32(proof[64:96])
+                        == keccak256(
+                            abi.encode(uint256(bytes32(proof[0:32])), uint256(bytes32(proof[32:64])), instances[i])
+                        );
                 if (!ok) revert Halo2BatchVerifierProofRejected(i);
             }
         }

@@ -6,7 +6,9 @@ import {IHalo2Verifier} from "../interfaces/IHalo2Verifier.sol";
 /// @title MockVerifier
 /// @notice Test stand-in for the EZKL Halo2 verifier. In `Pattern` mode a proof is valid iff it equals
 /// `proofFor(instances)` = `keccak256("zkcare.mock-proof") ++ keccak256(abi.encode(instances))`, so a proof is bound
-/// to its instances like a real one. Other modes force an answer. Failures `revert(0, 0)` like the generated verifier.
+/// to its instances like a real one. In `Committed` mode (a `polycommit` model, whose proof starts with its input's
+/// KZG commitment) a proof is valid iff it equals `committedProofFor(x, y, instances)` = `x ++ y ++
+/// keccak256(abi.encode(x, y, instances))`: bound to its first G1 point and its instances. Other modes force an answer. Failures `revert(0, 0)` like the generated verifier.
 contract MockVerifier is IHalo2Verifier {
     /// @notice How the mock answers.
     enum Mode {
@@ -16,7 +18,8 @@ contract MockVerifier is IHalo2Verifier {
         ReturnFalse,
         ReturnShort, // one byte of return data: not an ABI bool
         ReturnNonBool, // a 32-byte word equal to 2: not an ABI bool
-        BurnGas // spends all the gas it is given (a claim too heavy for its batch stipend)
+        BurnGas, // spends all the gas it is given (a claim too heavy for its batch stipend)
+        Committed
     }
 
     /// @notice Tag prefixed to every valid mock proof.
@@ -42,6 +45,15 @@ contract MockVerifier is IHalo2Verifier {
     /// @notice The proof the mock accepts (in `Pattern` mode) for `instances`.
     function proofFor(uint256[] calldata instances) external pure returns (bytes memory) {
         return abi.encodePacked(PROOF_TAG, keccak256(abi.encode(instances)));
+    }
+
+    /// @notice The proof the mock accepts (in `Committed` mode) for the first G1 point (x, y) and `instances`.
+    function committedProofFor(uint256 x, uint256 y, uint256[] calldata instances)
+        external
+        pure
+        returns (bytes memory)
+    {
+        return abi.encodePacked(x, y, keccak256(abi.encode(x, y, instances)));
     }
 
     /// @inheritdoc IHalo2Verifier
@@ -71,6 +83,10 @@ contract MockVerifier is IHalo2Verifier {
         if (mode_ == Mode.Pattern) {
             ok = proof.length == 64 && bytes32(proof[0:32]) == PROOF_TAG
                 && bytes32(proof[32:64]) == keccak256(abi.encode(instances));
+        } else if (mode_ == Mode.Committed) {
+            ok = proof.length == 96
+                && bytes32(proof[64:96])
+                    == keccak256(abi.encode(uint256(bytes32(proof[0:32])), uint256(bytes32(proof[32:64])), instances));
         }
         for (uint256 i; i < instances.length; ++i) {
             if (instances[i] >= _R) ok = false;

@@ -254,6 +254,11 @@ CLAIM_SETTLEMENT_ABI: list[dict[str, Any]] = [
         "type": "error",
     },
     {
+        "inputs": [{"name": "proofIndex", "type": "uint256"}],
+        "name": "ModelRegistryInputCommitmentNotCanonical",
+        "type": "error",
+    },
+    {
         "inputs": [{"name": "expected", "type": "uint256"}, {"name": "actual", "type": "uint256"}],
         "name": "ModelRegistryInstanceCountMismatch",
         "type": "error",

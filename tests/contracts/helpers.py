@@ -54,6 +54,27 @@ def mock_proof(instances: list[int]) -> bytes:
     return MOCK_PROOF_TAG + keccak(abi_encode(["uint256[]"], [instances]))
 
 
+#: ``InstanceLayout.inputIndex`` of a version whose input commitment is the proof's first G1
+#: point (IModelRegistry.sol's ``PROOF_COMMITMENT``, ``type(uint16).max``).
+PROOF_COMMITMENT = 2**16 - 1
+#: BN254 base field modulus q: a G1 coordinate is canonical iff < q.
+BN254_Q = 21888242871839275222246405745257275088696311157297823662689037894645226208583
+#: MockVerifier.Mode.AcceptAll / Committed, MockBatchVerifier.Mode.AcceptAll / Committed
+ACCEPT_ALL, COMMITTED, BATCH_ACCEPT_ALL, BATCH_COMMITTED = 1, 7, 0, 6
+
+
+def committed_proof(x: int, y: int, instances: list[int]) -> bytes:
+    """MockVerifier's ``committedProofFor``: first G1 point (x, y), then a tag bound to it and
+    to ``instances`` (what the mocks accept in ``Committed`` mode)."""
+    tag = keccak(abi_encode(["uint256", "uint256", "uint256[]"], [x, y, instances]))
+    return x.to_bytes(32, "big") + y.to_bytes(32, "big") + tag
+
+
+def point_commitment(proof: bytes) -> int:
+    """The input commitment of a ``PROOF_COMMITMENT`` version: keccak256 of ``proof[0:64]``."""
+    return int.from_bytes(keccak(proof[:64]), "big")
+
+
 def context_instances(
     weights: int, metric: int, context: int, context_scale: int = CONTEXT_SCALE
 ) -> list[int]:

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import pytest
+from eth_utils import keccak
 
-from .conftest import pool_of
+from .conftest import code_hash, pool_of
 from .eip712 import attestation, attestation_digest, sign_attestation
 from .helpers import (
     AT_LEAST,
     AT_MOST,
+    COMMITTED,
     DIAG_MODEL,
     ETH,
     EVAL_MODEL,
     FIELD_MODULUS,
     ONE,
+    ONNX_SHA,
+    OUTPUT_SCALE,
+    PROOF_COMMITMENT,
+    VK_SHA,
     b32,
+    committed_proof,
     encode_signed,
     events,
     mock_proof,
+    point_commitment,
     reverts,
 )
 
@@ -675,3 +683,54 @@ def test_batch_hook_is_self_only(settlement, eth_setup, make_claim, stranger):
     _, _, policy_id = eth_setup
     with reverts(settlement.ClaimSettlementOnlySelf):
         settlement.settleFromBatch(make_claim(policy_id).as_tuple(), sender=stranger)
+
+
+def test_claim_on_a_proof_commitment_version(
+    project,
+    settlement,
+    registry,
+    chain,
+    deployer,
+    make_pool,
+    make_product,
+    make_policy,
+    make_claim,
+    patient,
+    relayer,
+):
+    """A `polycommit` version (input commitment = keccak256 of the proof's first G1 point): the
+    claim pays when the hospital attested that hash, and is refused when it attested anything
+    else (the output instance, or a hash of the whole proof)."""
+    mock = deployer.deploy(project.MockVerifier)
+    mock.setMode(COMMITTED, sender=deployer)
+    layout = (1, PROOF_COMMITMENT, 0, 1, OUTPUT_SCALE)
+    registry.registerModel(
+        DIAG_MODEL, 2, mock, code_hash(chain, mock), ONNX_SHA, VK_SHA, layout, sender=deployer
+    )
+    policy_id = make_policy(make_product(make_pool(), version=2))
+    instances = [encode_signed(ONE)]
+    proof = committed_proof(0xC0FFEE, 0xBEEF, instances)
+    proven = point_commitment(proof)
+
+    for attested in (instances[0], int.from_bytes(keccak(proof), "big") >> 8):
+        wrong = make_claim(policy_id, commitment=attested, instances=instances, proof=proof)
+        with reverts(
+            settlement.ClaimSettlementCommitmentMismatch, attested=attested, proven=proven
+        ):
+            settlement.submitClaim(wrong.as_tuple(), sender=relayer)
+    short = make_claim(policy_id, commitment=proven, instances=instances, proof=proof[:63])
+    with reverts(settlement.ModelRegistryInputCommitmentNotCanonical, proofIndex=0):
+        settlement.submitClaim(short.as_tuple(), sender=relayer)
+
+    claim = make_claim(policy_id, commitment=proven, instances=instances, proof=proof)
+    before = patient.balance
+    receipt = settlement.submitClaim(claim.as_tuple(), sender=relayer)
+    [paid] = events(receipt, settlement, "ClaimPaid")
+    assert (paid.claimId, paid.policyId, paid.holder, paid.amount) == (
+        1,
+        policy_id,
+        patient.address,
+        E18,
+    )
+    assert patient.balance - before == E18
+    assert settlement.claimOfCommitment(policy_id, proven) == 1

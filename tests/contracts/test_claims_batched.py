@@ -12,7 +12,22 @@ from typing import Any
 import pytest
 
 from .conftest import code_hash
-from .helpers import DIAG_MODEL, ETH, EVAL_MODEL, ONE, events, reverts
+from .helpers import (
+    BATCH_COMMITTED,
+    DIAG_MODEL,
+    ETH,
+    EVAL_MODEL,
+    ONE,
+    ONNX_SHA,
+    OUTPUT_SCALE,
+    PROOF_COMMITMENT,
+    VK_SHA,
+    committed_proof,
+    encode_signed,
+    events,
+    point_commitment,
+    reverts,
+)
 
 E18 = 10**18
 PATTERN = 5  # MockBatchVerifier.Mode.Pattern
@@ -373,3 +388,50 @@ def test_batched_settlement_gas_around_the_verifier(
     print(f"\nper claim: submitClaims {per_loop:.0f}, submitClaimsBatched {per_batch:.0f}")
     assert len(events(batched, settlement, "ClaimPaid")) == 5
     assert per_batch < per_loop
+
+
+def test_batched_claims_on_a_proof_commitment_version(
+    project,
+    settlement,
+    registry,
+    chain,
+    deployer,
+    make_pool,
+    make_product,
+    make_policy,
+    make_claim,
+    relayer,
+):
+    """Layout {1, PROOF_COMMITMENT, 0, 1}: each claim is bound to keccak256 of its own proof's
+    first G1 point; attestations swapped between two claims fail the batch with the mismatch."""
+    single = deployer.deploy(project.MockVerifier)
+    layout = (1, PROOF_COMMITMENT, 0, 1, OUTPUT_SCALE)
+    registry.registerModel(
+        DIAG_MODEL, 2, single, code_hash(chain, single), ONNX_SHA, VK_SHA, layout, sender=deployer
+    )
+    mock = deployer.deploy(project.MockBatchVerifier)
+    mock.setMode(BATCH_COMMITTED, 0, sender=deployer)
+    registry.registerBatchVerifier(DIAG_MODEL, 2, mock, code_hash(chain, mock), sender=deployer)
+    policy_id = make_policy(make_product(make_pool(), version=2))
+    instances = [[encode_signed(ONE)], [encode_signed(-ONE)]]
+    proofs = [committed_proof(5, 6, instances[0]), committed_proof(7, 8, instances[1])]
+    proven = [point_commitment(p) for p in proofs]
+
+    swapped = [
+        make_claim(policy_id, commitment=proven[1 - i], instances=instances[i], proof=proofs[i])
+        for i in range(2)
+    ]
+    with reverts(
+        settlement.ClaimSettlementCommitmentMismatch, attested=proven[1], proven=proven[0]
+    ):
+        settlement.submitClaimsBatched(tuples(*swapped), sender=relayer)
+    assert_untouched(settlement, *swapped)
+
+    claims = [
+        make_claim(policy_id, commitment=proven[i], instances=instances[i], proof=proofs[i])
+        for i in range(2)
+    ]
+    receipt = settlement.submitClaimsBatched(tuples(*claims), sender=relayer)
+    assert [(e.claimId, e.amount) for e in events(receipt, settlement, "ClaimPaid")] == [(1, E18)]
+    assert [e.claimId for e in events(receipt, settlement, "ClaimDenied")] == [2]
+    assert [settlement.claimOfCommitment(policy_id, c) for c in proven] == [1, 2]

@@ -9,13 +9,17 @@ from hypothesis import strategies as st
 
 from .conftest import code_hash
 from .helpers import (
+    ACCEPT_ALL,
     ACTIVE,
+    BN254_Q,
+    COMMITTED,
     DIAG_MODEL,
     ETH,
     FIELD_MODULUS,
     HALF_MODULUS,
     ONNX_SHA,
     OUTPUT_SCALE,
+    PROOF_COMMITMENT,
     REJECT_ALL,
     RETURN_FALSE,
     RETURN_NON_BOOL,
@@ -23,10 +27,12 @@ from .helpers import (
     REVOKED,
     UNREGISTERED,
     VK_SHA,
+    committed_proof,
     decode_signed,
     encode_signed,
     events,
     mock_proof,
+    point_commitment,
     reverts,
 )
 
@@ -320,6 +326,136 @@ def test_verify_proof_rejected(registry, deployer, verifier, how):
         verifier.setMode(RETURN_NON_BOOL, sender=deployer)
     with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=1):
         registry.verify(DIAG_MODEL, 1, proof, instances, sender=deployer)
+
+
+# ------------------------------------------------------------------------------------------ proof commitment
+
+PC = PROOF_COMMITMENT
+#: A `polycommit` diagnostic model: the single instance is the output.
+PC_LAYOUT = (1, PC, 0, 1, OUTPUT_SCALE)
+#: A first G1 point with coordinates well inside the base field (the mocks do not check the curve).
+POINT = (0x1234, 0x5678)
+
+
+def test_proof_commitment_constants(registry):
+    assert registry.proofCommitmentIndex() == PC == 2**16 - 1
+    assert registry.baseFieldModulus() == BN254_Q > FIELD_MODULUS
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [PC_LAYOUT, (3, PC, 0, 3, 14), (3, PC, 1, 2, 0), (2**16 - 1, PC, 0, 2**16 - 1, 128)],
+    ids=["one-output-at-0", "every-instance-an-output", "gap-before-outputs", "widest"],
+)
+def test_register_accepts_proof_commitment_layouts(registry, chain, deployer, new_verifier, layout):
+    receipt = register(registry, chain, deployer, new_verifier, layout=layout)
+    assert tuple(events(receipt, registry, "ModelRegistered")[0].layout) == layout
+    rec = registry.getModelVersion(DIAG_MODEL, 2)
+    assert (rec.instanceCount, rec.inputIndex, rec.outputIndex, rec.outputCount) == layout[:4]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        (0, PC, 0, 1, 14),
+        (1, PC, 0, 0, 14),
+        (1, PC, 1, 1, 14),
+        (2, PC, 1, 2, 14),
+        (1, PC, 0, 1, 129),
+        (2**16 - 1, PC, 2**16 - 1, 2**16 - 1, 14),
+        (2, PC - 1, 0, 1, 14),
+    ],
+    ids=[
+        "empty",
+        "no-output",
+        "output-out-of-range",
+        "outputs-past-the-end",
+        "scale-too-large",
+        "output-range-overflows-uint16",
+        "index-below-the-marker-out-of-range",
+    ],
+)
+def test_register_rejects_invalid_proof_commitment_layouts(
+    registry, chain, deployer, new_verifier, layout
+):
+    count, inp, out, out_count, scale = layout
+    with reverts(
+        registry.ModelRegistryInvalidLayout,
+        instanceCount=count,
+        inputIndex=inp,
+        outputIndex=out,
+        outputCount=out_count,
+        outputScale=scale,
+    ):
+        register(registry, chain, deployer, new_verifier, layout=layout)
+
+
+def test_verify_returns_the_hash_of_the_proofs_first_point(registry, chain, deployer, new_verifier):
+    """The commitment is keccak256(proof[0:64]); outputs are decoded from instance 0 on."""
+    new_verifier.setMode(COMMITTED, sender=deployer)
+    register(registry, chain, deployer, new_verifier, layout=PC_LAYOUT)
+    for out in (0, -1, 3 << OUTPUT_SCALE, -HALF_MODULUS):
+        instances = [encode_signed(out)]
+        proof = committed_proof(*POINT, instances)
+        assert proof == new_verifier.committedProofFor(*POINT, instances)
+        commitment, outputs = registry.verify.call(DIAG_MODEL, 2, proof, instances)
+        expected = int.from_bytes(
+            keccak(POINT[0].to_bytes(32, "big") + POINT[1].to_bytes(32, "big"))
+        )
+        assert (commitment, list(outputs)) == (expected, [out])
+    # The mock binds the proof to its instances: another output is still a rejected proof.
+    with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=2):
+        registry.verify(DIAG_MODEL, 2, proof, [encode_signed(1)], sender=deployer)
+
+
+def test_verify_commitment_is_the_first_point_only(registry, chain, deployer, new_verifier):
+    """Two proofs of the same input share their first 64 bytes (and so the commitment); the
+    blinded rest differs. Several outputs, all instances: decoded in order."""
+    new_verifier.setMode(ACCEPT_ALL, sender=deployer)
+    register(registry, chain, deployer, new_verifier, layout=(3, PC, 0, 3, OUTPUT_SCALE))
+    values = [-(2 << OUTPUT_SCALE), 0, HALF_MODULUS]
+    instances = [encode_signed(v) for v in values]
+    head = (BN254_Q - 1).to_bytes(32, "big") * 2  # the largest canonical coordinates
+    first = head + keccak(text="blinding 1") * 70
+    second = head + keccak(text="blinding 2") * 70
+    results = [registry.verify.call(DIAG_MODEL, 2, p, instances) for p in (first, second, head)]
+    assert [(c, list(o)) for c, o in results] == [(point_commitment(head), values)] * 3
+
+
+@pytest.mark.parametrize(
+    "mode", [ACCEPT_ALL, REJECT_ALL], ids=["verifier-accepts", "verifier-rejects"]
+)
+@pytest.mark.parametrize(
+    "proof",
+    [
+        b"",
+        committed_proof(*POINT, [1])[:63],
+        committed_proof(BN254_Q, POINT[1], [1]),
+        committed_proof(POINT[0], BN254_Q, [1]),
+        committed_proof(POINT[0] + BN254_Q, POINT[1], [1]),
+        committed_proof(2**256 - 1, POINT[1], [1]),
+        committed_proof(POINT[0], 2**256 - 1, [1]),
+    ],
+    ids=["empty", "63-bytes", "x-is-q", "y-is-q", "x-plus-q", "huge-x", "huge-y"],
+)
+def test_verify_refuses_a_non_canonical_first_point(
+    registry, chain, deployer, new_verifier, proof, mode
+):
+    """Refused by the registry itself, before the verifier: whatever the verifier would answer."""
+    new_verifier.setMode(mode, sender=deployer)
+    register(registry, chain, deployer, new_verifier, layout=PC_LAYOUT)
+    with reverts(registry.ModelRegistryInputCommitmentNotCanonical, proofIndex=0):
+        registry.verify(DIAG_MODEL, 2, proof, [1], sender=deployer)
+
+
+def test_instance_path_does_not_read_the_proof(registry, deployer):
+    """An `inputIndex < instanceCount` version: a short proof reaches the verifier (rejected there),
+    and the commitment is the instance, not a hash of the proof."""
+    instances = [FIELD_MODULUS - 1, 5]
+    with reverts(registry.ModelRegistryProofRejected, modelId=DIAG_MODEL, version=1):
+        registry.verify(DIAG_MODEL, 1, b"\x01" * 63, instances, sender=deployer)
+    commitment, _ = registry.verify.call(DIAG_MODEL, 1, mock_proof(instances), instances)
+    assert commitment == FIELD_MODULUS - 1 != point_commitment(mock_proof(instances))
 
 
 # ------------------------------------------------------------------------------------------ field decoding

@@ -16,7 +16,22 @@ from prover.zk.circuit import Bundle
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash
-from .helpers import DIAG_MODEL, FIELD_MODULUS, ONE, ONNX_SHA, OUTPUT_SCALE, VK_SHA, events, reverts
+from .helpers import (
+    BATCH_ACCEPT_ALL,
+    BATCH_COMMITTED,
+    BN254_Q,
+    DIAG_MODEL,
+    FIELD_MODULUS,
+    ONE,
+    ONNX_SHA,
+    OUTPUT_SCALE,
+    PROOF_COMMITMENT,
+    VK_SHA,
+    committed_proof,
+    events,
+    point_commitment,
+    reverts,
+)
 
 NO_INDEX = 2**256 - 1
 ACCEPT, REJECT_PROOF, FAIL_PAIRING, RETURN_FALSE, REVERT_EMPTY = range(5)
@@ -280,6 +295,86 @@ def test_verify_batch_rejects_changed_batch_verifier_code(
         verifier=with_batch.address,
         registered=registered,
         current=code_hash(chain, with_batch),
+    )
+
+
+# ------------------------------------------------------------------------------ proof commitment
+
+PC_INSTANCES = [[ONE], [FIELD_MODULUS - ONE]]
+PC_PROOFS = [committed_proof(1, 2, PC_INSTANCES[0]), committed_proof(3, 4, PC_INSTANCES[1])]
+
+
+@pytest.fixture
+def registry_batch_committed(project, registry, chain, deployer):
+    """DIAG_MODEL v2 with layout {1, PROOF_COMMITMENT, 0, 1} and a MockBatchVerifier in Committed
+    mode (proof i valid iff bound to its first point and instances[i])."""
+    single = deployer.deploy(project.MockVerifier)
+    registry.registerModel(
+        DIAG_MODEL,
+        2,
+        single,
+        code_hash(chain, single),
+        ONNX_SHA,
+        VK_SHA,
+        (1, PROOF_COMMITMENT, 0, 1, OUTPUT_SCALE),
+        sender=deployer,
+    )
+    mock = deployer.deploy(project.MockBatchVerifier)
+    mock.setMode(BATCH_COMMITTED, 0, sender=deployer)
+    registry.registerBatchVerifier(DIAG_MODEL, 2, mock, code_hash(chain, mock), sender=deployer)
+    return mock
+
+
+def test_verify_batch_returns_each_proofs_own_commitment(registry, registry_batch_committed):
+    commitments, outputs = registry.verifyBatch(DIAG_MODEL, 2, PC_PROOFS, PC_INSTANCES)
+    expected = [point_commitment(p) for p in PC_PROOFS]
+    assert expected[0] != expected[1]
+    assert list(commitments) == expected
+    assert [list(o) for o in outputs] == [[ONE], [-ONE]]
+    swapped_commitments, swapped_outputs = registry.verifyBatch(
+        DIAG_MODEL, 2, PC_PROOFS[::-1], PC_INSTANCES[::-1]
+    )
+    assert list(swapped_commitments) == expected[::-1]
+    assert [list(o) for o in swapped_outputs] == [[-ONE], [ONE]]
+    # Proofs swapped against their instances: the (mock) batch verifier names proof 0.
+    call_reverts(
+        registry,
+        "ModelRegistryBatchRejected",
+        "verifyBatch",
+        DIAG_MODEL,
+        2,
+        PC_PROOFS[::-1],
+        PC_INSTANCES,
+        modelId=DIAG_MODEL,
+        version=2,
+        index=0,
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        PC_PROOFS[1][:63],
+        committed_proof(BN254_Q, 4, PC_INSTANCES[1]),
+        committed_proof(3, BN254_Q, PC_INSTANCES[1]),
+        committed_proof(3, 2**256 - 1, PC_INSTANCES[1]),
+    ],
+    ids=["63-bytes", "x-is-q", "y-is-q", "huge-y"],
+)
+def test_verify_batch_refuses_a_non_canonical_first_point_by_index(
+    registry, registry_batch_committed, deployer, bad
+):
+    """Refused by the registry before the batch verifier (here one that accepts anything)."""
+    registry_batch_committed.setMode(BATCH_ACCEPT_ALL, 0, sender=deployer)
+    call_reverts(
+        registry,
+        "ModelRegistryInputCommitmentNotCanonical",
+        "verifyBatch",
+        DIAG_MODEL,
+        2,
+        [PC_PROOFS[0], bad],
+        PC_INSTANCES,
+        proofIndex=1,
     )
 
 
