@@ -1,8 +1,8 @@
 """Any-model benchmark: zkcare's ``build_model`` (auto-tuned) vs EZKL's own calibration.
 
 For each test model of ``tests/toolkit/zoo.py`` (a regression MLP, an 8×8 CNN, a grouped-input
-MLP) the same run measures three circuits of the *same salted graph* (record + 6 salt limbs,
-hashed input, fixed parameters, public outputs):
+MLP) the same run measures three circuits of the *same salted graph* (record + 11 salt limbs,
+KZG-committed ``polycommit`` input — the toolkit's default —, fixed parameters, public outputs):
 
 * ``auto``: :func:`prover.models.build.build_model` (salting, settings search, bundle, card);
 * ``ezkl_resources`` / ``ezkl_accuracy``: ``gen_settings`` (visibility only, EZKL's defaults
@@ -17,7 +17,7 @@ is recorded with its error text; the run goes on.
 EZKL's calibration is first run on rows salted with limbs of 2**24 - 1 (so the circuit takes
 any salt). When that fails (EZKL's default input range check, 2 × 14-bit legs, cannot hold
 2**24 at its scales) the failure is recorded and it is calibrated again with zero limbs (same
-graph, same Poseidon width, same cost); ``salt_limb_bits_accepted`` then says how wide a limb
+graph, same committed width, same cost); ``salt_limb_bits_accepted`` then says how wide a limb
 that circuit still takes. Its build time includes the failed attempt, not dev SRS generation.
 """
 
@@ -53,7 +53,10 @@ from prover.models.preprocess import Preprocessor
 from prover.zk import ezkl_api, tuning
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec
-from prover.zk.commitment import MAX_SALT_LIMB, SALT_LIMB_BITS, SALT_LIMBS, new_salt
+from prover.zk.commitment import KZG_SALT_LIMBS, MAX_SALT_LIMB, SALT_LIMB_BITS, new_salt
+
+#: The salt limbs of a polycommit input (what ``build_model`` uses by default).
+SALT_LIMBS = KZG_SALT_LIMBS
 from prover.zk.fields import felt_from_hex, fixed_to_float
 from prover.zk.salting import inspect_graph, salt_graph
 from prover.zk.srs import dev_srs
@@ -242,9 +245,11 @@ def measure_ezkl(
     """EZKL's own calibration on the same salted graph, then setup, proofs, gas, fidelity."""
     d = work / f"{zm.name}-ezkl-{calibrate}"
     d.mkdir(parents=True)
-    salted = salt_graph(zm.onnx, d / "model.onnx").path
+    salted = salt_graph(zm.onnx, d / "model.onnx", SALT_LIMBS).path
     data = d / "calibration.json"
-    spec = CircuitSpec(name=f"ezkl_{calibrate}", use_ezkl_defaults=True)
+    spec = CircuitSpec(
+        name=f"ezkl_{calibrate}", use_ezkl_defaults=True, input_visibility="polycommit"
+    )
     settings, compiled = d / "settings.json", d / "model.compiled"
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -258,7 +263,7 @@ def measure_ezkl(
     # First as the brief asks: salt limbs at their maximum (2**24 - 1), so the circuit takes
     # any salt. EZKL's default input range check (2 x 14-bit legs) cannot hold them at the
     # scales it calibrates, so on failure calibrate again with zero limbs (same graph, same
-    # Poseidon width, same cost; that circuit cannot take real 24-bit salts) and say so.
+    # committed width, same cost; that circuit cannot take real 24-bit salts) and say so.
     salt_error = None
     for limb in (float(MAX_SALT_LIMB), 0.0):
         limbs = (limb,) * SALT_LIMBS
@@ -309,7 +314,7 @@ def measure_ezkl(
     times, proof = [], None
     for i in range(EZKL_PROVES):
         t0 = time.perf_counter()
-        salt = new_salt() if proof_salt is None else proof_salt
+        salt = new_salt(SALT_LIMBS) if proof_salt is None else proof_salt
         w = witness(held_model[i % len(held_model)], salt, d / "witness.json")
         ezkl_api.prove(w.path, compiled, d / "pk.key", d / f"proof-{i}.json", srs)
         times.append(time.perf_counter() - t0)

@@ -157,11 +157,11 @@ def _busy_fraction(
 
 def _proving_alone(pool: LocalProverPool, model_key: str) -> dict[str, float]:
     """Baseline: the same pool proving ``BASELINE_PROOFS`` records back to back, no relay."""
-    from prover.zk.commitment import new_salt
+    from prover.zk.commitment import KZG_SALT_LIMBS, new_salt
 
     ds = load_dataset()
     tasks = [
-        ProveTask(f"baseline-{i}", model_key, tuple(map(float, ds.x_test[i])), tuple(new_salt()))
+        ProveTask(f"baseline-{i}", model_key, tuple(map(float, ds.x_test[i])), tuple(new_salt(KZG_SALT_LIMBS)))
         for i in range(BASELINE_PROOFS)
     ]
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ from prover.models.breast_cancer import build_diagnostic_bundle, load_dataset
 from prover.relay.engine import EngineProverWorker, EngineSettings
 from prover.relay.engine_common import write_key_file
 from prover.relay.worker import LocalProverPool, ModelRef, ProveResult, ProveTask
-from prover.zk.commitment import new_salt
+from prover.zk.commitment import KZG_SALT_LIMBS, new_salt
 
 ROOT = Path(__file__).resolve().parents[1]
 PROVERS = (1, 2, 4)
@@ -48,7 +48,7 @@ def _tasks(n: int, tag: str) -> list[ProveTask]:
             f"{tag}-{i}",
             MODEL_KEY,
             tuple(float(v) for v in ds.x_test[i % len(ds.x_test)]),
-            tuple(new_salt()),
+            tuple(new_salt(KZG_SALT_LIMBS)),
         )
         for i in range(n)
     ]

@@ -388,9 +388,16 @@ class ModelView:
         first, n = self.output_index, self.output_count
         outputs = f"output {first}" if n == 1 else f"outputs {first}..{first + n - 1}"
         batch = f", batch verifier {self.batch_verifier}" if self.batch_verifier else ""
+        from prover.zk.commitment import PROOF_COMMITMENT_INDEX
+
+        commitment = (
+            "input committed in the proof"
+            if self.input_index == PROOF_COMMITMENT_INDEX
+            else f"input {self.input_index}"
+        )
         return (
             f"{self.name} v{self.version}: {self.status.name.lower()}, verifier {self.verifier}"
-            f"{batch}, layout {self.instance_count} instances (input {self.input_index}, "
+            f"{batch}, layout {self.instance_count} instances ({commitment}, "
             f"{outputs}), output scale 2^-{self.output_scale}, "
             f"vk sha256 {self.vk_sha256.hex()[:16]}…"
         )
