@@ -33,6 +33,7 @@ from prover.models.breast_cancer import (
     load_preprocessor,
 )
 from prover.models.build import LoadedModel
+from prover.zk.commitment import KZG_SALT_LIMBS
 from prover.models.card import ranges_from
 from prover.models.preprocess import Preprocessor
 from prover.relay.api import create_app, server_options
@@ -67,7 +68,7 @@ class Record:
 
 def _salt(rng: random.Random, i: int, every: int) -> list[int] | None:
     if every and i % every == 0:
-        return [rng.randrange(1 << 23, 1 << 24) for _ in range(6)]
+        return [rng.randrange(1 << 23, 1 << 24) for _ in range(KZG_SALT_LIMBS)]
     return None
 
 
