@@ -33,10 +33,10 @@ from prover.models.breast_cancer import (
     load_preprocessor,
 )
 from prover.models.build import LoadedModel
-from prover.zk.commitment import KZG_SALT_LIMBS
 from prover.models.card import ranges_from
 from prover.models.preprocess import Preprocessor
 from prover.relay.api import create_app, server_options
+from prover.zk.commitment import KZG_SALT_LIMBS
 from prover.zk.fields import BN254_R
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ import random
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from .support import (
 )
 
 pytestmark = pytest.mark.slow
-N_JOBS = 50
+N_JOBS = 80  # proofs take ~50 ms: enough work left for every kill point
 SEED = 20240917
 FINAL = ("paid", "denied", "failed")
 
@@ -120,9 +121,12 @@ def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
     ]
     accepted: dict[int, str] = {}
 
-    def submit_all() -> bool:
-        """(Re)submit every job; the same key must give the same job across restarts."""
-        for i, body in enumerate(bodies):
+    def submit_all(upto: int = N_JOBS, *, new_only: bool = False) -> bool:
+        """(Re)submit the first ``upto`` jobs (``new_only``: those not accepted yet); the same
+        key must give the same job across restarts."""
+        for i, body in enumerate(bodies[:upto]):
+            if new_only and i in accepted:
+                continue
             try:
                 response = requests.post(
                     relay.url + "/v1/jobs", json=body, timeout=10, headers=relay.headers
@@ -134,30 +138,40 @@ def test_kill_minus_9_at_every_step_loses_nothing_and_pays_once(
             assert accepted.setdefault(i, response.json()["job_id"]) == response.json()["job_id"]
         return True
 
+    def finished() -> int:
+        return sum(n for state, n in state_counts(db).items() if state in FINAL)
+
     def unfinished() -> int:
         return sum(n for state, n in state_counts(db).items() if state not in FINAL)
 
     try:
-        for action, why in PLAN:
+        for step, (action, why) in enumerate(PLAN):
+            # Jobs arrive in waves (proofs take ~50 ms): every step has fresh work to crash.
+            wave = (step + 1) * N_JOBS // (len(PLAN) + 1)
             if action.startswith("kill:"):
                 relay.start()
                 relay.wait_ready()
-                submit_all()
                 if action == "kill:proving":
+                    submit_all(wave, new_only=True)  # the last step re-submits every job
                     wait_until(lambda: state_counts(db).get("proving"), 60, "a job proving")
+                    relay.kill9()
                 else:
-                    time.sleep(rng.uniform(0.2, 3.0))
-                relay.kill9()
+                    # A random moment while the wave arrives and is proved (proofs take ~50 ms).
+                    intake = threading.Thread(target=submit_all, args=(wave,), daemon=True)
+                    intake.start()
+                    time.sleep(rng.uniform(0.05, 0.6))
+                    relay.kill9()
+                    intake.join(30)
             else:
                 relay.start(crash_at=action)
                 try:
                     relay.wait_ready()
-                    submit_all()
+                    submit_all(wave, new_only=True)
                 except AssertionError:
                     pass  # crashed before serving (recovery work hit the point first)
                 code = relay.wait_exit(timeout=90)
                 assert code == -9, f"{action} ({why}) did not crash the relay: {relay.tail()}"
-            assert unfinished() > 0 or len(accepted) < N_JOBS, f"work ran out before {action}"
+            assert unfinished() > 0 or len(accepted) < wave, f"work ran out before {action}"
 
         relay.start()
         relay.wait_ready()

@@ -77,7 +77,8 @@ def test_two_models_at_once_are_proved_and_settled_each_with_its_own_bundle(
         job = relay.store.get(job_id)
         # the claim's instances follow the card's layout; the job reports only its decision
         assert len(job.instances) == layout.count
-        assert job.instances[layout.commitment_index] == job.input_commitment
+        assert layout.commitment == "proof"  # both models: KZG-committed input (polycommit)
+        assert layout.commitment_of(job.proof, job.instances) == job.input_commitment
         assert "outputs" not in status and "logit" not in status
         outputs = [
             fixed_to_float(job.instances[i], layout.output_scale) for i in layout.output_indexes

@@ -15,7 +15,7 @@ from prover.models.build import LoadedModel, prove_record
 from prover.relay.worker import PINNED_FILES, LocalProverPool, ModelRef, ProveTask, pin_bundle
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle, load_bundle
-from prover.zk.commitment import new_salt
+from prover.zk.commitment import KZG_SALT_LIMBS, new_salt
 
 from .support import MODEL, make_records
 
@@ -52,7 +52,7 @@ def test_pinned_bundle_proves_with_the_bytes_read_at_start(
     [record] = make_records(1, seed=401)
     ledger.add_records([record])
     model = dataclasses.replace(LoadedModel.open(bundle_copy), bundle=pinned)  # as init_worker
-    result = prove_record(model, record.features, tmp_path / "work", salt=new_salt())
+    result = prove_record(model, record.features, tmp_path / "work", salt=new_salt(KZG_SALT_LIMBS))
     assert proofs.verify(diagnostic_bundle, result.proof)
     assert (result.outputs[0] <= 0) == record.pays
 
@@ -85,7 +85,7 @@ def test_a_full_pool_runs_one_proof_per_process_at_a_time(
     records = make_records(prover_pool.capacity, seed=402)
     ledger.add_records(records)
     futures = [
-        prover_pool.submit(ProveTask(f"w{i}", model.ref.key, tuple(r.features), tuple(new_salt())))
+        prover_pool.submit(ProveTask(f"w{i}", model.ref.key, tuple(r.features), tuple(new_salt(KZG_SALT_LIMBS))))
         for i, r in enumerate(records)
     ]
     results = [f.result(timeout=120) for f in futures]
