@@ -54,15 +54,14 @@ from prover.zk import ezkl_api, tuning
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec
 from prover.zk.commitment import KZG_SALT_LIMBS, MAX_SALT_LIMB, SALT_LIMB_BITS, new_salt
-
-#: The salt limbs of a polycommit input (what ``build_model`` uses by default).
-SALT_LIMBS = KZG_SALT_LIMBS
 from prover.zk.fields import felt_from_hex, fixed_to_float
 from prover.zk.salting import inspect_graph, salt_graph
 from prover.zk.srs import dev_srs
 from prover.zk.verifier import EIP170_LIMIT, compile_source, generate_verifier
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The salt limbs of a polycommit input (what ``build_model`` uses by default).
+SALT_LIMBS = KZG_SALT_LIMBS
 MODELS = ("diabetes_mlp", "digits_cnn", "grouped_mlp")
 AUTO_PROVES = 5
 EZKL_PROVES = 3

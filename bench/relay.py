@@ -161,7 +161,12 @@ def _proving_alone(pool: LocalProverPool, model_key: str) -> dict[str, float]:
 
     ds = load_dataset()
     tasks = [
-        ProveTask(f"baseline-{i}", model_key, tuple(map(float, ds.x_test[i])), tuple(new_salt(KZG_SALT_LIMBS)))
+        ProveTask(
+            f"baseline-{i}",
+            model_key,
+            tuple(map(float, ds.x_test[i])),
+            tuple(new_salt(KZG_SALT_LIMBS)),
+        )
         for i in range(BASELINE_PROOFS)
     ]
     t0 = time.perf_counter()
