@@ -10,8 +10,10 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from prover.deploy import batch_verifier_container, verifier_container
+from prover.deploy import batch_verifier_container, instance_layout, verifier_container
 from prover.models.breast_cancer import DiagnosisProof, prove_diagnosis
+from prover.models.card import ModelCard
+from prover.zk.commitment import POINT_BYTES
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash, pool_of
@@ -40,7 +42,7 @@ def batched_real(project, chain, deployer, insurer, hospital, diagnostic_bundle)
         code_hash(chain, single),
         bytes.fromhex(diagnostic_bundle.manifest["sha256"]["onnx"]),
         bytes.fromhex(diagnostic_bundle.manifest["sha256"]["vk"]),
-        (2, 0, 1, 1, diagnostic_bundle.output_scale),
+        instance_layout(diagnostic_bundle),
         sender=deployer,
     )
     registry.registerBatchVerifier(REAL_DIAG, 1, batch, code_hash(chain, batch), sender=deployer)
@@ -135,7 +137,9 @@ def test_real_batch_with_a_bad_proof_fails_whole_then_the_rest_settle(
     settlement, _ = batched_real
     claims = batched_real_claims()
     broken = bytearray(claims[1][7])
-    broken[40] ^= 1  # its first commitment leaves the curve: proof 1 fails on its own
+    # past the input commitment (the first point), an advice commitment leaves the curve:
+    # proof 1 fails on its own
+    broken[POINT_BYTES + 40] ^= 1
     claims[1][7] = bytes(broken)
     with reverts(settlement.ModelRegistryBatchRejected, modelId=REAL_DIAG, version=1, index=1):
         settlement.submitClaimsBatched([tuple(c) for c in claims], sender=relayer)
@@ -150,12 +154,13 @@ def test_real_batch_with_a_bad_proof_fails_whole_then_the_rest_settle(
 
 
 def test_real_batch_with_a_lying_output_fails_whole_then_settles_singly(
-    batched_real, batched_real_claims, relayer
+    batched_real, batched_real_claims, relayer, diagnostic_bundle
 ):
     """A claimed output the proof does not prove fails only the pairing (no index)."""
     settlement, _ = batched_real
     claims = batched_real_claims()
-    claims[3][8][1] = (claims[3][8][1] + 1) % BN254_R
+    out = ModelCard.of(diagnostic_bundle).instance_layout.output_indexes[0]
+    claims[3][8][out] = (claims[3][8][out] + 1) % BN254_R
     with reverts(
         settlement.ModelRegistryBatchRejected, modelId=REAL_DIAG, version=1, index=NO_INDEX
     ):

@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from prover.deploy import verifier_container
+from prover.deploy import instance_layout, verifier_container
 from prover.models.bounty_eval import (
     Weights,
     context_scale,
@@ -22,6 +22,8 @@ from prover.models.bounty_eval import (
     weights_of,
 )
 from prover.models.breast_cancer import DiagnosisProof, prove_diagnosis
+from prover.models.card import ModelCard
+from prover.zk.commitment import POINT_BYTES, proof_commitment
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash, pool_of
@@ -33,6 +35,19 @@ REAL_DIAG = keccak(text="zkcare/breast_cancer_lr")
 REAL_EVAL = keccak(text="zkcare/bounty_eval")
 OTHER_DIAG = keccak(text="zkcare/breast_cancer_lr-c0.05")
 E18 = 10**18
+
+
+def _output_index(bundle) -> int:
+    """Where the model's (first) output sits among its proof's instances, from its card."""
+    return ModelCard.of(bundle).instance_layout.output_indexes[0]
+
+
+def _salt_limbs(bundle) -> int:
+    return ModelCard.of(bundle).salt_limbs
+
+
+def _with_proof(diag: DiagnosisProof, proof: bytes) -> DiagnosisProof:
+    return dataclasses.replace(diag, proof=dataclasses.replace(diag.proof, proof=proof))
 
 
 class BigBlock(Block):
@@ -54,8 +69,8 @@ def real(project, chain, deployer, guardian, diagnostic_bundle, eval_bundle, oth
     registry.grantRole(registry.REGISTRAR_ROLE(), deployer, sender=deployer)
     registry.grantRole(registry.GUARDIAN_ROLE(), guardian, sender=deployer)
     for mid, verifier, bundle, layout in [
-        (REAL_DIAG, diag_v, diagnostic_bundle, (2, 0, 1, 1, diagnostic_bundle.output_scale)),
-        (OTHER_DIAG, other_v, other_bundle, (2, 0, 1, 1, other_bundle.output_scale)),
+        (REAL_DIAG, diag_v, diagnostic_bundle, instance_layout(diagnostic_bundle)),
+        (OTHER_DIAG, other_v, other_bundle, instance_layout(other_bundle)),
         (REAL_EVAL, eval_v, eval_bundle, eval_layout(eval_bundle)),
     ]:
         registry.registerModel(
@@ -187,12 +202,15 @@ def test_threshold_is_the_proven_output_plus_minus_one_unit(
 ):
     """AtMost threshold t pays iff output <= t: at t = output it pays, at output - 1 it denies."""
     settlement, _, product, policy = insurance
-    output = malignant.proof.instances[1] - BN254_R  # negative logit, fixed-point
+    out = _output_index(diagnostic_bundle)
+    output = malignant.proof.instances[out] - BN254_R  # negative logit, fixed-point
+    limbs = _salt_limbs(diagnostic_bundle)
     fresh = [
         prove_diagnosis(diagnostic_bundle, list(dataset.x_test[0]), proof_dir, salt=s)
-        for s in [(1, 2, 3, 4, 5, 6), (6, 5, 4, 3, 2, 1)]
+        for s in [tuple(range(1, limbs + 1)), tuple(range(limbs, 0, -1))]
     ]
-    assert all(f.proof.instances[1] - BN254_R == output for f in fresh)
+    assert fresh[0].commitment != fresh[1].commitment != malignant.commitment
+    assert all(f.proof.instances[out] - BN254_R == output for f in fresh)
     at = settlement.submitClaim(
         claim(settlement, chain, hospital, policy(product(output)), fresh[0]), sender=relayer
     )
@@ -293,23 +311,63 @@ def test_tampered_output_is_rejected_by_the_real_verifier(
     settlement, _, product, policy = insurance
     diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[5]), proof_dir)
     policy_id = policy(product())
+    out = _output_index(diagnostic_bundle)
     forged = list(diag.proof.instances)
-    forged[1] = BN254_R - 100_000  # "very malignant"
+    forged[out] = BN254_R - 100_000  # "very malignant"
     with reverts(settlement.ModelRegistryProofRejected, modelId=REAL_DIAG, version=1):
         settlement.submitClaim(
             claim(settlement, chain, hospital, policy_id, diag, instances=forged), sender=relayer
         )
     aliased = list(diag.proof.instances)
-    aliased[1] += BN254_R  # same residue, non-canonical encoding
-    with reverts(settlement.ModelRegistryInstanceNotInField, index=1, value=aliased[1]):
+    aliased[out] += BN254_R  # same residue, non-canonical encoding
+    with reverts(settlement.ModelRegistryInstanceNotInField, index=out, value=aliased[out]):
         settlement.submitClaim(
             claim(settlement, chain, hospital, policy_id, diag, instances=aliased), sender=relayer
         )
     flipped = bytearray(diag.proof.proof)
-    flipped[77] ^= 1
-    bad = dataclasses.replace(diag, proof=dataclasses.replace(diag.proof, proof=bytes(flipped)))
+    flipped[POINT_BYTES + 13] ^= 1  # past the input commitment
     with reverts(settlement.ModelRegistryProofRejected, modelId=REAL_DIAG, version=1):
-        settlement.submitClaim(claim(settlement, chain, hospital, policy_id, bad), sender=relayer)
+        settlement.submitClaim(
+            claim(settlement, chain, hospital, policy_id, _with_proof(diag, bytes(flipped))),
+            sender=relayer,
+        )
+    assert settlement.claimOfCommitment(policy_id, diag.commitment) == 0
+
+
+def test_tampered_input_commitment_is_rejected_by_the_real_verifier(
+    real, insurance, diagnostic_bundle, dataset, proof_dir, chain, hospital, relayer
+):
+    """The input commitment is the proof's first G1 point: another point (attested as such) fails
+    the real verifier, a non-canonical encoding of the same point is refused before it, and an
+    attestation over another commitment does not match the proof's."""
+    settlement, _, product, policy = insurance
+    diag = prove_diagnosis(diagnostic_bundle, list(dataset.x_test[6]), proof_dir)
+    assert diag.commitment == proof_commitment(diag.proof.proof)
+    policy_id = policy(product())
+    moved = bytearray(diag.proof.proof)
+    moved[31] ^= 1  # the point's x, lowest byte: still < q, another point (or none)
+    other = _with_proof(diag, bytes(moved))
+    other = dataclasses.replace(other, commitment=proof_commitment(bytes(moved)))
+    with reverts(settlement.ModelRegistryProofRejected, modelId=REAL_DIAG, version=1):
+        settlement.submitClaim(claim(settlement, chain, hospital, policy_id, other), sender=relayer)
+    q = real[0].baseFieldModulus()
+    aliased = bytearray(diag.proof.proof)
+    aliased[:32] = (int.from_bytes(aliased[:32], "big") + q).to_bytes(32, "big")  # x + q < 2^256
+    with reverts(settlement.ModelRegistryInputCommitmentNotCanonical, proofIndex=0):
+        settlement.submitClaim(
+            claim(settlement, chain, hospital, policy_id, _with_proof(diag, bytes(aliased))),
+            sender=relayer,
+        )
+    lied = dataclasses.replace(diag, commitment=diag.commitment ^ 1)
+    with reverts(
+        settlement.ClaimSettlementCommitmentMismatch,
+        attested=lied.commitment,
+        proven=diag.commitment,
+    ):
+        settlement.submitClaim(claim(settlement, chain, hospital, policy_id, lied), sender=relayer)
+    assert settlement.claimOfCommitment(policy_id, diag.commitment) == 0
+    settlement.submitClaim(claim(settlement, chain, hospital, policy_id, diag), sender=relayer)
+    assert settlement.claimOfCommitment(policy_id, diag.commitment) != 0
 
 
 def test_proof_of_another_model_is_rejected(

@@ -11,8 +11,11 @@ from eth_utils import keccak
 from ethpm_types import ContractType
 from web3.exceptions import ContractLogicError
 
+from prover.deploy import instance_layout
 from prover.models.breast_cancer import DiagnosisProof, prove_diagnosis
+from prover.models.card import ModelCard
 from prover.zk.circuit import Bundle
+from prover.zk.commitment import proof_commitment
 from prover.zk.fields import BN254_R
 
 from .conftest import code_hash
@@ -409,7 +412,7 @@ def registry_batch_real(project, chain, deployer, guardian, diagnostic_bundle: B
         code_hash(chain, single),
         ONNX_SHA,
         VK_SHA,
-        (2, 0, 1, 1, diagnostic_bundle.output_scale),
+        instance_layout(diagnostic_bundle),
         sender=deployer,
     )
     reg.registerBatchVerifier(DIAG_MODEL, 1, batch, code_hash(chain, batch), sender=deployer)
@@ -424,7 +427,7 @@ def registry_batch_diagnoses(diagnostic_bundle, dataset, proof_dir) -> list[Diag
 
 
 def test_real_batch_matches_verify_one_by_one(
-    registry_batch_real, registry_batch_diagnoses, deployer
+    registry_batch_real, registry_batch_diagnoses, deployer, diagnostic_bundle
 ):
     reg = registry_batch_real
     proofs = [d.proof.proof for d in registry_batch_diagnoses]
@@ -435,18 +438,22 @@ def test_real_batch_matches_verify_one_by_one(
         list(commitments)
         == [c for c, _ in singles]
         == [d.commitment for d in registry_batch_diagnoses]
+        == [proof_commitment(p) for p in proofs]  # the hash of each proof's first G1 point
     )
+    assert len(set(commitments)) == len(proofs)
     assert [list(o) for o in outputs] == [list(o) for _, o in singles]
+    assert [len(o) for o in outputs] == [ModelCard.of(diagnostic_bundle).output_count] * 3
     assert OUTPUT_SCALE > 0  # outputs are fixed-point, decoded by the registry
 
 
 def test_real_batch_with_one_bad_proof_fails_as_a_whole(
-    registry_batch_real, registry_batch_diagnoses
+    registry_batch_real, registry_batch_diagnoses, diagnostic_bundle
 ):
     proofs = [d.proof.proof for d in registry_batch_diagnoses]
     good = [list(d.proof.instances) for d in registry_batch_diagnoses]
+    out = ModelCard.of(diagnostic_bundle).instance_layout.output_indexes[0]
     lying = [list(i) for i in good]
-    lying[2][1] = (lying[2][1] + 1) % BN254_R  # a claimed output the proof does not prove
+    lying[2][out] = (lying[2][out] + 1) % BN254_R  # a claimed output the proof does not prove
     call_reverts(
         registry_batch_real,
         "ModelRegistryBatchRejected",
@@ -460,7 +467,7 @@ def test_real_batch_with_one_bad_proof_fails_as_a_whole(
         index=NO_INDEX,
     )
     broken = bytearray(proofs[1])
-    broken[40] ^= 1  # the first commitment leaves the curve: proof 1 fails on its own
+    broken[40] ^= 1  # the input commitment (first point, its y) leaves the curve: proof 1 fails
     call_reverts(
         registry_batch_real,
         "ModelRegistryBatchRejected",

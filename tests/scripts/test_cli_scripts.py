@@ -308,10 +308,20 @@ def test_deploy_writes_the_manifest(deployed, w3, c, acct) -> None:
         version = c.registry.functions.getModelVersion(m["modelId"], m["version"]).call()
         assert version[0] == m["verifier"] and version[1] == 1  # verifier, Active
         assert list(version[2:7]) == m["layout"]
-    # (instanceCount, inputIndex, outputIndex, outputCount, outputScale): the diagnosis has one
-    # output; the evaluation's instances are [weightsCommitment, correct, context_0..5], so its
-    # outputs are the correct count (scale 0) and the six context limbs.
-    assert deployed["models"][DIAG]["layout"][:4] == [2, 0, 1, 1]
+    # (instanceCount, inputIndex, outputIndex, outputCount, outputScale), as each card says: the
+    # decision circuit's one instance is its decision and its input commitment is the proof's
+    # first G1 point (inputIndex PROOF_COMMITMENT); the evaluation's instances are
+    # [weightsCommitment, correct, context_0..5] (hashed), so its outputs are the correct count
+    # (scale 0) and the six context limbs.
+    from prover.deploy import instance_layout
+    from prover.models.bounty_eval import build_eval_bundle
+    from prover.models.breast_cancer import build_decision_bundle
+    from prover.zk.commitment import PROOF_COMMITMENT_INDEX
+
+    decision = list(instance_layout(build_decision_bundle()))
+    assert deployed["models"][DIAG]["layout"] == decision
+    assert decision[:4] == [1, PROOF_COMMITMENT_INDEX, 0, 1]
+    assert deployed["models"][EVAL]["layout"] == list(instance_layout(build_eval_bundle()))
     assert deployed["models"][EVAL]["layout"] == [8, 0, 1, 7, 0]
     # The diagnostic model's batch verifier is registered next to it, code hash pinned.
     batch = deployed["contracts"]["BreastCancerLrDecisionBatchVerifier"]
@@ -445,7 +455,13 @@ def test_model_register_revoke_and_redeploy(upgraded, deployed, c) -> None:
     # A bundle directory with the built-in verifier's code reuses the deployed verifier.
     assert re.search(r"BreastCancerLrVerifier-[0-9a-f]+: unchanged at", upgraded["copy"])
     assert "model acme/lr v3 registered" in upgraded["copy"]
-    assert upgraded["copy_v3"][:7] == (verifier, 1, 2, 0, 1, 1, diag_scale(upgraded["manifest"]))
+    from prover.deploy import instance_layout
+    from prover.models.breast_cancer import build_diagnostic_bundle
+
+    plain = instance_layout(build_diagnostic_bundle())  # one output; commitment in the proof
+    assert plain[:4] == (1, 0xFFFF, 0, 1) and plain[4] == diag_scale(upgraded["manifest"])
+    assert upgraded["v2"][2:7] == plain
+    assert upgraded["copy_v3"][:7] == (verifier, 1, *plain)
     line = one_line_error(upgraded["register_revoked"])
     assert f"model {DIAG} v1 is revoked; use a new version" in line
 

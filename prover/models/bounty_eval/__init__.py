@@ -9,7 +9,8 @@ The same bundle comes out of the CLI (:func:`cli_args`)::
 
     python -m prover model build benchmark-<sha>.onnx --calibration calibration.csv \
         --ranges ranges.json --name bounty_eval --task regression --tolerance 0.5 \
-        --output-names correct,context_0,...,context_5 --output-meaning '...'
+        --output-names correct,context_0,...,context_5 --output-meaning '...' \
+        --commit hashed
 
 So the registered verifier *is* the committed benchmark: the registry records the evaluation
 ONNX's sha256 (which holds the rows) and its verifying key.
@@ -313,6 +314,8 @@ def cli_args(files: dict[str, Path]) -> list[str]:
         ",".join(OUTPUT_NAMES),
         "--output-meaning",
         OUTPUT_MEANING,
+        "--commit",
+        "hashed",
     ]
 
 
