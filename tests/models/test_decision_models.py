@@ -16,13 +16,18 @@ from prover.models.build import LoadedModel, prove_record, verify_proof
 from prover.models.card import ModelCard
 from prover.zk import proof as proofs
 from prover.zk.circuit import Bundle
-from prover.zk.commitment import SALT_LIMBS, commit
+from prover.zk.commitment import (
+    KZG_SALT_LIMBS,
+    PROOF_COMMITMENT_INDEX,
+    commit_input,
+    proof_commitment,
+)
 
 from .decision_zoo import DecisionZooModel, build, float_scores, score_words, zkcare
 
 pytestmark = pytest.mark.slow
 
-SALT = [float(1000 + k) for k in range(SALT_LIMBS)]  # any salt: witnesses only
+SALT = [float(1000 + k) for k in range(KZG_SALT_LIMBS)]  # any salt: witnesses only
 
 
 def _cases(request: pytest.FixtureRequest, kind: str) -> tuple[DecisionZooModel, Bundle, str]:
@@ -60,8 +65,10 @@ def test_threshold_card_records_the_compiled_rule(
     scores = float_scores(model, model.held_out_rows)
     assert card.decision.margin == pytest.approx(np.min(np.abs(scores[:, 0] - threshold)), abs=1e-6)
     layout = card.instance_layout
-    assert (layout.count, layout.commitment_index, layout.output_indexes) == (2, 0, [1])
-    assert layout.output_scale == 0 and layout.registry_tuple() == (2, 0, 1, 1, 0)
+    # the input commitment is the proof's first point: the decision is the only instance
+    assert (layout.count, layout.commitment, layout.output_indexes) == (1, "proof", [0])
+    assert layout.output_scale == 0
+    assert layout.registry_tuple() == (1, PROOF_COMMITMENT_INDEX, 0, 1, 0)
     assert card.output.names == ["decision"] and card.output.shape == [1, 1]
     fid = card.fidelity
     assert (fid.task, fid.flips, fid.passed, fid.held_out) == ("decision", 0, True, 24)
@@ -82,7 +89,7 @@ def test_argmax_card_records_the_compiled_rule(
     scores = float_scores(decision_argmax_model, decision_argmax_model.held_out_rows)
     top = np.sort(scores, axis=1)
     assert card.decision.margin == pytest.approx(np.min(top[:, -1] - top[:, -2]), abs=1e-6)
-    assert card.instance_layout.registry_tuple() == (2, 0, 1, 1, 0)
+    assert card.instance_layout.registry_tuple() == (1, PROOF_COMMITMENT_INDEX, 0, 1, 0)
     assert (card.fidelity.task, card.fidelity.flips, card.fidelity.passed) == ("decision", 0, True)
     decisions = _float_rule("argmax", 0.0, scores)
     assert 0 < decisions.sum() < len(decisions)
@@ -92,7 +99,8 @@ def test_model_show_prints_the_rule(decision_threshold_bundle: Bundle) -> None:
     done = zkcare("model", "show", decision_threshold_bundle.path)
     card = json.loads(done.stdout)
     assert card["decision"]["comparison"] == "at_least"
-    assert card["instance_layout"]["output_indexes"] == [1]
+    assert card["instance_layout"]["output_indexes"] == [0]
+    assert card["instance_layout"]["commitment"] == "proof"
     assert "decision model: pays when output[0] >= " in done.stderr
     assert "public output: the 0/1 decision only" in done.stderr
 
@@ -101,7 +109,8 @@ def test_model_show_prints_the_rule(decision_threshold_bundle: Bundle) -> None:
 def test_proofs_carry_the_commitment_and_the_decision_only(
     request: pytest.FixtureRequest, kind: str, tmp_path: Path
 ) -> None:
-    """One record each side of the rule: proved, verified; instances = [commitment, 0|1]."""
+    """One record each side of the rule: proved, verified; instances = [0|1], the commitment
+    is the proof's first point."""
     model, bundle, _ = _cases(request, kind)
     threshold = _threshold(request) if kind == "threshold" else 0.0
     loaded = LoadedModel.open(bundle)
@@ -115,9 +124,10 @@ def test_proofs_carry_the_commitment_and_the_decision_only(
         path.write_text(result.proof.path.read_text())
         assert verify_proof(bundle, path)
         instances = result.proof.instances
-        assert len(instances) == 2
-        assert instances[0] == commit(row, result.salt, bundle.input_scale) == result.commitment
-        assert instances[1] in (0, 1) and instances[1] == want[i], (i, scores[i])
+        assert len(instances) == 1
+        expected = commit_input(bundle, row, result.salt)
+        assert proof_commitment(result.proof.proof) == expected == result.commitment
+        assert instances[0] in (0, 1) and instances[0] == want[i], (i, scores[i])
         assert result.outputs == (float(want[i]),)
         leaked = set(instances) & set(score_words(scores[i]))
         assert not leaked, leaked
@@ -151,7 +161,7 @@ def test_two_salts_two_commitments_same_decision(
     a = prove_record(loaded, row, tmp_path / "a", salt=[11 + k for k in range(limbs)])
     b = prove_record(loaded, row, tmp_path / "b", salt=[97 + k for k in range(limbs)])
     assert a.commitment != b.commitment
-    assert a.proof.instances[1] == b.proof.instances[1]
+    assert a.proof.instances == b.proof.instances
     assert a.outputs == b.outputs
 
 

@@ -32,7 +32,7 @@ from prover.deploy import Deployer
 from prover.models.build import LoadedModel, ModelProof, prove_record
 from prover.zk import proof as proofs_io
 from prover.zk.circuit import Bundle
-from prover.zk.commitment import SALT_LIMBS
+from prover.zk.commitment import KZG_SALT_LIMBS
 
 E18 = 10**18
 
@@ -189,7 +189,8 @@ def privacy_runs(
         raw = []
         for n, row in enumerate(rows):
             data = proofs_io.write_inputs(
-                privacy_dir / f"raw-{kind}-{n}.json", [[*map(float, row), *([7.0] * SALT_LIMBS)]]
+                privacy_dir / f"raw-{kind}-{n}.json",
+                [[*map(float, row), *([7.0] * KZG_SALT_LIMBS)]],
             )
             raw += list(proofs_io.gen_witness(plain, data, privacy_dir / "raw-w.json").outputs)
         runs[kind] = PrivacyRun(

@@ -39,7 +39,7 @@ from prover.models.card import ModelCard
 from prover.relay.devchain import compiled
 from prover.zk import proof as proofs_io
 from prover.zk.circuit import Bundle
-from prover.zk.commitment import SALT_LIMBS
+from prover.zk.commitment import KZG_SALT_LIMBS
 from prover.zk.fields import fixed_to_float
 
 from .scan import Scan, scan_chain
@@ -94,7 +94,7 @@ def _raw_outputs(plain: Bundle, indices: list[int], work: Path) -> list[int]:
     for i in indices:
         z = (np.asarray(ds.x_test[i]) - np.asarray(pre["mean"])) / np.asarray(pre["scale"])
         data = proofs_io.write_inputs(
-            work / f"raw-{i}.json", [[*map(float, z), *([7.0] * SALT_LIMBS)]]
+            work / f"raw-{i}.json", [[*map(float, z), *([7.0] * KZG_SALT_LIMBS)]]
         )
         raw += list(proofs_io.gen_witness(plain, data, work / "raw-w.json").outputs)
     return raw

@@ -476,7 +476,7 @@ def test_a_cli_proof_verifies_locally_and_through_the_registry(
     got_commitment, outputs = e2e_registry.functions.verify(
         mid, 1, proof.proof, list(proof.instances)
     ).call()
-    assert got_commitment == commitment == proof.instances[layout.commitment_index]
+    assert got_commitment == commitment == layout.commitment_of(proof.proof, proof.instances)
     assert outputs == [to_signed(proof.instances[i]) for i in layout.output_indexes]
     decoded = [v / 2**layout.output_scale for v in outputs]
     assert decoded == [
@@ -492,10 +492,11 @@ def test_a_cli_proof_verifies_locally_and_through_the_registry(
     with pytest.raises(ContractLogicError) as info:
         e2e_registry.functions.verify(mid, 1, proof.proof, tampered).call()
     assert revert_selector(info.value) == PROOF_REJECTED, info.value
-    swapped = list(proof.instances)
-    swapped[layout.output_indexes[0]] = swapped[layout.commitment_index]
+    # another commitment: the proof's first point (the input commitment) changed
+    moved = bytearray(proof.proof)
+    moved[31] ^= 0x01
     with pytest.raises(ContractLogicError) as info:
-        e2e_registry.functions.verify(mid, 1, proof.proof, swapped).call()
+        e2e_registry.functions.verify(mid, 1, bytes(moved), list(proof.instances)).call()
     assert revert_selector(info.value) == PROOF_REJECTED, info.value
 
 
@@ -587,13 +588,13 @@ def test_register_refuses_a_bundle_whose_layout_count_was_altered(
     src = zoo_bundles["grouped_mlp"]
     copy = Path(shutil.copytree(src.path, tmp_path / src.path.name))
     manifest = json.loads((copy / "manifest.json").read_text())
-    assert manifest["card"]["instance_layout"]["count"] == 3
-    manifest["card"]["instance_layout"]["count"] = 2
+    assert manifest["card"]["instance_layout"]["count"] == 2
+    manifest["card"]["instance_layout"]["count"] = 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
     name = "acme/grouped_mlp_altered"
     line = one_line_error(
         run("manage", "model", "register", str(copy), "--name", name, "--version", "1")
     )
-    assert "its layout says 2 instances but its proof has 3" in line, line
+    assert "its layout says 1 instances but its proof has 2" in line, line
     assert "--unsafe-skip-bundle-checks" in line, line
     assert e2e_registry.functions.getModelVersion(model_id(name), 1).call()[1] == 0  # Unregistered

@@ -14,6 +14,8 @@ from prover.models.build import LoadedModel, check_bundle, prove_record
 from prover.models.card import ModelCard
 from prover.zk import proof as proofs
 from prover.zk.circuit import CircuitSpec, build_bundle, load_bundle
+from prover.zk.commitment import proof_commitment
+from prover.zk.fields import felt_from_hex, felt_to_hex
 from prover.zk.salting import salt_graph
 
 from .conftest import build_args, zkcare
@@ -36,7 +38,8 @@ def test_build_prove_verify_through_the_cli(name, zoo, zoo_bundles, tmp_path: Pa
     card = ModelCard.of(bundle)
     # the card: shapes, layout checked against a real proof, fidelity on the held-out data
     assert card.output_count == m.outputs
-    assert card.instance_layout.count == 1 + m.outputs
+    # polycommit: the outputs are the instances; the commitment is the proof's first point
+    assert card.instance_layout.count == m.outputs and card.instance_layout.commitment == "proof"
     assert card.fidelity.passed and card.fidelity.held_out == len(m.held_out_rows)
     assert bundle.manifest["tuning"]["chosen"]["logrows"] == bundle.logrows
     if name == "diabetes_mlp":
@@ -51,7 +54,8 @@ def test_build_prove_verify_through_the_cli(name, zoo, zoo_bundles, tmp_path: Pa
     data = json.loads(proof_file.read_text())
     assert len([v for g in data["instances"] for v in g]) == card.instance_layout.count
     assert zkcare("model", "verify", bundle.path, proof_file).stdout.strip() == "valid"
-    data["instances"][0][card.instance_layout.output_indexes[0]] = data["instances"][0][0]
+    first = card.instance_layout.output_indexes[0]
+    data["instances"][0][first] = felt_to_hex(felt_from_hex(data["instances"][0][first]) + 1)
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(data))
     line = _one_line(zkcare("model", "verify", bundle.path, tampered, check=False))
@@ -75,12 +79,13 @@ def test_same_record_two_salts_two_commitments_same_output(zoo, zoo_bundles, tmp
     loaded = LoadedModel.open(zoo_bundles["diabetes_mlp"])
     record = list(zoo["diabetes_mlp"].held_out_rows[1])
     assert min(record) < 0  # a standardized record: negative inputs go through
-    a = prove_record(loaded, record, tmp_path, salt=[1, 2, 3, 4, 5, 6])
-    b = prove_record(loaded, record, tmp_path, salt=[(1 << 24) - 1] * 6)
+    a = prove_record(loaded, record, tmp_path, salt=list(range(1, 12)))
+    b = prove_record(loaded, record, tmp_path, salt=[(1 << 24) - 1] * 11)
     assert a.commitment != b.commitment
+    assert a.commitment == proof_commitment(a.proof.proof)
     assert a.outputs == b.outputs
-    assert a.proof.instances[1:] == b.proof.instances[1:]
-    with pytest.raises(InvalidSalt, match="expected 6 limbs, got 1"):
+    assert a.proof.instances == b.proof.instances
+    with pytest.raises(InvalidSalt, match="expected 11 limbs, got 1"):
         prove_record(loaded, record, tmp_path, salt=[7])
 
 
@@ -90,11 +95,18 @@ def test_register_refuses_a_bundle_whose_layout_differs_from_its_proof(zoo_bundl
     copy = tmp_path / src.path.name
     shutil.copytree(src.path, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["card"]["instance_layout"]["count"] = 2  # the CNN story: "2 instances" registered
+    manifest["card"]["instance_layout"]["count"] = 1  # the CNN story: a wrong count registered
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(FidelityCheckFailed, match="layout says 2 instances but its proof has 3"):
+    with pytest.raises(FidelityCheckFailed, match="layout says 1 instances but its proof has 2"):
         check_bundle(load_bundle(copy))
-    manifest["card"]["instance_layout"]["count"] = 3
+    manifest["card"]["instance_layout"]["count"] = 2
+    manifest["card"]["instance_layout"]["commitment"] = "instance"  # a hashed circuit's layout
+    manifest["card"]["instance_layout"]["commitment_index"] = 0
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FidelityCheckFailed, match="reads the commitment from the instance"):
+        check_bundle(load_bundle(copy))
+    manifest["card"]["instance_layout"]["commitment"] = "proof"
+    manifest["card"]["instance_layout"]["commitment_index"] = 0xFFFF
     manifest["card"]["fidelity"]["passed"] = False
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(FidelityCheckFailed, match="fidelity check failed.*--unsafe-skip-bundle"):
