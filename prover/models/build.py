@@ -54,6 +54,7 @@ from prover.zk.commitment import (
     SALT_LIMB_BITS,
     check_salt,
     commit_input,
+    commitment_site,
     new_salt,
     proof_commitment,
     salt_limbs_for,
@@ -400,7 +401,7 @@ def _card(
         expected = commit_input(bundle, held_model[0], salt)
         count = len(proof.instances)
         output_indexes = list(range(count - n_out, count))
-        if bundle.input_visibility == "polycommit":
+        if commitment_site(bundle.input_visibility) == "proof":
             # The registry hashes the proof's first G1 point: it must be the salted input's.
             if proof_commitment(proof.proof) != expected:
                 raise ProofError(
@@ -651,7 +652,7 @@ def check_bundle(bundle: Bundle) -> ModelCard:
     if not sample.is_file():
         raise FidelityCheckFailed(bundle.path, f"has no sample proof ({sample.name})", override)
     proof = proofs.Proof.load(sample)
-    kind = "proof" if bundle.input_visibility == "polycommit" else "instance"
+    kind = commitment_site(bundle.input_visibility)
     if card.instance_layout.commitment != kind:
         raise FidelityCheckFailed(
             bundle.path,

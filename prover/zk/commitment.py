@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from eth_utils import keccak
 
@@ -49,9 +49,14 @@ PROOF_COMMITMENT_INDEX = 0xFFFF
 POINT_BYTES = 64
 
 
+def commitment_site(input_visibility: str) -> Literal["proof", "instance"]:
+    """Where a circuit with this input visibility exposes its input commitment."""
+    return "proof" if input_visibility == "polycommit" else "instance"
+
+
 def salt_limbs_for(input_visibility: str) -> int:
     """How many salt limbs a circuit with this input visibility takes."""
-    return KZG_SALT_LIMBS if input_visibility == "polycommit" else SALT_LIMBS
+    return KZG_SALT_LIMBS if commitment_site(input_visibility) == "proof" else SALT_LIMBS
 
 
 def new_salt(limbs: int = SALT_LIMBS) -> Salt:
@@ -123,7 +128,7 @@ def kzg_commit(
 
 def commit_input(bundle: Bundle, standardized: Sequence[float], salt: Sequence[int]) -> int:
     """The input commitment a proof of this bundle exposes for ``standardized`` and ``salt``."""
-    if bundle.input_visibility == "polycommit":
+    if commitment_site(bundle.input_visibility) == "proof":
         return kzg_commit(
             standardized,
             salt,
